@@ -1,0 +1,2 @@
+//! Mesh canary logic, independent of proxy-wasm (skeleton: filled in by the canary issue).
+#![forbid(unsafe_code)]

@@ -1,0 +1,14 @@
+//! What every mesh filter shares: config errors with field paths, durations, request matchers and SPIFFE identities.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod duration;
+pub mod matchers;
+pub mod request;
+pub mod spiffe;
+
+pub use config::{parse_json, ConfigError};
+pub use duration::parse_duration;
+pub use matchers::{HeaderMatch, HeaderMatchSpec, HttpMatch, HttpMatchSpec, PathMatch};
+pub use request::MatchInput;
+pub use spiffe::{SpiffeId, SpiffeKind};

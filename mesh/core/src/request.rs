@@ -1,0 +1,67 @@
+//! The parts of a request that matchers look at, read from the host with few calls.
+
+use sdk_shim::{HeaderMap, HostError, HttpHeaders};
+
+/// What a matcher sees: method (case-sensitive bytes), a path already prepared by the caller
+/// (query stripped, maybe normalized), and all header pairs when a matcher needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchInput<'a> {
+    pub method: &'a [u8],
+    pub path: &'a str,
+    pub headers: &'a [(String, Vec<u8>)],
+}
+
+/// The request head as read from the host.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: Vec<u8>,
+    /// `:path` as sent, query included.
+    pub path: Vec<u8>,
+    /// Every header pair, only when read with `with_headers`.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestHead {
+    /// Reads `:method` and `:path`; with `with_headers`, reads the whole map once instead
+    /// (one host call that also yields every value of repeated headers).
+    pub fn read<H: HttpHeaders>(host: &H, with_headers: bool) -> Result<Self, HostError> {
+        if with_headers {
+            let headers = host.headers(HeaderMap::Request)?;
+            let find = |n: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let (method, path) = (find(":method"), find(":path"));
+            Ok(Self {
+                method,
+                path,
+                headers,
+            })
+        } else {
+            Ok(Self {
+                method: host
+                    .header(HeaderMap::Request, ":method")?
+                    .unwrap_or_default(),
+                path: host.header(HeaderMap::Request, ":path")?.unwrap_or_default(),
+                headers: Vec::new(),
+            })
+        }
+    }
+
+    /// The path without query or fragment, if it is UTF-8.
+    pub fn path_only(&self) -> Option<&str> {
+        let p = std::str::from_utf8(&self.path).ok()?;
+        p.split(['?', '#']).next()
+    }
+
+    pub fn input<'a>(&'a self, path: &'a str) -> MatchInput<'a> {
+        MatchInput {
+            method: &self.method,
+            path,
+            headers: &self.headers,
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Mesh telemetry logic, independent of proxy-wasm (skeleton: filled in by the telemetry issue).
+#![forbid(unsafe_code)]

@@ -1,0 +1,29 @@
+//! How filters hand their verdict on a request to telemetry and to access logs.
+//!
+//! Each filter publishes a short string under its key with [`publish`]. In Envoy it lands in
+//! the request's filter state as `wasm.<key>` (readable by another module through
+//! [`read`], and by Envoy's access log as `%FILTER_STATE(wasm.<key>:PLAIN)%`). Inside the
+//! suite module the same values travel in memory instead, with no host call.
+
+use crate::{HostError, Properties};
+
+/// Canary: the chosen subset, e.g. `v2`.
+pub const CANARY: &str = "mesh.canary";
+/// Rate limit: `allowed`, `limited:<rule>` or `shadow_limited:<rule>`.
+pub const RATELIMIT: &str = "mesh.ratelimit";
+/// Intentions: `allow:<intention>`, `deny:<intention>`, `audit_deny:<intention>` or
+/// `deny:default`.
+pub const INTENTIONS: &str = "mesh.intentions";
+
+/// Publishes `value` under `key` for this request.
+pub fn publish<H: Properties>(host: &H, key: &str, value: &str) -> Result<(), HostError> {
+    host.set_property(&[key], value.as_bytes())
+}
+
+/// Reads what another filter published under `key` for this request.
+pub fn read<H: Properties>(host: &H, key: &str) -> Option<String> {
+    host.property(&[key])
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}

@@ -1,0 +1,177 @@
+//! The capability traits. Each is small so a host can offer only what it has.
+
+use crate::HostError;
+use std::time::Duration;
+
+/// Log levels, ordered from the most verbose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+/// Writes one line to the host's log.
+pub trait Log {
+    fn log(&self, level: LogLevel, message: &str);
+    /// Whether a message at `level` would be written; lets callers skip formatting.
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        let _ = level;
+        true
+    }
+}
+
+/// Wall-clock time from the host (never the guest's own clock).
+pub trait Clock {
+    /// Nanoseconds since the Unix epoch.
+    fn now_nanos(&self) -> u64;
+}
+
+/// Random bytes from the host's entropy source.
+pub trait Random {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError>;
+}
+
+/// Host properties (Envoy attributes such as `source.address` or
+/// `connection.uri_san_peer_certificate`) and per-request filter state.
+pub trait Properties {
+    /// `Ok(None)` when the property does not exist for this request.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// Writes per-request state; in Envoy it lands in filter state under `wasm.<path>`.
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+}
+
+/// A value read from the shared store with the version a later CAS write must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub cas: u32,
+}
+
+/// Key-value data shared by every worker of the proxy (proxy-wasm shared data).
+///
+/// Entries cannot be deleted, so callers bound their key space themselves.
+pub trait SharedStore {
+    /// `Ok(None)` when the key was never written.
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError>;
+    /// Writes `value`; with `cas: Some(v)`, `v != 0`, the write fails with
+    /// [`HostError::CasMismatch`] unless the entry is still at version `v`. As in Envoy, a
+    /// `cas` of `None` or `Some(0)` writes unconditionally, so two workers that both saw a key
+    /// missing both succeed: seed keys before racing on them.
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+}
+
+/// Kinds of host metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Handle of a defined metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MetricId(pub u32);
+
+/// Host metrics; define once at configuration time, then update by id on the hot path.
+pub trait Metrics {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError>;
+    /// Adds `delta` to a counter or gauge.
+    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError>;
+    /// Sets a gauge or records one histogram sample.
+    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError>;
+    fn metric_value(&self, id: MetricId) -> Result<u64, HostError>;
+}
+
+/// Periodic callbacks for the root context.
+pub trait Timer {
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
+}
+
+/// What everything outside a request can use: configuration and ticks.
+pub trait Host: Log + Clock + Random + Properties + SharedStore + Metrics + Timer {}
+impl<T: Log + Clock + Random + Properties + SharedStore + Metrics + Timer> Host for T {}
+
+/// Which header map of the current request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderMap {
+    Request,
+    Response,
+    RequestTrailers,
+    ResponseTrailers,
+}
+
+/// Header maps of the current request. Names are lowercase; values are raw bytes, since
+/// clients may send anything.
+pub trait HttpHeaders {
+    /// The first value of `name`, with one host call and without reading the whole map.
+    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Every value of `name`, in order; reads the whole map, so use it only where a verdict
+    /// depends on repeated headers.
+    fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
+        Ok(self
+            .headers(map)?
+            .into_iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect())
+    }
+    /// The whole map as (name, value) pairs.
+    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    /// Replaces every value of `name` with `value`.
+    fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Appends one more value of `name`.
+    fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError>;
+    fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError>;
+}
+
+/// Answers the request from the proxy without reaching the upstream.
+pub trait LocalReply {
+    fn send_local_reply(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
+}
+
+/// Calls to other services through the proxy's clusters. Answers arrive through
+/// [`crate::HttpFilter::on_http_call_response`] with the returned token.
+pub trait OutboundCalls {
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError>;
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        metadata: &[(&str, &[u8])],
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError>;
+    /// Lets a paused request go on (after an outbound call answered).
+    fn resume_request(&self) -> Result<(), HostError>;
+}
+
+/// Everything an HTTP filter can use while it handles a request.
+pub trait HttpHost: Host + HttpHeaders + LocalReply + OutboundCalls {}
+impl<T: Host + HttpHeaders + LocalReply + OutboundCalls> HttpHost for T {}
+
+/// Logs through any [`Log`] host with `format!` syntax, skipping formatting when disabled.
+#[macro_export]
+macro_rules! host_log {
+    ($host:expr, $level:expr, $($arg:tt)+) => {{
+        let level = $level;
+        if $crate::Log::log_enabled($host, level) {
+            $crate::Log::log($host, level, &format!($($arg)+));
+        }
+    }};
+}

@@ -1,0 +1,22 @@
+//! Capability traits between mesh filters and their host: the seam other hosts plug into.
+//!
+//! Filter code is written against these traits only. A host implements the traits it can
+//! offer; [`HttpHost`] bundles what an HTTP filter needs during a request and [`Host`] what it
+//! needs at configuration time. Feature `proxy-wasm` provides [`proxy::ProxyWasmHost`], the one
+//! adapter over the proxy-wasm SDK; feature `testing` provides [`testing::FakeHost`].
+//!
+//! Every fallible call returns [`HostError`]; no method panics.
+
+pub mod decision;
+mod error;
+mod filter;
+mod host;
+
+pub use error::HostError;
+pub use filter::{Action, HttpCallResponse, HttpFilter, RootFilter};
+pub use host::*;
+
+#[cfg(feature = "proxy-wasm")]
+pub mod proxy;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,326 @@
+//! The one adapter over the proxy-wasm SDK: host calls in, domain errors out.
+//!
+//! It calls the SDK's `hostcalls` directly (never the context traits' helpers, which panic on
+//! error) and registers a [`RootFilter`] with the SDK's dispatcher.
+
+use crate::{
+    Action, Clock, HeaderMap, HostError, HttpCallResponse, HttpFilter, HttpHeaders, LocalReply,
+    Log, LogLevel, MetricId, MetricKind, Metrics, OutboundCalls, Properties, Random, RootFilter,
+    SharedStore, Timer, Versioned,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
+use std::time::{Duration, UNIX_EPOCH};
+
+#[doc(hidden)]
+pub use proxy_wasm as __sdk;
+
+// === impl HostError ===
+
+impl From<Status> for HostError {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::NotFound | Status::Empty => HostError::NotFound,
+            Status::CasMismatch => HostError::CasMismatch,
+            Status::BadArgument => HostError::BadArgument,
+            Status::SerializationFailure | Status::ParseFailure => HostError::Serialization,
+            _ => HostError::Internal,
+        }
+    }
+}
+
+fn map_type(map: HeaderMap) -> MapType {
+    match map {
+        HeaderMap::Request => MapType::HttpRequestHeaders,
+        HeaderMap::Response => MapType::HttpResponseHeaders,
+        HeaderMap::RequestTrailers => MapType::HttpRequestTrailers,
+        HeaderMap::ResponseTrailers => MapType::HttpResponseTrailers,
+    }
+}
+
+/// The proxy-wasm host. Zero-sized: the SDK tracks which context is current.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyWasmHost;
+
+// === impl ProxyWasmHost ===
+
+impl Log for ProxyWasmHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Trace => pw::LogLevel::Trace,
+            LogLevel::Debug => pw::LogLevel::Debug,
+            LogLevel::Info => pw::LogLevel::Info,
+            LogLevel::Warn => pw::LogLevel::Warn,
+            LogLevel::Error => pw::LogLevel::Error,
+            LogLevel::Critical => pw::LogLevel::Critical,
+        };
+        // A log line that cannot be written has nowhere else to go.
+        let _ = hostcalls::log(level, message);
+    }
+
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        let current = match hostcalls::get_log_level() {
+            Ok(l) => l as u32,
+            Err(_) => return true,
+        };
+        let wanted = match level {
+            LogLevel::Trace => 0,
+            LogLevel::Debug => 1,
+            LogLevel::Info => 2,
+            LogLevel::Warn => 3,
+            LogLevel::Error => 4,
+            LogLevel::Critical => 5,
+        };
+        wanted >= current
+    }
+}
+
+impl Clock for ProxyWasmHost {
+    fn now_nanos(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl Random for ProxyWasmHost {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        // WASI `random_get`, served by the host.
+        getrandom::fill(buf).map_err(|_| HostError::Unsupported)
+    }
+}
+
+impl Properties for ProxyWasmHost {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(hostcalls::get_property(path.to_vec())?)
+    }
+
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        Ok(hostcalls::set_property(path.to_vec(), Some(value))?)
+    }
+}
+
+impl SharedStore for ProxyWasmHost {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        match hostcalls::get_shared_data(key)? {
+            (Some(value), Some(cas)) => Ok(Some(Versioned { value, cas })),
+            (Some(value), None) => Ok(Some(Versioned { value, cas: 0 })),
+            (None, _) => Ok(None),
+        }
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        Ok(hostcalls::set_shared_data(key, Some(value), cas)?)
+    }
+}
+
+impl Metrics for ProxyWasmHost {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        Ok(MetricId(hostcalls::define_metric(kind, name)?))
+    }
+
+    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
+        Ok(hostcalls::increment_metric(id.0, delta)?)
+    }
+
+    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
+        Ok(hostcalls::record_metric(id.0, value)?)
+    }
+
+    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
+        Ok(hostcalls::get_metric(id.0)?)
+    }
+}
+
+impl Timer for ProxyWasmHost {
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        Ok(hostcalls::set_tick_period(period)?)
+    }
+}
+
+impl HttpHeaders for ProxyWasmHost {
+    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(hostcalls::get_map_value_bytes(map_type(map), name)?)
+    }
+
+    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(hostcalls::get_map_bytes(map_type(map))?)
+    }
+
+    fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        Ok(hostcalls::set_map_value_bytes(map_type(map), name, Some(value))?)
+    }
+
+    fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        Ok(hostcalls::add_map_value_bytes(map_type(map), name, value)?)
+    }
+
+    fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
+        Ok(hostcalls::remove_map_value(map_type(map), name)?)
+    }
+}
+
+impl LocalReply for ProxyWasmHost {
+    fn send_local_reply(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        Ok(hostcalls::send_http_response(
+            u32::from(status),
+            headers.to_vec(),
+            Some(body),
+        )?)
+    }
+}
+
+impl OutboundCalls for ProxyWasmHost {
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let body = if body.is_empty() { None } else { Some(body) };
+        Ok(hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            body,
+            Vec::new(),
+            timeout,
+        )?)
+    }
+
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        metadata: &[(&str, &[u8])],
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        Ok(hostcalls::dispatch_grpc_call(
+            cluster,
+            service,
+            method,
+            metadata.to_vec(),
+            Some(message),
+            timeout,
+        )?)
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        Ok(hostcalls::resume_http_request()?)
+    }
+}
+
+// === registration with the SDK dispatcher ===
+
+struct RootAdapter<R: RootFilter> {
+    root: R,
+}
+
+struct HttpAdapter<F: HttpFilter> {
+    filter: F,
+}
+
+fn action(a: Action) -> pw::Action {
+    match a {
+        Action::Continue => pw::Action::Continue,
+        Action::Pause => pw::Action::Pause,
+    }
+}
+
+impl<R: RootFilter> proxy_wasm::traits::Context for RootAdapter<R> {}
+
+impl<R: RootFilter> proxy_wasm::traits::RootContext for RootAdapter<R> {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(c) => c.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        self.root.on_configure(&ProxyWasmHost, &config)
+    }
+
+    fn on_tick(&mut self) {
+        self.root.on_tick(&ProxyWasmHost);
+    }
+
+    fn create_http_context(
+        &self,
+        _context_id: u32,
+    ) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
+        Some(Box::new(HttpAdapter {
+            filter: self.root.new_http(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<pw::ContextType> {
+        Some(pw::ContextType::HttpContext)
+    }
+}
+
+impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
+        let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.filter.on_http_call_response(
+            &ProxyWasmHost,
+            HttpCallResponse {
+                token,
+                headers,
+                body,
+            },
+        );
+    }
+}
+
+impl<F: HttpFilter> proxy_wasm::traits::HttpContext for HttpAdapter<F> {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> pw::Action {
+        action(self.filter.on_request_headers(&ProxyWasmHost, end_of_stream))
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> pw::Action {
+        action(self.filter.on_response_headers(&ProxyWasmHost, end_of_stream))
+    }
+
+    fn on_log(&mut self) {
+        self.filter.on_log(&ProxyWasmHost);
+    }
+}
+
+fn new_root<R: RootFilter + Default>(_context_id: u32) -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::new(RootAdapter { root: R::default() })
+}
+
+/// Registers root filter `R` with the SDK; called once from the module's entry point.
+pub fn register<R: RootFilter + Default>() {
+    proxy_wasm::set_log_level(pw::LogLevel::Trace);
+    proxy_wasm::set_root_context(new_root::<R>);
+}
+
+/// Defines the module's entry point for root filter type `$root` (which implements
+/// [`RootFilter`] and `Default`).
+#[macro_export]
+macro_rules! export_root_filter {
+    ($root:ty) => {
+        #[allow(unsafe_code)]
+        mod __proxy_wasm_entry {
+            $crate::proxy::__sdk::main! {{
+                $crate::proxy::register::<$root>();
+            }}
+        }
+    };
+}

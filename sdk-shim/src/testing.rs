@@ -1,0 +1,568 @@
+//! A builder-style fake host and a fake clock, for tests of any crate.
+//!
+//! `FakeHost` records what a filter did (headers set, local replies, logs, metrics) so tests
+//! assert on behaviour. Its shared store and clock are handles that several fake hosts can
+//! share, the way Envoy workers share one store.
+
+use crate::{
+    Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind,
+    Metrics, OutboundCalls, Properties, Random, SharedStore, Timer, Versioned,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A clock that moves only when told. Clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct FakeClock(Arc<AtomicU64>);
+
+impl FakeClock {
+    pub fn at_nanos(nanos: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(nanos)))
+    }
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::SeqCst);
+    }
+    pub fn set_nanos(&self, nanos: u64) {
+        self.0.store(nanos, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    entries: HashMap<String, (Vec<u8>, u32)>,
+    /// Writes to fail with a CAS mismatch next, as if another worker won each race.
+    forced_conflicts: u32,
+}
+
+/// A shared store with CAS semantics like proxy-wasm's. Clones share the same data.
+#[derive(Debug, Clone, Default)]
+pub struct FakeStore(Arc<Mutex<StoreInner>>);
+
+impl FakeStore {
+    fn lock(&self) -> MutexGuard<'_, StoreInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The next `n` CAS writes fail with [`HostError::CasMismatch`] and bump the entry's
+    /// version, as a concurrent writer would.
+    pub fn force_cas_conflicts(&self, n: u32) {
+        self.lock().forced_conflicts = n;
+    }
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.lock().entries.get(key).map(|(v, _)| v.clone())
+    }
+}
+
+impl SharedStore for FakeStore {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        Ok(self.lock().entries.get(key).map(|(value, cas)| Versioned {
+            value: value.clone(),
+            cas: *cas,
+        }))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        let mut inner = self.lock();
+        let current = inner.entries.get(key).map_or(0, |(_, v)| *v);
+        if let Some(expected) = cas {
+            if inner.forced_conflicts > 0 {
+                inner.forced_conflicts -= 1;
+                let entry = inner
+                    .entries
+                    .entry(key.to_owned())
+                    .or_insert_with(|| (value.to_vec(), 0));
+                entry.1 = entry.1.wrapping_add(1).max(1);
+                return Err(HostError::CasMismatch);
+            }
+            if expected != 0 && expected != current {
+                return Err(HostError::CasMismatch);
+            }
+        }
+        let next = current.wrapping_add(1).max(1);
+        inner.entries.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+/// A metric as the fake host holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeMetric {
+    pub kind: MetricKind,
+    pub name: String,
+    /// Counter or gauge value; for a histogram, the number of samples.
+    pub value: i64,
+    pub samples: Vec<u64>,
+}
+
+/// Metrics kept by name. Clones share the same data.
+#[derive(Debug, Clone, Default)]
+pub struct FakeMetrics(Arc<Mutex<Vec<FakeMetric>>>);
+
+impl FakeMetrics {
+    fn lock(&self) -> MutexGuard<'_, Vec<FakeMetric>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The value of the metric called `name`, if it was defined.
+    pub fn value(&self, name: &str) -> Option<i64> {
+        self.lock().iter().find(|m| m.name == name).map(|m| m.value)
+    }
+    pub fn samples(&self, name: &str) -> Vec<u64> {
+        self.lock()
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.samples.clone())
+            .unwrap_or_default()
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.lock().iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// A local reply the filter sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl SentReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An outbound HTTP call the filter dispatched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentCall {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+type Map = Vec<(String, Vec<u8>)>;
+
+/// A fake proxy: build it with the request it should present, run a filter against it, then
+/// inspect what the filter did.
+#[derive(Debug)]
+pub struct FakeHost {
+    clock: FakeClock,
+    store: FakeStore,
+    metrics: FakeMetrics,
+    properties: RefCell<HashMap<Vec<String>, Vec<u8>>>,
+    maps: RefCell<[Map; 4]>,
+    logs: RefCell<Vec<(LogLevel, String)>>,
+    replies: RefCell<Vec<SentReply>>,
+    calls: RefCell<Vec<SentCall>>,
+    resumed: Cell<u32>,
+    random_seed: Cell<u64>,
+    tick: Cell<Option<Duration>>,
+    /// Count of every host call, to check hot paths stay lean.
+    host_calls: Cell<u64>,
+    fail_header_reads: Cell<bool>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn index(map: HeaderMap) -> usize {
+    match map {
+        HeaderMap::Request => 0,
+        HeaderMap::Response => 1,
+        HeaderMap::RequestTrailers => 2,
+        HeaderMap::ResponseTrailers => 3,
+    }
+}
+
+// === impl FakeHost: builder ===
+
+impl FakeHost {
+    pub fn new() -> Self {
+        Self {
+            clock: FakeClock::at_nanos(1_700_000_000_000_000_000),
+            store: FakeStore::default(),
+            metrics: FakeMetrics::default(),
+            properties: RefCell::new(HashMap::new()),
+            maps: RefCell::new(Default::default()),
+            logs: RefCell::new(Vec::new()),
+            replies: RefCell::new(Vec::new()),
+            calls: RefCell::new(Vec::new()),
+            resumed: Cell::new(0),
+            random_seed: Cell::new(0x9e37_79b9_7f4a_7c15),
+            tick: Cell::new(None),
+            host_calls: Cell::new(0),
+            fail_header_reads: Cell::new(false),
+        }
+    }
+
+    /// Shares `clock` with this host (and whoever else holds it).
+    pub fn with_clock(mut self, clock: &FakeClock) -> Self {
+        self.clock = clock.clone();
+        self
+    }
+    /// Shares `store` with this host, as Envoy workers share shared data.
+    pub fn with_store(mut self, store: &FakeStore) -> Self {
+        self.store = store.clone();
+        self
+    }
+    pub fn with_metrics(mut self, metrics: &FakeMetrics) -> Self {
+        self.metrics = metrics.clone();
+        self
+    }
+    /// Appends a request header (call twice for a repeated header).
+    pub fn request_header(self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.push(HeaderMap::Request, name, value.as_ref());
+        self
+    }
+    pub fn response_header(self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.push(HeaderMap::Response, name, value.as_ref());
+        self
+    }
+    /// Sets `:method`, `:path`, `:authority` and `:scheme` in one go.
+    pub fn request(self, method: &str, authority: &str, path: &str) -> Self {
+        self.request_header(":method", method)
+            .request_header(":scheme", "http")
+            .request_header(":authority", authority)
+            .request_header(":path", path)
+    }
+    pub fn property(self, path: &[&str], value: impl AsRef<[u8]>) -> Self {
+        self.set_prop(path, value.as_ref());
+        self
+    }
+    pub fn random_seed(self, seed: u64) -> Self {
+        self.random_seed.set(seed);
+        self
+    }
+    /// Makes every header read fail, to prove a filter survives a broken host.
+    pub fn failing_header_reads(self) -> Self {
+        self.fail_header_reads.set(true);
+        self
+    }
+
+    fn push(&self, map: HeaderMap, name: &str, value: &[u8]) {
+        if let Some(m) = self.maps.borrow_mut().get_mut(index(map)) {
+            m.push((name.to_ascii_lowercase(), value.to_vec()));
+        }
+    }
+    fn set_prop(&self, path: &[&str], value: &[u8]) {
+        let key = path.iter().map(|s| (*s).to_owned()).collect();
+        self.properties.borrow_mut().insert(key, value.to_vec());
+    }
+    fn count(&self) {
+        self.host_calls.set(self.host_calls.get() + 1);
+    }
+}
+
+// === impl FakeHost: inspection ===
+
+impl FakeHost {
+    pub fn clock(&self) -> &FakeClock {
+        &self.clock
+    }
+    pub fn store(&self) -> &FakeStore {
+        &self.store
+    }
+    pub fn metrics(&self) -> &FakeMetrics {
+        &self.metrics
+    }
+    /// Adds a response header after the request phase ran (as the upstream answers).
+    pub fn upstream_responds(&self, status: u16, headers: &[(&str, &str)]) {
+        self.push(HeaderMap::Response, ":status", status.to_string().as_bytes());
+        for (k, v) in headers {
+            self.push(HeaderMap::Response, k, v.as_bytes());
+        }
+    }
+    pub fn set_property_now(&self, path: &[&str], value: impl AsRef<[u8]>) {
+        self.set_prop(path, value.as_ref());
+    }
+    /// Every value of `name` in `map` as lossy strings.
+    pub fn header_strings(&self, map: HeaderMap, name: &str) -> Vec<String> {
+        self.maps
+            .borrow()
+            .get(index(map))
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    /// The first value of a request header as a lossy string.
+    pub fn request_header_str(&self, name: &str) -> Option<String> {
+        self.header_strings(HeaderMap::Request, name).into_iter().next()
+    }
+    pub fn response_header_str(&self, name: &str) -> Option<String> {
+        self.header_strings(HeaderMap::Response, name).into_iter().next()
+    }
+    pub fn local_reply(&self) -> Option<SentReply> {
+        self.replies.borrow().last().cloned()
+    }
+    pub fn logs(&self) -> Vec<(LogLevel, String)> {
+        self.logs.borrow().clone()
+    }
+    pub fn logs_at(&self, level: LogLevel) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+    pub fn calls(&self) -> Vec<SentCall> {
+        self.calls.borrow().clone()
+    }
+    pub fn resumed(&self) -> u32 {
+        self.resumed.get()
+    }
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.tick.get()
+    }
+    /// Number of host calls made so far.
+    pub fn host_calls(&self) -> u64 {
+        self.host_calls.get()
+    }
+    pub fn property_value(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        self.properties.borrow().get(&key).cloned()
+    }
+}
+
+// === impl FakeHost: capabilities ===
+
+impl Log for FakeHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+}
+
+impl Clock for FakeHost {
+    fn now_nanos(&self) -> u64 {
+        self.count();
+        self.clock.now_nanos()
+    }
+}
+
+impl Random for FakeHost {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        self.count();
+        // splitmix64: deterministic per seed, so tests can repeat.
+        for chunk in buf.chunks_mut(8) {
+            let mut z = self.random_seed.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.random_seed.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let bytes = z.to_le_bytes();
+            for (dst, src) in chunk.iter_mut().zip(bytes.iter()) {
+                *dst = *src;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Properties for FakeHost {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.count();
+        Ok(self.property_value(path))
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.count();
+        self.set_prop(path, value);
+        Ok(())
+    }
+}
+
+impl SharedStore for FakeHost {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        self.count();
+        self.store.shared_get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.count();
+        self.store.shared_set(key, value, cas)
+    }
+}
+
+impl Metrics for FakeHost {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        self.count();
+        let mut m = self.metrics.lock();
+        if let Some(pos) = m.iter().position(|x| x.name == name) {
+            return u32::try_from(pos).map(MetricId).map_err(|_| HostError::Internal);
+        }
+        m.push(FakeMetric {
+            kind,
+            name: name.to_owned(),
+            value: 0,
+            samples: Vec::new(),
+        });
+        u32::try_from(m.len() - 1)
+            .map(MetricId)
+            .map_err(|_| HostError::Internal)
+    }
+    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
+        self.count();
+        let mut m = self.metrics.lock();
+        let metric = m.get_mut(id.0 as usize).ok_or(HostError::NotFound)?;
+        if metric.kind == MetricKind::Histogram {
+            return Err(HostError::BadArgument);
+        }
+        metric.value += delta;
+        Ok(())
+    }
+    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
+        self.count();
+        let mut m = self.metrics.lock();
+        let metric = m.get_mut(id.0 as usize).ok_or(HostError::NotFound)?;
+        match metric.kind {
+            MetricKind::Histogram => {
+                metric.samples.push(value);
+                metric.value += 1;
+            }
+            _ => metric.value = i64::try_from(value).unwrap_or(i64::MAX),
+        }
+        Ok(())
+    }
+    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
+        self.count();
+        let m = self.metrics.lock();
+        let metric = m.get(id.0 as usize).ok_or(HostError::NotFound)?;
+        Ok(u64::try_from(metric.value).unwrap_or(0))
+    }
+}
+
+impl Timer for FakeHost {
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.tick.set(Some(period));
+        Ok(())
+    }
+}
+
+impl HttpHeaders for FakeHost {
+    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.count();
+        if self.fail_header_reads.get() {
+            return Err(HostError::Internal);
+        }
+        Ok(self.maps.borrow().get(index(map)).and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        }))
+    }
+    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.count();
+        if self.fail_header_reads.get() {
+            return Err(HostError::Internal);
+        }
+        Ok(self.maps.borrow().get(index(map)).cloned().unwrap_or_default())
+    }
+    fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.count();
+        let mut maps = self.maps.borrow_mut();
+        let m = maps.get_mut(index(map)).ok_or(HostError::BadArgument)?;
+        m.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        m.push((name.to_ascii_lowercase(), value.to_vec()));
+        Ok(())
+    }
+    fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.count();
+        self.push(map, name, value);
+        Ok(())
+    }
+    fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
+        self.count();
+        let mut maps = self.maps.borrow_mut();
+        let m = maps.get_mut(index(map)).ok_or(HostError::BadArgument)?;
+        m.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        Ok(())
+    }
+}
+
+impl LocalReply for FakeHost {
+    fn send_local_reply(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.count();
+        self.replies.borrow_mut().push(SentReply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+        });
+        Ok(())
+    }
+}
+
+impl OutboundCalls for FakeHost {
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        _timeout: Duration,
+    ) -> Result<u32, HostError> {
+        self.count();
+        let mut calls = self.calls.borrow_mut();
+        let token = u32::try_from(calls.len() + 1).map_err(|_| HostError::Internal)?;
+        calls.push(SentCall {
+            token,
+            cluster: cluster.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+        });
+        Ok(token)
+    }
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        _metadata: &[(&str, &[u8])],
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let path = format!("/{service}/{method}");
+        self.http_call(cluster, &[(":path", &path)], message, timeout)
+    }
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.count();
+        self.resumed.set(self.resumed.get() + 1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
