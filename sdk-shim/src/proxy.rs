@@ -318,6 +318,8 @@ macro_rules! export_root_filter {
     ($root:ty) => {
         #[allow(unsafe_code)]
         mod __proxy_wasm_entry {
+            #[allow(unused_imports)]
+            use super::*;
             $crate::proxy::__sdk::main! {{
                 $crate::proxy::register::<$root>();
             }}
