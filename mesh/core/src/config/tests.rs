@@ -20,7 +20,11 @@ struct Outer {
 fn unknown_field_is_named_with_its_path() {
     let e = parse_json::<Outer>(br#"{"rules":[{"per":1},{"per":2,"bogus":1}]}"#).unwrap_err();
     assert_eq!(e.field, "rules[1].bogus");
-    assert!(e.reason.starts_with("unknown field `bogus`"), "{}", e.reason);
+    assert!(
+        e.reason.starts_with("unknown field `bogus`"),
+        "{}",
+        e.reason
+    );
     assert!(!e.reason.ends_with('.'));
 }
 

@@ -13,7 +13,18 @@ fn parses_each_unit() {
 
 #[test]
 fn rejects_bad_input() {
-    for bad in ["", "s", "1", "1.5s", "-1s", "1d", "1 s", "1S", "99999999999999999999h", "10000h"] {
+    for bad in [
+        "",
+        "s",
+        "1",
+        "1.5s",
+        "-1s",
+        "1d",
+        "1 s",
+        "1S",
+        "99999999999999999999h",
+        "10000h",
+    ] {
         assert!(parse_duration(bad).is_err(), "{bad} should fail");
     }
     assert!(parse_duration("1x").unwrap_err().contains("unit must be"));

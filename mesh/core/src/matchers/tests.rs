@@ -50,17 +50,32 @@ fn header_kinds_and_ignore_case() {
         (r#"{"name":"X-Env","present":true}"#, true),
         (r#"{"name":"x-env","exact":"Production-EU"}"#, true),
         (r#"{"name":"x-env","exact":"production-eu"}"#, false),
-        (r#"{"name":"x-env","exact":"production-eu","ignore_case":true}"#, true),
+        (
+            r#"{"name":"x-env","exact":"production-eu","ignore_case":true}"#,
+            true,
+        ),
         (r#"{"name":"x-env","prefix":"Prod"}"#, true),
-        (r#"{"name":"x-env","prefix":"PROD","ignore_case":true}"#, true),
+        (
+            r#"{"name":"x-env","prefix":"PROD","ignore_case":true}"#,
+            true,
+        ),
         (r#"{"name":"x-env","suffix":"-EU"}"#, true),
         (r#"{"name":"x-env","suffix":"Production-EU-long"}"#, false),
         (r#"{"name":"x-env","contains":"tion"}"#, true),
-        (r#"{"name":"x-env","contains":"TION","ignore_case":true}"#, true),
+        (
+            r#"{"name":"x-env","contains":"TION","ignore_case":true}"#,
+            true,
+        ),
         (r#"{"name":"x-env","regex":"Prod.*"}"#, true),
-        (r#"{"name":"x-env","regex":"prod.*","ignore_case":true}"#, true),
+        (
+            r#"{"name":"x-env","regex":"prod.*","ignore_case":true}"#,
+            true,
+        ),
         (r#"{"name":"x-env","regex":"Prod"}"#, false),
-        (r#"{"name":"x-env","exact":"Production-EU","invert":true}"#, false),
+        (
+            r#"{"name":"x-env","exact":"Production-EU","invert":true}"#,
+            false,
+        ),
         (r#"{"name":"x-missing","invert":true}"#, true),
         (r#"{"name":"x-missing"}"#, false),
     ] {
@@ -75,7 +90,10 @@ fn every_value_of_a_repeated_header_counts() {
         .request("GET", "s", "/")
         .request_header("x-role", "user")
         .request_header("x-role", "admin");
-    assert!(matches(&compile(r#"{"headers":[{"name":"x-role","exact":"admin"}]}"#), &host));
+    assert!(matches(
+        &compile(r#"{"headers":[{"name":"x-role","exact":"admin"}]}"#),
+        &host
+    ));
     // Inverted: no value may match.
     assert!(!matches(
         &compile(r#"{"headers":[{"name":"x-role","exact":"admin","invert":true}]}"#),
@@ -88,8 +106,14 @@ fn non_utf8_values_never_trap() {
     let host = FakeHost::new()
         .request("GET", "s", "/")
         .request_header("x-b", b"\xff\xfe admin");
-    assert!(!matches(&compile(r#"{"headers":[{"name":"x-b","regex":".*"}]}"#), &host));
-    assert!(matches(&compile(r#"{"headers":[{"name":"x-b","suffix":"admin"}]}"#), &host));
+    assert!(!matches(
+        &compile(r#"{"headers":[{"name":"x-b","regex":".*"}]}"#),
+        &host
+    ));
+    assert!(matches(
+        &compile(r#"{"headers":[{"name":"x-b","suffix":"admin"}]}"#),
+        &host
+    ));
 }
 
 #[test]
@@ -110,15 +134,31 @@ fn bad_specs_name_the_field() {
         (r#"{"path_regex":"("}"#, "m.path_regex"),
         (r#"{"methods":["GET","B AD"]}"#, "m.methods[1]"),
         (r#"{"headers":[{"name":""}]}"#, "m.headers[0].name"),
-        (r#"{"headers":[{"name":"a","exact":"x","prefix":"y"}]}"#, "m.headers[0]"),
-        (r#"{"headers":[{"name":"a","present":false}]}"#, "m.headers[0].present"),
-        (r#"{"headers":[{"name":"a","regex":"a{99999}"}]}"#, "m.headers[0].regex"),
+        (
+            r#"{"headers":[{"name":"a","exact":"x","prefix":"y"}]}"#,
+            "m.headers[0]",
+        ),
+        (
+            r#"{"headers":[{"name":"a","present":false}]}"#,
+            "m.headers[0].present",
+        ),
+        (
+            r#"{"headers":[{"name":"a","regex":"a{99999}"}]}"#,
+            "m.headers[0].regex",
+        ),
     ];
     for (json, field) in cases {
         let e = spec(json).compile("m").unwrap_err();
         assert_eq!(e.field, field, "{json}: {e}");
-        assert!(e.reason.chars().next().unwrap().is_lowercase() || e.reason.starts_with('"'), "{e}");
+        assert!(
+            e.reason.chars().next().unwrap().is_lowercase() || e.reason.starts_with('"'),
+            "{e}"
+        );
     }
     let long = format!(r#"{{"path_regex":"{}"}}"#, "a".repeat(2000));
-    assert!(spec(&long).compile("m").unwrap_err().reason.contains("longer than"));
+    assert!(spec(&long)
+        .compile("m")
+        .unwrap_err()
+        .reason
+        .contains("longer than"));
 }

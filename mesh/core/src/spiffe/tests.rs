@@ -9,7 +9,10 @@ fn parses_istio_form() {
     assert_eq!(id.namespace, "default");
     assert_eq!(id.name, "frontend");
     assert_eq!(id.kind, SpiffeKind::Istio);
-    assert_eq!(id.to_string(), "spiffe://cluster.local/ns/default/sa/frontend");
+    assert_eq!(
+        id.to_string(),
+        "spiffe://cluster.local/ns/default/sa/frontend"
+    );
 }
 
 #[test]
@@ -18,10 +21,16 @@ fn parses_consul_forms() {
     assert_eq!((id.namespace.as_str(), id.name.as_str()), ("team", "web"));
     assert_eq!(
         id.kind,
-        SpiffeKind::Consul { datacenter: "dc1".into(), partition: None }
+        SpiffeKind::Consul {
+            datacenter: "dc1".into(),
+            partition: None
+        }
     );
     let ap = SpiffeId::parse("spiffe://abc.consul/ap/p1/ns/team/dc/dc1/svc/web").unwrap();
-    assert_eq!(ap.to_string(), "spiffe://abc.consul/ap/p1/ns/team/dc/dc1/svc/web");
+    assert_eq!(
+        ap.to_string(),
+        "spiffe://abc.consul/ap/p1/ns/team/dc/dc1/svc/web"
+    );
 }
 
 #[test]
@@ -48,5 +57,8 @@ fn rejects_lookalikes() {
     ] {
         assert!(SpiffeId::parse(bad).is_err(), "{bad:?} should fail");
     }
-    assert_eq!(SpiffeId::parse(&"spiffe://a/".repeat(300)), Err(SpiffeError::TooLong));
+    assert_eq!(
+        SpiffeId::parse(&"spiffe://a/".repeat(300)),
+        Err(SpiffeError::TooLong)
+    );
 }
