@@ -1,0 +1,114 @@
+//! The peer's identity, taken only from what the proxy says about the verified peer certificate.
+
+use mesh_core::{SpiffeId, SpiffeKind};
+use std::fmt;
+
+use crate::pattern::ServiceName;
+
+/// Envoy's property: whether the downstream connection is TLS with a peer certificate.
+pub const MTLS_PROPERTY: [&str; 2] = ["connection", "mtls"];
+/// Envoy's property: the first URI SAN of the peer certificate.
+pub const URI_SAN_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+
+/// Why a peer has no identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anonymous {
+    /// No TLS, or TLS without a client certificate.
+    NoCertificate,
+    /// A certificate without a URI SAN (a SPIFFE ID in a DNS SAN does not count).
+    NoUriSan,
+    /// The first URI SAN is not a workload SPIFFE ID.
+    NotSpiffe,
+    /// A SPIFFE ID of another trust domain.
+    ForeignTrustDomain,
+    /// A Consul ID in an admin partition other than `default`.
+    OtherPartition,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Authenticated { id: SpiffeId, service: ServiceName },
+    Anonymous(Anonymous),
+}
+
+// === impl Anonymous ===
+
+impl Anonymous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoCertificate => "no_certificate",
+            Self::NoUriSan => "no_uri_san",
+            Self::NotSpiffe => "not_spiffe",
+            Self::ForeignTrustDomain => "foreign_trust_domain",
+            Self::OtherPartition => "other_partition",
+        }
+    }
+}
+
+// === impl Peer ===
+
+impl Peer {
+    /// Decides the identity from the two property values as the proxy returned them (`None`
+    /// when absent). `mtls` must be a true boolean (Envoy encodes it as one byte).
+    pub fn from_properties(
+        mtls: Option<&[u8]>,
+        uri_san: Option<&[u8]>,
+        trust_domain: &str,
+    ) -> Self {
+        if !is_true(mtls) {
+            return Self::Anonymous(Anonymous::NoCertificate);
+        }
+        let san = match uri_san {
+            Some(s) if !s.is_empty() => s,
+            _ => return Self::Anonymous(Anonymous::NoUriSan),
+        };
+        let Ok(san) = std::str::from_utf8(san) else {
+            return Self::Anonymous(Anonymous::NotSpiffe);
+        };
+        Self::from_uri_san(san, trust_domain)
+    }
+
+    /// The identity a verified certificate's first URI SAN gives.
+    pub fn from_uri_san(san: &str, trust_domain: &str) -> Self {
+        let Ok(id) = SpiffeId::parse(san) else {
+            return Self::Anonymous(Anonymous::NotSpiffe);
+        };
+        if id.trust_domain != trust_domain {
+            return Self::Anonymous(Anonymous::ForeignTrustDomain);
+        }
+        if let SpiffeKind::Consul {
+            partition: Some(p), ..
+        } = &id.kind
+        {
+            if p != "default" {
+                return Self::Anonymous(Anonymous::OtherPartition);
+            }
+        }
+        let service = ServiceName::new(id.namespace.clone(), id.name.clone());
+        Self::Authenticated { id, service }
+    }
+
+    pub fn service(&self) -> Option<&ServiceName> {
+        match self {
+            Self::Authenticated { service, .. } => Some(service),
+            Self::Anonymous(_) => None,
+        }
+    }
+}
+
+fn is_true(v: Option<&[u8]>) -> bool {
+    matches!(v, Some([1]))
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Authenticated { id, .. } => id.fmt(f),
+            Self::Anonymous(why) => write!(f, "anonymous({})", why.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const TD: &str = "mesh.local";
+const YES: Option<&[u8]> = Some(&[1]);
+
+fn peer(san: &str) -> Peer {
+    Peer::from_properties(YES, Some(san.as_bytes()), TD)
+}
+
+#[test]
+fn istio_and_consul_forms_authenticate() {
+    let p = peer("spiffe://mesh.local/ns/team/sa/web");
+    assert_eq!(p.service(), Some(&ServiceName::new("team", "web")));
+    assert_eq!(p.to_string(), "spiffe://mesh.local/ns/team/sa/web");
+    let c = peer("spiffe://mesh.local/ns/default/dc/dc1/svc/api");
+    assert_eq!(c.service(), Some(&ServiceName::new("default", "api")));
+    let ap = peer("spiffe://mesh.local/ap/default/ns/team/dc/dc1/svc/api");
+    assert_eq!(ap.service(), Some(&ServiceName::new("team", "api")));
+}
+
+#[test]
+fn no_certificate_is_anonymous() {
+    let san = Some(b"spiffe://mesh.local/ns/team/sa/web".as_slice());
+    for mtls in [
+        None,
+        Some(&[0u8][..]),
+        Some(&[][..]),
+        Some(&[2u8][..]),
+        Some(&b"true"[..]),
+    ] {
+        assert_eq!(
+            Peer::from_properties(mtls, san, TD),
+            Peer::Anonymous(Anonymous::NoCertificate),
+            "mtls={mtls:?}"
+        );
+    }
+}
+
+#[test]
+fn certificate_without_uri_san_is_anonymous() {
+    assert_eq!(
+        Peer::from_properties(YES, None, TD),
+        Peer::Anonymous(Anonymous::NoUriSan)
+    );
+    assert_eq!(
+        Peer::from_properties(YES, Some(b""), TD),
+        Peer::Anonymous(Anonymous::NoUriSan)
+    );
+}
+
+#[test]
+fn foreign_trust_domain_is_anonymous() {
+    for san in [
+        "spiffe://evil.local/ns/team/sa/web",
+        "spiffe://mesh.local.evil/ns/team/sa/web",
+        "spiffe://mesh.locaL/ns/team/sa/web",
+    ] {
+        assert!(matches!(peer(san), Peer::Anonymous(_)), "{san}");
+    }
+    assert_eq!(
+        peer("spiffe://evil.local/ns/team/sa/web"),
+        Peer::Anonymous(Anonymous::ForeignTrustDomain)
+    );
+}
+
+#[test]
+fn non_spiffe_sans_are_anonymous() {
+    for san in [
+        "https://mesh.local/ns/team/sa/web",
+        "spiffe://mesh.local/ns/team/sa/web/extra",
+        "spiffe://mesh.local/ns/team/sa/web?x",
+        "spiffe://mesh.local/ns/team",
+        "spiffe://mesh.local/ns/team/sa/web\u{0}",
+        "spiffe://mesh.local/ns/team/sa/web,spiffe://mesh.local/ns/x/sa/y",
+        "urn:spiffe:mesh.local",
+    ] {
+        assert_eq!(peer(san), Peer::Anonymous(Anonymous::NotSpiffe), "{san:?}");
+    }
+    assert_eq!(
+        Peer::from_properties(YES, Some(&[0xff, 0xfe]), TD),
+        Peer::Anonymous(Anonymous::NotSpiffe)
+    );
+}
+
+#[test]
+fn other_admin_partitions_are_anonymous() {
+    assert_eq!(
+        peer("spiffe://mesh.local/ap/p1/ns/team/dc/dc1/svc/web"),
+        Peer::Anonymous(Anonymous::OtherPartition)
+    );
+}
+
+#[test]
+fn display_of_anonymous() {
+    assert_eq!(
+        Peer::Anonymous(Anonymous::NoCertificate).to_string(),
+        "anonymous(no_certificate)"
+    );
+}

@@ -1,0 +1,238 @@
+//! The compiled, validated intentions of one destination and how a request is decided.
+
+use mesh_core::{HttpMatch, MatchInput};
+
+use crate::identity::Peer;
+use crate::pattern::{NamePattern, ServiceName};
+
+/// What an intention or permission does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// Enforce decisions, or only report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// One L7 permission: the first that matches decides.
+#[derive(Debug, Clone)]
+pub struct Permission {
+    pub action: Action,
+    pub http: HttpMatch,
+}
+
+/// An intention's effect.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    L4(Action),
+    L7(Vec<Permission>),
+}
+
+/// One compiled intention that applies to this destination.
+#[derive(Debug, Clone)]
+pub struct Intention {
+    pub name: String,
+    pub source: NamePattern,
+    /// `None`: this workload, when the configuration does not name it.
+    pub destination: Option<NamePattern>,
+    /// Consul precedence, 1 to 9.
+    pub precedence: u8,
+    pub rule: Rule,
+}
+
+/// Who decided a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// Intention `index` of [`Policy::intentions`]; `permission` for L7 intentions.
+    Intention {
+        index: usize,
+        permission: Option<usize>,
+    },
+    /// `default_action`: no intention matched, or L7 intention `after` had no matching
+    /// permission.
+    Default { after: Option<usize> },
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub by: DecidedBy,
+}
+
+/// Validated intentions for one destination, ready to decide requests. Build it with
+/// [`crate::IntentionsConfig::compile`].
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub trust_domain: String,
+    pub destination: Option<ServiceName>,
+    pub default_action: Action,
+    pub mode: Mode,
+    /// Intentions for this destination, highest precedence first (config order within one).
+    pub(crate) intentions: Vec<Intention>,
+    /// How many valid intentions name other destinations.
+    pub(crate) ignored: usize,
+}
+
+/// The intentions that decide a peer's requests: those at the highest matching precedence.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'p> {
+    policy: &'p Policy,
+    peer: &'p Peer,
+    /// Index of the first candidate; `None` means `default_action`.
+    first: Option<usize>,
+}
+
+// === impl Action ===
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+// === impl Policy ===
+
+impl Policy {
+    pub fn intentions(&self) -> &[Intention] {
+        &self.intentions
+    }
+
+    pub fn ignored(&self) -> usize {
+        self.ignored
+    }
+
+    /// Finds the intentions that decide requests from `peer`. Anonymous peers match none.
+    pub fn select<'p>(&'p self, peer: &'p Peer) -> Selection<'p> {
+        let first = peer
+            .service()
+            .and_then(|svc| self.intentions.iter().position(|i| i.source.matches(svc)));
+        Selection {
+            policy: self,
+            peer,
+            first,
+        }
+    }
+
+    /// The name a decision goes by in stats, logs and published decisions.
+    pub fn decider_name(&self, by: DecidedBy) -> &str {
+        match by {
+            DecidedBy::Intention { index, .. } => self
+                .intentions
+                .get(index)
+                .map_or("unknown", |i| i.name.as_str()),
+            DecidedBy::Default { .. } => "default",
+        }
+    }
+
+    /// `allow:<name>`, `deny:<name>` or, in audit mode, `audit_deny:<name>` for a denial.
+    pub fn label(&self, decision: Decision) -> String {
+        let verb = match (decision.action, self.mode) {
+            (Action::Allow, _) => "allow",
+            (Action::Deny, Mode::Enforce) => "deny",
+            (Action::Deny, Mode::Audit) => "audit_deny",
+        };
+        format!("{verb}:{}", self.decider_name(decision.by))
+    }
+}
+
+// === impl Selection ===
+
+impl<'p> Selection<'p> {
+    fn candidates(&self) -> impl Iterator<Item = (usize, &'p Intention)> + '_ {
+        let intentions = &self.policy.intentions;
+        let first = self.first;
+        let level = first
+            .and_then(|i| intentions.get(i))
+            .map_or(0, |i| i.precedence);
+        let svc = self.peer.service();
+        first
+            .into_iter()
+            .flat_map(move |start| intentions.iter().enumerate().skip(start))
+            .take_while(move |(_, i)| i.precedence == level)
+            .filter(move |(_, i)| svc.is_some_and(|s| i.source.matches(s)))
+    }
+
+    /// Whether deciding needs the request's header pairs (some candidate matches headers).
+    pub fn needs_headers(&self) -> bool {
+        self.candidates().any(|(_, i)| match &i.rule {
+            Rule::L4(_) => false,
+            Rule::L7(perms) => perms.iter().any(|p| p.http.needs_headers()),
+        })
+    }
+
+    /// Whether the decision depends on the request at all (an L7 candidate).
+    pub fn is_l7(&self) -> bool {
+        self.candidates()
+            .any(|(_, i)| matches!(i.rule, Rule::L7(_)))
+    }
+
+    /// Decides the request; `input.path` must be normalized with [`crate::normalize_path`].
+    /// Among candidates of equal precedence, a deny wins.
+    pub fn decide(&self, input: &MatchInput<'_>) -> Decision {
+        let default = self.policy.default_action;
+        let mut allowed = None;
+        for (index, intention) in self.candidates() {
+            let decision = match &intention.rule {
+                Rule::L4(action) => Decision {
+                    action: *action,
+                    by: DecidedBy::Intention {
+                        index,
+                        permission: None,
+                    },
+                },
+                Rule::L7(perms) => first_permission(perms, input).map_or(
+                    Decision {
+                        action: default,
+                        by: DecidedBy::Default { after: Some(index) },
+                    },
+                    |(p, action)| Decision {
+                        action,
+                        by: DecidedBy::Intention {
+                            index,
+                            permission: Some(p),
+                        },
+                    },
+                ),
+            };
+            if decision.action == Action::Deny {
+                return decision;
+            }
+            allowed.get_or_insert(decision);
+        }
+        allowed.unwrap_or(Decision {
+            action: default,
+            by: DecidedBy::Default { after: None },
+        })
+    }
+}
+
+/// The first permission matching `input`. A deny's methods also catch case variants of the
+/// request method, so `delete` cannot slip past a deny on `DELETE`.
+fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usize, Action)> {
+    let upper;
+    let mut deny_input = *input;
+    if input.method.iter().any(u8::is_ascii_lowercase) {
+        upper = input.method.to_ascii_uppercase();
+        deny_input.method = &upper;
+    }
+    perms.iter().enumerate().find_map(|(i, p)| {
+        let matched = match p.action {
+            Action::Allow => p.http.matches(input),
+            Action::Deny => p.http.matches(&deny_input),
+        };
+        matched.then_some((i, p.action))
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+use super::*;
+use crate::identity::Anonymous;
+use crate::pattern::tests::TABLE;
+use crate::IntentionsConfig;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const TD: &str = "mesh.local";
+
+fn policy(json: &str) -> Policy {
+    IntentionsConfig::parse(json.as_bytes()).unwrap()
+}
+
+fn peer(ns: &str, name: &str) -> Peer {
+    Peer::from_uri_san(&format!("spiffe://{TD}/ns/{ns}/sa/{name}"), TD)
+}
+
+fn decide_req(
+    p: &Policy,
+    who: &Peer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Decision {
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let input = MatchInput {
+        method: method.as_bytes(),
+        path,
+        headers: &headers,
+    };
+    p.select(who).decide(&input)
+}
+
+fn decide(p: &Policy, who: &Peer) -> Decision {
+    decide_req(p, who, "GET", "/", &[])
+}
+
+fn label(p: &Policy, who: &Peer, method: &str, path: &str) -> String {
+    p.label(decide_req(p, who, method, path, &[]))
+}
+
+/// Every ordered pair of rows of Consul's table, with each action on each side: the higher row
+/// decides, whatever the config order and the actions.
+#[test]
+fn every_pair_of_precedence_rows() {
+    let web = peer("team", "web");
+    let mut checked = 0;
+    for (i, (s1, d1, l1)) in TABLE.iter().enumerate() {
+        for (j, (s2, d2, l2)) in TABLE.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            for (a1, a2) in [("allow", "deny"), ("deny", "allow")] {
+                let json = format!(
+                    r#"{{"trust_domain":"{TD}","destination":"team/api","default_action":"deny",
+                        "intentions":[
+                          {{"name":"first","source":"{s1}","destination":"{d1}","action":"{a1}"}},
+                          {{"name":"second","source":"{s2}","destination":"{d2}","action":"{a2}"}}]}}"#
+                );
+                let p = policy(&json);
+                let (winner, action) = if l1 > l2 {
+                    ("first", a1)
+                } else {
+                    ("second", a2)
+                };
+                assert_eq!(
+                    label(&p, &web, "GET", "/"),
+                    format!("{action}:{winner}"),
+                    "{s1}->{d1} (level {l1}, {a1}) vs {s2}->{d2} (level {l2}, {a2})"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 9 * 8 * 2);
+}
+
+/// With all nine rows present, removing the top one at a time hands the decision down the
+/// table, level by level.
+#[test]
+fn all_rows_present_the_highest_decides() {
+    let web = peer("team", "web");
+    for (top, (_, _, level)) in TABLE.iter().enumerate() {
+        let intentions: Vec<String> = TABLE
+            .iter()
+            .skip(top)
+            .map(|(s, d, l)| {
+                let a = if l.is_multiple_of(2) { "allow" } else { "deny" };
+                format!(r#"{{"name":"l{l}","source":"{s}","destination":"{d}","action":"{a}"}}"#)
+            })
+            .collect();
+        let json = format!(
+            r#"{{"trust_domain":"{TD}","destination":"team/api","intentions":[{}]}}"#,
+            intentions.join(",")
+        );
+        let p = policy(&json);
+        let a = if level.is_multiple_of(2) {
+            "allow"
+        } else {
+            "deny"
+        };
+        assert_eq!(label(&p, &web, "GET", "/"), format!("{a}:l{level}"));
+    }
+}
+
+#[test]
+fn more_specific_intentions_for_other_peers_do_not_interfere() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"team/api","intentions":[
+            {{"source":"team/other","action":"deny"}},
+            {{"source":"other/*","action":"deny"}},
+            {{"source":"team/*","action":"allow"}}]}}"#
+    ));
+    assert_eq!(
+        label(&p, &peer("team", "web"), "GET", "/"),
+        "allow:team.any"
+    );
+    assert_eq!(
+        label(&p, &peer("team", "other"), "GET", "/"),
+        "deny:team.other"
+    );
+    assert_eq!(label(&p, &peer("other", "x"), "GET", "/"), "deny:other.any");
+    assert_eq!(label(&p, &peer("third", "x"), "GET", "/"), "deny:default");
+}
+
+#[test]
+fn wildcards_never_match_anonymous_peers() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","default_action":"deny",
+            "intentions":[{{"source":"*","action":"allow"}},{{"source":"default/*","destination":"*","action":"allow"}}]}}"#
+    ));
+    for why in [
+        Anonymous::NoCertificate,
+        Anonymous::NoUriSan,
+        Anonymous::NotSpiffe,
+        Anonymous::ForeignTrustDomain,
+        Anonymous::OtherPartition,
+    ] {
+        let anon = Peer::Anonymous(why);
+        assert_eq!(label(&p, &anon, "GET", "/"), "deny:default", "{why:?}");
+    }
+    assert_eq!(label(&p, &peer("x", "y"), "GET", "/"), "allow:any");
+}
+
+#[test]
+fn default_action_allow_applies_without_a_match() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","default_action":"allow",
+            "intentions":[{{"source":"legacy/*","action":"deny"}}]}}"#
+    ));
+    assert_eq!(
+        label(&p, &peer("default", "web"), "GET", "/"),
+        "allow:default"
+    );
+    assert_eq!(
+        label(&p, &peer("legacy", "web"), "GET", "/"),
+        "deny:legacy.any"
+    );
+    assert_eq!(
+        label(&p, &Peer::Anonymous(Anonymous::NoCertificate), "GET", "/"),
+        "allow:default"
+    );
+}
+
+#[test]
+fn intentions_for_other_destinations_are_ignored() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"team/api","intentions":[
+            {{"source":"web","destination":"team/db","action":"allow"}},
+            {{"source":"web","destination":"other/*","action":"allow"}},
+            {{"source":"web","destination":"team/*","action":"deny"}}]}}"#
+    ));
+    assert_eq!(p.ignored(), 2);
+    assert_eq!(p.intentions().len(), 1);
+    assert_eq!(
+        label(&p, &peer("default", "web"), "GET", "/"),
+        "deny:default.web.to.team.any"
+    );
+}
+
+fn l7() -> Policy {
+    policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","default_action":"deny","intentions":[
+            {{"name":"web","source":"web","permissions":[
+              {{"action":"deny","http":{{"path_prefix":"/api/admin"}}}},
+              {{"action":"allow","http":{{"path_prefix":"/api/","methods":["GET","HEAD"]}}}},
+              {{"action":"allow","http":{{"path_exact":"/upload","methods":["POST"],
+                 "headers":[{{"name":"x-role","exact":"uploader"}}]}}}},
+              {{"action":"deny","http":{{"methods":["DELETE"]}}}},
+              {{"action":"allow","http":{{"path_regex":"/v[0-9]+/.*"}}}}]}}]}}"#
+    ))
+}
+
+#[test]
+fn first_matching_permission_decides() {
+    let p = l7();
+    let web = peer("default", "web");
+    let d = decide_req(&p, &web, "GET", "/api/items", &[]);
+    assert_eq!(
+        d,
+        Decision {
+            action: Action::Allow,
+            by: DecidedBy::Intention {
+                index: 0,
+                permission: Some(1)
+            },
+        }
+    );
+    // The deny comes first, even though the allow also matches.
+    let d = decide_req(&p, &web, "GET", "/api/admin/users", &[]);
+    assert_eq!(
+        d.by,
+        DecidedBy::Intention {
+            index: 0,
+            permission: Some(0)
+        }
+    );
+    assert_eq!(p.label(d), "deny:web");
+    assert_eq!(label(&p, &web, "HEAD", "/api/x"), "allow:web");
+    assert_eq!(label(&p, &web, "GET", "/v2/anything"), "allow:web");
+    assert_eq!(label(&p, &web, "DELETE", "/v2/anything"), "deny:web");
+}
+
+#[test]
+fn no_matching_permission_falls_to_default_action() {
+    let p = l7();
+    let web = peer("default", "web");
+    let d = decide_req(&p, &web, "POST", "/api/items", &[]);
+    assert_eq!(
+        d,
+        Decision {
+            action: Action::Deny,
+            by: DecidedBy::Default { after: Some(0) }
+        }
+    );
+    assert_eq!(p.label(d), "deny:default");
+    assert_eq!(label(&p, &web, "GET", "/other"), "deny:default");
+}
+
+#[test]
+fn headers_are_matched_with_every_value() {
+    let p = l7();
+    let web = peer("default", "web");
+    assert!(p.select(&web).needs_headers());
+    let up = |h: &[(&str, &str)]| p.label(decide_req(&p, &web, "POST", "/upload", h));
+    assert_eq!(up(&[("x-role", "uploader")]), "allow:web");
+    assert_eq!(
+        up(&[("x-role", "guest"), ("x-role", "uploader")]),
+        "allow:web"
+    );
+    assert_eq!(up(&[("x-role", "Uploader")]), "deny:default");
+    assert_eq!(up(&[]), "deny:default");
+}
+
+#[test]
+fn methods_are_case_sensitive_for_allow_and_deny_catches_variants() {
+    let p = l7();
+    let web = peer("default", "web");
+    // An allow for GET does not allow `get`.
+    assert_eq!(label(&p, &web, "get", "/api/items"), "deny:default");
+    assert_eq!(label(&p, &web, "Get", "/api/items"), "deny:default");
+    // A deny on DELETE also stops `delete` and `DeLeTe` (which the regex allow would let in).
+    assert_eq!(label(&p, &web, "delete", "/v2/x"), "deny:web");
+    assert_eq!(label(&p, &web, "DeLeTe", "/v2/x"), "deny:web");
+    assert_eq!(label(&p, &web, "PATCH", "/v2/x"), "allow:web");
+}
+
+#[test]
+fn l4_selection_does_not_need_the_request() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","intentions":[{{"source":"web","action":"allow"}}]}}"#
+    ));
+    let web = peer("default", "web");
+    let sel = p.select(&web);
+    assert!(!sel.needs_headers());
+    assert!(!sel.is_l7());
+    assert_eq!(p.label(decide(&p, &web)), "allow:default.web");
+}
+
+#[test]
+fn audit_mode_labels_denials() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","mode":"audit",
+            "intentions":[{{"source":"web","action":"deny"}}]}}"#
+    ));
+    assert_eq!(p.mode, Mode::Audit);
+    assert_eq!(
+        label(&p, &peer("default", "web"), "GET", "/"),
+        "audit_deny:default.web"
+    );
+    assert_eq!(
+        label(&p, &peer("default", "x"), "GET", "/"),
+        "audit_deny:default"
+    );
+}
+
+fn tied(a: Rule, b: Rule) -> Policy {
+    let src = NamePattern::Exact(ServiceName::new("default", "web"));
+    let mk = |name: &str, rule| Intention {
+        name: name.to_owned(),
+        source: src.clone(),
+        destination: None,
+        precedence: 9,
+        rule,
+    };
+    Policy {
+        trust_domain: TD.to_owned(),
+        destination: None,
+        default_action: Action::Allow,
+        mode: Mode::Enforce,
+        intentions: vec![mk("a", a), mk("b", b)],
+        ignored: 0,
+    }
+}
+
+fn perm(action: Action, prefix: &str) -> Permission {
+    let spec: mesh_core::HttpMatchSpec =
+        mesh_core::parse_json(format!(r#"{{"path_prefix":"{prefix}"}}"#).as_bytes()).unwrap();
+    Permission {
+        action,
+        http: spec.compile("http").unwrap(),
+    }
+}
+
+/// Ties cannot be configured (duplicate pairs are refused), but the evaluator still lets a
+/// deny win among equals, in either order, including an L7 intention whose outcome is deny.
+#[test]
+fn deny_wins_ties() {
+    let web = peer("default", "web");
+    let p = tied(Rule::L4(Action::Allow), Rule::L4(Action::Deny));
+    assert_eq!(label(&p, &web, "GET", "/"), "deny:b");
+    let p = tied(Rule::L4(Action::Deny), Rule::L4(Action::Allow));
+    assert_eq!(label(&p, &web, "GET", "/"), "deny:a");
+    let p = tied(
+        Rule::L4(Action::Allow),
+        Rule::L7(vec![perm(Action::Deny, "/admin")]),
+    );
+    assert_eq!(label(&p, &web, "GET", "/admin"), "deny:b");
+    assert_eq!(label(&p, &web, "GET", "/public"), "allow:a");
+    let p = tied(Rule::L4(Action::Allow), Rule::L4(Action::Allow));
+    assert_eq!(label(&p, &web, "GET", "/"), "allow:a");
+}
