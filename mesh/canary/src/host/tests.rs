@@ -1,0 +1,102 @@
+use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn table(hosts: &[&str]) -> HostTable {
+    HostTable::new(hosts.iter().map(|h| HostPattern::parse(h).unwrap()))
+}
+
+#[test]
+fn parses_patterns() {
+    assert_eq!(
+        HostPattern::parse("Reviews"),
+        Ok(HostPattern::Exact("reviews".into()))
+    );
+    assert_eq!(
+        HostPattern::parse("reviews.default.svc."),
+        Ok(HostPattern::Exact("reviews.default.svc".into()))
+    );
+    assert_eq!(
+        HostPattern::parse("*.Example.com"),
+        Ok(HostPattern::Suffix(".example.com".into()))
+    );
+    assert_eq!(HostPattern::parse("*"), Ok(HostPattern::Any));
+    assert_eq!(
+        HostPattern::parse("127.0.0.1"),
+        Ok(HostPattern::Exact("127.0.0.1".into()))
+    );
+}
+
+#[test]
+fn rejects_bad_patterns() {
+    for bad in [
+        "",
+        "reviews:9080",
+        "*.",
+        "a b",
+        "*.*.x",
+        "a..b",
+        ".x",
+        "re*views",
+        "ré",
+        "*x",
+    ] {
+        assert!(HostPattern::parse(bad).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(HostPattern::parse("").unwrap_err(), "must not be empty");
+}
+
+#[test]
+fn strips_ports_and_trailing_dot() {
+    assert_eq!(authority_host(b"reviews:9080"), Some(&b"reviews"[..]));
+    assert_eq!(authority_host(b"reviews"), Some(&b"reviews"[..]));
+    assert_eq!(authority_host(b"reviews.:80"), Some(&b"reviews"[..]));
+    assert_eq!(authority_host(b"[::1]:80"), Some(&b"[::1]"[..]));
+    assert_eq!(authority_host(b"[::1"), Some(&b"[::1"[..]));
+    assert_eq!(authority_host(b"reviews:"), Some(&b"reviews"[..]));
+    assert_eq!(authority_host(b"a:b"), Some(&b"a:b"[..]));
+    assert_eq!(authority_host(b":80"), None);
+    assert_eq!(authority_host(b""), None);
+    assert_eq!(authority_host(b"."), None);
+}
+
+#[test]
+fn matches_case_insensitively_without_port() {
+    let t = table(&["reviews", "*.example.com", "*.b.example.com"]);
+    assert_eq!(t.find(b"REVIEWS:9080"), Some(0));
+    assert_eq!(t.find(b"Reviews."), Some(0));
+    assert_eq!(t.find(b"ratings"), None);
+    assert_eq!(t.find(b"a.example.com"), Some(1));
+    assert_eq!(t.find(b"a.B.example.COM:443"), Some(2));
+    assert_eq!(t.find(b"example.com"), None);
+    assert_eq!(t.find(b"xexample.com"), None);
+    assert_eq!(t.find(b"reviews2"), None);
+}
+
+#[test]
+fn exact_beats_wildcards_and_any_comes_last() {
+    let t = table(&["*", "*.example.com", "api.example.com"]);
+    assert_eq!(t.find(b"api.example.com"), Some(2));
+    assert_eq!(t.find(b"web.example.com"), Some(1));
+    assert_eq!(t.find(b"other"), Some(0));
+}
+
+#[test]
+fn odd_authorities_never_match_or_panic() {
+    let t = table(&["reviews"]);
+    for odd in [
+        &b""[..],
+        b":",
+        b"[",
+        b"]",
+        b"\xff\xfe",
+        b"reviews\xff",
+        b"re views",
+        b"[reviews]:80",
+    ] {
+        assert_eq!(t.find(odd), None, "{odd:?}");
+    }
+    let any = table(&["*"]);
+    assert_eq!(any.find(b"\xff"), Some(0));
+    assert_eq!(any.find(b""), None);
+}
