@@ -1,2 +1,15 @@
-//! Mesh telemetry logic, independent of proxy-wasm (skeleton: filled in by the telemetry issue).
+//! Mesh telemetry, independent of proxy-wasm: Istio's standard metrics and labels encoded for Envoy stats tags, bounded series, W3C trace context, peer metadata and JSON access-log records.
 #![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod config;
+pub mod flags;
+pub mod histogram;
+pub mod labels;
+pub mod peer;
+pub mod series;
+pub mod telemetry;
+pub mod trace;
+
+pub use config::{Reporter, TelemetryConfig};
+pub use telemetry::{Decisions, RequestTelemetry, Telemetry, Workload};

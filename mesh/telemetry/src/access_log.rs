@@ -1,0 +1,174 @@
+//! One JSON access-log line per request.
+//!
+//! Client-controlled fields (method, path, authority) are cut to a configured number of bytes,
+//! decoded as lossy UTF-8 and JSON-escaped, so a line is always one valid JSON object on one
+//! line whatever the request carried.
+
+use std::fmt::Write as _;
+
+/// Everything one line reports. Borrowed: built at `on_log` from the request's own state.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRecord<'a> {
+    /// Request start, nanoseconds since the Unix epoch.
+    pub time_nanos: Option<u64>,
+    pub reporter: &'a str,
+    pub method: &'a [u8],
+    pub path: &'a [u8],
+    pub authority: &'a [u8],
+    /// `http` or `grpc`, as in the `request_protocol` label.
+    pub protocol: &'a str,
+    pub status: Option<i64>,
+    pub response_flags: &'a str,
+    pub duration_ms: Option<u64>,
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+    pub peer_principal: Option<&'a [u8]>,
+    pub source_workload: &'a str,
+    pub source_namespace: &'a str,
+    pub trace_id: Option<&'a str>,
+    /// Decisions of the suite's other filters, present only when they ran.
+    pub canary: Option<&'a str>,
+    pub ratelimit: Option<&'a str>,
+    pub intentions: Option<&'a str>,
+}
+
+struct Line {
+    out: String,
+    max: usize,
+}
+
+impl Line {
+    fn key(&mut self, key: &str) {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    fn str(&mut self, key: &str, raw: &[u8]) {
+        self.key(key);
+        let cut = raw.get(..self.max).unwrap_or(raw);
+        escape_into(&String::from_utf8_lossy(cut), &mut self.out);
+    }
+
+    fn opt_str(&mut self, key: &str, raw: Option<&[u8]>) {
+        match raw {
+            Some(v) => self.str(key, v),
+            None => {
+                self.key(key);
+                self.out.push_str("null");
+            }
+        }
+    }
+
+    fn num(&mut self, key: &str, n: Option<impl std::fmt::Display>) {
+        self.key(key);
+        match n {
+            Some(n) => {
+                let _ = write!(self.out, "{n}");
+            }
+            None => self.out.push_str("null"),
+        }
+    }
+}
+
+/// Writes `s` as a JSON string literal.
+pub fn escape_into(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// === impl AccessRecord ===
+
+impl AccessRecord<'_> {
+    /// The JSON line; client-controlled strings keep at most `max_field_bytes` bytes.
+    pub fn to_json(&self, max_field_bytes: usize) -> String {
+        let mut l = Line {
+            out: String::with_capacity(512),
+            max: max_field_bytes,
+        };
+        l.out.push('{');
+        l.key("time");
+        match self.time_nanos {
+            Some(t) => {
+                l.out.push('"');
+                rfc3339_millis(t, &mut l.out);
+                l.out.push('"');
+            }
+            None => l.out.push_str("null"),
+        }
+        l.str("reporter", self.reporter.as_bytes());
+        l.str("method", self.method);
+        l.str("path", self.path);
+        l.str("authority", self.authority);
+        l.str("protocol", self.protocol.as_bytes());
+        l.num("status", self.status);
+        l.str("response_flags", self.response_flags.as_bytes());
+        l.num("duration_ms", self.duration_ms);
+        l.num("request_bytes", self.request_bytes);
+        l.num("response_bytes", self.response_bytes);
+        l.opt_str("peer_principal", self.peer_principal);
+        l.str("source_workload", self.source_workload.as_bytes());
+        l.str("source_namespace", self.source_namespace.as_bytes());
+        l.opt_str("trace_id", self.trace_id.map(str::as_bytes));
+        for (key, value) in [
+            ("canary", self.canary),
+            ("ratelimit", self.ratelimit),
+            ("intentions", self.intentions),
+        ] {
+            if let Some(v) = value {
+                l.str(key, v.as_bytes());
+            }
+        }
+        l.out.push('}');
+        l.out
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) for `nanos` since the Unix epoch.
+pub fn rfc3339_millis(nanos: u64, out: &mut String) {
+    let secs = nanos / 1_000_000_000;
+    let millis = (nanos / 1_000_000) % 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    );
+}
+
+/// Gregorian (year, month, day) of a day count since 1970-01-01, by 400-year eras.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests;

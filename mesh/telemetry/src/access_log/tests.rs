@@ -1,0 +1,118 @@
+use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn parse(line: &str) -> serde_json::Value {
+    assert!(!line.contains('\n'), "{line}");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+fn record() -> AccessRecord<'static> {
+    AccessRecord {
+        time_nanos: Some(1_700_000_000_123_456_789),
+        reporter: "destination",
+        method: b"GET",
+        path: b"/api?x=1",
+        authority: b"reviews:9080",
+        protocol: "http",
+        status: Some(200),
+        response_flags: "-",
+        duration_ms: Some(12),
+        request_bytes: Some(345),
+        response_bytes: Some(678),
+        peer_principal: Some(b"spiffe://cluster.local/ns/shop/sa/web"),
+        source_workload: "web",
+        source_namespace: "shop",
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        canary: Some("v2"),
+        ratelimit: None,
+        intentions: Some("allow:web"),
+    }
+}
+
+#[test]
+fn line_has_every_field() {
+    let v = parse(&record().to_json(1024));
+    assert_eq!(v["time"], "2023-11-14T22:13:20.123Z");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/api?x=1");
+    assert_eq!(v["authority"], "reviews:9080");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["duration_ms"], 12);
+    assert_eq!(v["request_bytes"], 345);
+    assert_eq!(v["response_bytes"], 678);
+    assert_eq!(v["peer_principal"], "spiffe://cluster.local/ns/shop/sa/web");
+    assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(v["response_flags"], "-");
+    assert_eq!(v["canary"], "v2");
+    assert_eq!(v["intentions"], "allow:web");
+    assert!(
+        v.get("ratelimit").is_none(),
+        "absent decisions are left out"
+    );
+}
+
+#[test]
+fn unknowns_are_null() {
+    let r = AccessRecord {
+        time_nanos: None,
+        status: None,
+        peer_principal: None,
+        trace_id: None,
+        ..record()
+    };
+    let v = parse(&r.to_json(1024));
+    assert!(v["time"].is_null() && v["status"].is_null());
+    assert!(v["peer_principal"].is_null() && v["trace_id"].is_null());
+}
+
+#[test]
+fn hostile_values_stay_one_json_line() {
+    let path: &[u8] = b"/a\"b\\c\nd\r\te\x00\x1f\x7f\xff\xfe\"}, \"status\": 1";
+    let r = AccessRecord {
+        path,
+        method: b"G\nET",
+        authority: "\u{2028}x".as_bytes(),
+        ..record()
+    };
+    let v = parse(&r.to_json(1024));
+    assert_eq!(v["status"], 200);
+    let p = v["path"].as_str().unwrap();
+    assert!(
+        p.starts_with("/a\"b\\c\nd\r\te\u{0}\u{1f}\u{7f}\u{fffd}"),
+        "{p:?}"
+    );
+    assert_eq!(v["method"], "G\nET");
+}
+
+#[test]
+fn long_fields_are_cut() {
+    let long = vec![b'a'; 100_000];
+    let r = AccessRecord {
+        path: &long,
+        ..record()
+    };
+    let line = r.to_json(64);
+    assert!(line.len() < 1024);
+    assert_eq!(parse(&line)["path"].as_str().unwrap().len(), 64);
+    // A cut in the middle of a UTF-8 sequence still gives valid JSON.
+    let utf8 = "é".repeat(100);
+    let r = AccessRecord {
+        path: utf8.as_bytes(),
+        ..record()
+    };
+    parse(&r.to_json(17));
+}
+
+#[test]
+fn time_formatting() {
+    let t = |n| {
+        let mut s = String::new();
+        rfc3339_millis(n, &mut s);
+        s
+    };
+    assert_eq!(t(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(t(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    assert_eq!(t(4_107_542_399_999_000_000), "2100-02-28T23:59:59.999Z");
+    assert_eq!(t(1_709_251_199_000_000_000), "2024-02-29T23:59:59.000Z");
+}

@@ -1,0 +1,266 @@
+//! Istio's standard metrics and labels, encoded into stat names that Envoy's `stats_tags` turn
+//! back into Prometheus labels.
+//!
+//! proxy-wasm metrics carry no labels, so a series is one stat name:
+//! `istio_requests_total;reporter=destination;source_workload=web;...`. Each label segment is
+//! `;<label>=<value>`, and one `stats_tags` regex per label captures the segment (removed from
+//! the name) and its value (the tag). Values never contain `;` or `=` (they are percent-encoded
+//! like every byte outside a small safe set), so no value can end its segment early and forge
+//! another label. The last label has a closed vocabulary, so Envoy's default `$`-anchored tag
+//! extractors (`_rq_200`) never match a client-chosen value.
+
+/// The four Istio standard metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    RequestsTotal,
+    RequestDuration,
+    RequestBytes,
+    ResponseBytes,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 4] = [
+        Metric::RequestsTotal,
+        Metric::RequestDuration,
+        Metric::RequestBytes,
+        Metric::ResponseBytes,
+    ];
+
+    /// The Prometheus name (what `/stats/prometheus` shows once the tags are extracted).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::RequestsTotal => "istio_requests_total",
+            Metric::RequestDuration => "istio_request_duration_milliseconds",
+            Metric::RequestBytes => "istio_request_bytes",
+            Metric::ResponseBytes => "istio_response_bytes",
+        }
+    }
+
+    pub const fn is_histogram(self) -> bool {
+        !matches!(self, Metric::RequestsTotal)
+    }
+}
+
+/// Istio's label names, in the order they appear in the stat name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Label {
+    Reporter,
+    SourceWorkload,
+    SourceWorkloadNamespace,
+    SourcePrincipal,
+    SourceCanonicalService,
+    SourceCanonicalRevision,
+    DestinationWorkload,
+    DestinationWorkloadNamespace,
+    DestinationPrincipal,
+    DestinationService,
+    DestinationServiceName,
+    DestinationServiceNamespace,
+    DestinationCanonicalService,
+    DestinationCanonicalRevision,
+    RequestProtocol,
+    ResponseCode,
+    ResponseFlags,
+    /// Last on purpose: closed vocabulary (see the module docs).
+    ConnectionSecurityPolicy,
+}
+
+/// Number of labels on every series.
+pub const LABEL_COUNT: usize = 18;
+
+impl Label {
+    pub const ALL: [Label; LABEL_COUNT] = [
+        Label::Reporter,
+        Label::SourceWorkload,
+        Label::SourceWorkloadNamespace,
+        Label::SourcePrincipal,
+        Label::SourceCanonicalService,
+        Label::SourceCanonicalRevision,
+        Label::DestinationWorkload,
+        Label::DestinationWorkloadNamespace,
+        Label::DestinationPrincipal,
+        Label::DestinationService,
+        Label::DestinationServiceName,
+        Label::DestinationServiceNamespace,
+        Label::DestinationCanonicalService,
+        Label::DestinationCanonicalRevision,
+        Label::RequestProtocol,
+        Label::ResponseCode,
+        Label::ResponseFlags,
+        Label::ConnectionSecurityPolicy,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Label::Reporter => "reporter",
+            Label::SourceWorkload => "source_workload",
+            Label::SourceWorkloadNamespace => "source_workload_namespace",
+            Label::SourcePrincipal => "source_principal",
+            Label::SourceCanonicalService => "source_canonical_service",
+            Label::SourceCanonicalRevision => "source_canonical_revision",
+            Label::DestinationWorkload => "destination_workload",
+            Label::DestinationWorkloadNamespace => "destination_workload_namespace",
+            Label::DestinationPrincipal => "destination_principal",
+            Label::DestinationService => "destination_service",
+            Label::DestinationServiceName => "destination_service_name",
+            Label::DestinationServiceNamespace => "destination_service_namespace",
+            Label::DestinationCanonicalService => "destination_canonical_service",
+            Label::DestinationCanonicalRevision => "destination_canonical_revision",
+            Label::RequestProtocol => "request_protocol",
+            Label::ResponseCode => "response_code",
+            Label::ResponseFlags => "response_flags",
+            Label::ConnectionSecurityPolicy => "connection_security_policy",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Istio's value for a label the reporter could not determine.
+pub const UNKNOWN: &str = "unknown";
+/// The value of every label (but `reporter`) on the overflow series.
+pub const OTHER: &str = "other";
+/// Raw bytes kept of one value; longer values are cut (after which they are still escaped).
+pub const MAX_VALUE_BYTES: usize = 256;
+
+/// Bytes that go into a value as they are. Everything else becomes `%XX`, `%` included, so the
+/// encoding is injective and never produces the `;` or `=` delimiters.
+fn is_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'@' | b',')
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).map_or('0', |c| c.to_ascii_uppercase())
+}
+
+/// Appends the encoded form of `raw` (empty: `unknown`) to `out`.
+pub fn encode_value(raw: &[u8], out: &mut String) {
+    if raw.is_empty() {
+        out.push_str(UNKNOWN);
+        return;
+    }
+    for &b in raw.iter().take(MAX_VALUE_BYTES) {
+        if is_safe(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0x0f));
+        }
+    }
+}
+
+/// One value per label, already encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelValues {
+    values: [String; LABEL_COUNT],
+}
+
+impl Default for LabelValues {
+    fn default() -> Self {
+        Self {
+            values: std::array::from_fn(|_| UNKNOWN.to_owned()),
+        }
+    }
+}
+
+// === impl LabelValues ===
+
+impl LabelValues {
+    /// Sets `label` from raw bytes, encoding them.
+    pub fn set(&mut self, label: Label, raw: &[u8]) {
+        if let Some(slot) = self.values.get_mut(label.index()) {
+            slot.clear();
+            encode_value(raw, slot);
+        }
+    }
+
+    pub fn set_str(&mut self, label: Label, raw: &str) {
+        self.set(label, raw.as_bytes());
+    }
+
+    /// The encoded value of `label`.
+    pub fn get(&self, label: Label) -> &str {
+        self.values
+            .get(label.index())
+            .map_or(UNKNOWN, String::as_str)
+    }
+
+    /// The overflow series: every label `other` but the reporter.
+    pub fn overflow(reporter: &str) -> Self {
+        let mut v = Self {
+            values: std::array::from_fn(|_| OTHER.to_owned()),
+        };
+        v.set_str(Label::Reporter, reporter);
+        v
+    }
+
+    /// The label part of a stat name: `;reporter=..;source_workload=..` in [`Label::ALL`] order.
+    pub fn series_key(&self) -> String {
+        let len = Label::ALL
+            .iter()
+            .zip(&self.values)
+            .map(|(l, v)| l.name().len() + v.len() + 2)
+            .sum();
+        let mut key = String::with_capacity(len);
+        for (label, value) in Label::ALL.iter().zip(&self.values) {
+            key.push(';');
+            key.push_str(label.name());
+            key.push('=');
+            key.push_str(value);
+        }
+        key
+    }
+}
+
+/// The stat name of `metric` for the series `key` (from [`LabelValues::series_key`]).
+pub fn stat_name(metric: Metric, key: &str) -> String {
+    let mut name = String::with_capacity(metric.name().len() + key.len());
+    name.push_str(metric.name());
+    name.push_str(key);
+    name
+}
+
+/// The `stats_tags` entry for `label`: group 1 (`;label=value`) is cut from the name, group 2
+/// (`value`) becomes the tag. The `=` after the name keeps `source_workload` from matching
+/// `source_workload_namespace`.
+pub fn tag_regex(label: Label) -> String {
+    format!("(;{}=([^;]*))", label.name())
+}
+
+/// Parses a stat name back into its metric name and (label, encoded value) pairs; what the
+/// `stats_tags` regexes do, for tests and for hosts without tag extraction.
+pub fn parse_stat_name(name: &str) -> (&str, Vec<(&str, &str)>) {
+    let mut parts = name.split(';');
+    let metric = parts.next().unwrap_or_default();
+    let labels = parts
+        .map(|seg| seg.split_once('=').unwrap_or((seg, "")))
+        .collect();
+    (metric, labels)
+}
+
+/// Reverses [`encode_value`] for display (`%3B` -> `;`); invalid escapes stay as they are.
+pub fn decode_value(encoded: &str) -> Vec<u8> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| bytes.get(j).and_then(|c| char::from(*c).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! Series (label combinations) with a global cap: each new series is admitted once across all
+//! workers through the shared store, until `max_series` are; later ones go to the overflow
+//! series.
+//!
+//! Shared data cannot be deleted, so only admitted series get an entry (at most the cap).
+//! Two workers admitting the same new series at once may both count it: the cap can then be
+//! reached a little early, never exceeded.
+
+use crate::labels::{stat_name, Metric};
+use sdk_shim::{HostError, MetricId, MetricKind, Metrics, SharedStore};
+use std::collections::HashMap;
+
+/// Shared-store key holding the number of admitted series (decimal).
+pub const COUNT_KEY: &str = "mesh.telemetry.series_count";
+/// Prefix of the shared-store key marking one admitted series.
+pub const SERIES_KEY_PREFIX: &str = "mesh.telemetry.series";
+const CAS_ATTEMPTS: usize = 8;
+
+/// The four metric ids of one series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesIds {
+    pub requests: MetricId,
+    pub duration: MetricId,
+    pub request_bytes: MetricId,
+    pub response_bytes: MetricId,
+}
+
+impl SeriesIds {
+    /// Defines (or finds) the four metrics of series `key`.
+    pub fn define<H: Metrics>(host: &H, key: &str) -> Result<Self, HostError> {
+        let define = |m: Metric| {
+            let kind = if m.is_histogram() {
+                MetricKind::Histogram
+            } else {
+                MetricKind::Counter
+            };
+            host.define_metric(kind, &stat_name(m, key))
+        };
+        Ok(Self {
+            requests: define(Metric::RequestsTotal)?,
+            duration: define(Metric::RequestDuration)?,
+            request_bytes: define(Metric::RequestBytes)?,
+            response_bytes: define(Metric::ResponseBytes)?,
+        })
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Known or newly admitted series.
+    Series(SeriesIds),
+    /// Over the cap (or the host failed): record in the overflow series.
+    Overflow,
+}
+
+/// One worker's view: the series it already defined, and whether the cap was seen reached.
+#[derive(Debug, Default)]
+pub struct SeriesRegistry {
+    local: HashMap<String, SeriesIds>,
+    full: bool,
+}
+
+fn series_key(key: &str) -> String {
+    let mut k = String::with_capacity(SERIES_KEY_PREFIX.len() + key.len());
+    k.push_str(SERIES_KEY_PREFIX);
+    k.push_str(key);
+    k
+}
+
+fn parse_count(v: &[u8]) -> u32 {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+// === impl SeriesRegistry ===
+
+impl SeriesRegistry {
+    /// Makes sure the shared counter exists before workers race on it with CAS (a missing key
+    /// cannot be compare-and-swapped).
+    pub fn seed<S: SharedStore>(store: &S) {
+        if let Ok(None) = store.shared_get(COUNT_KEY) {
+            let _ = store.shared_set(COUNT_KEY, b"0", None);
+        }
+    }
+
+    /// Number of series this worker holds ids for.
+    pub fn len(&self) -> usize {
+        self.local.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.local.is_empty()
+    }
+
+    /// Finds or admits series `key` under cap `max`.
+    pub fn admit<H: Metrics + SharedStore>(&mut self, host: &H, key: &str, max: u32) -> Admission {
+        if let Some(ids) = self.local.get(key) {
+            return Admission::Series(*ids);
+        }
+        let marker = series_key(key);
+        // Admitted by another worker (or before a reconfiguration)?
+        let known = matches!(host.shared_get(&marker), Ok(Some(_)));
+        if !known && (self.full || !self.take_slot(host, max)) {
+            return Admission::Overflow;
+        }
+        if !known {
+            let _ = host.shared_set(&marker, b"1", None);
+        }
+        match SeriesIds::define(host, key) {
+            Ok(ids) => {
+                self.local.insert(key.to_owned(), ids);
+                Admission::Series(ids)
+            }
+            Err(_) => Admission::Overflow,
+        }
+    }
+
+    /// Increments the shared series count if it is below `max`.
+    fn take_slot<S: SharedStore>(&mut self, store: &S, max: u32) -> bool {
+        for _ in 0..CAS_ATTEMPTS {
+            let (count, cas) = match store.shared_get(COUNT_KEY) {
+                Ok(Some(v)) => (parse_count(&v.value), Some(v.cas)),
+                Ok(None) => (0, None),
+                Err(_) => return false,
+            };
+            if count >= max {
+                self.full = true;
+                return false;
+            }
+            let next = (count + 1).to_string();
+            match store.shared_set(COUNT_KEY, next.as_bytes(), cas) {
+                Ok(()) => return true,
+                Err(HostError::CasMismatch) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests;

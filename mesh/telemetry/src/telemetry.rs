@@ -1,0 +1,657 @@
+//! The configured telemetry (shared by every request of a worker) and the per-request part.
+
+use crate::access_log::AccessRecord;
+use crate::config::{Reporter, TelemetryConfig, WorkloadSpec};
+use crate::flags;
+use crate::histogram::nanos_to_millis;
+use crate::labels::{Label, LabelValues, UNKNOWN};
+use crate::peer::{valid_value, PeerMetadata};
+use crate::series::{Admission, SeriesIds, SeriesRegistry};
+use crate::trace::{self, TraceOutcome};
+use mesh_core::SpiffeId;
+use sdk_shim::{
+    decision, host_log, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics,
+    Properties,
+};
+use std::sync::{Arc, Mutex};
+
+/// Envoy attributes read by the filter.
+pub mod attr {
+    pub const RESPONSE_CODE: &[&str] = &["response", "code"];
+    pub const RESPONSE_FLAGS: &[&str] = &["response", "flags"];
+    pub const REQUEST_DURATION: &[&str] = &["request", "duration"];
+    pub const REQUEST_TOTAL_SIZE: &[&str] = &["request", "total_size"];
+    pub const RESPONSE_TOTAL_SIZE: &[&str] = &["response", "total_size"];
+    pub const REQUEST_TIME: &[&str] = &["request", "time"];
+    pub const MTLS: &[&str] = &["connection", "mtls"];
+    pub const PEER_URI_SAN: &[&str] = &["connection", "uri_san_peer_certificate"];
+    pub const LOCAL_URI_SAN: &[&str] = &["connection", "uri_san_local_certificate"];
+    pub const UPSTREAM_PEER_URI_SAN: &[&str] = &["upstream", "uri_san_peer_certificate"];
+    pub const UPSTREAM_LOCAL_URI_SAN: &[&str] = &["upstream", "uri_san_local_certificate"];
+}
+
+/// Counters about the filter itself.
+pub mod stat {
+    /// Series admitted under the cap (summed over workers: the number of series).
+    pub const SERIES_ADMITTED: &str = "telemetry.series_admitted";
+    /// Requests recorded in the overflow series because the cap was reached.
+    pub const SERIES_OVERFLOW: &str = "telemetry.series_overflow";
+    pub const TRACE_STARTED: &str = "telemetry.trace_started";
+    pub const TRACE_REPLACED: &str = "telemetry.trace_replaced";
+    /// Peer metadata headers ignored: no mTLS, malformed, or contradicting the certificate.
+    pub const PEER_METADATA_REJECTED: &str = "telemetry.peer_metadata_rejected";
+}
+
+/// This proxy's workload, resolved once per configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub name: String,
+    pub namespace: String,
+    pub service: String,
+    pub service_host: String,
+    pub revision: String,
+}
+
+fn prop_string<P: Properties>(host: &P, path: &[&str]) -> Option<String> {
+    let v = host.property(path).ok().flatten()?;
+    String::from_utf8(v).ok().filter(|s| valid_value(s))
+}
+
+/// An Envoy integer attribute (64-bit little-endian).
+pub fn prop_i64<P: Properties>(host: &P, path: &[&str]) -> Option<i64> {
+    let v = host.property(path).ok().flatten()?;
+    let bytes: [u8; 8] = v.as_slice().try_into().ok()?;
+    Some(i64::from_le_bytes(bytes))
+}
+
+fn prop_u64<P: Properties>(host: &P, path: &[&str]) -> Option<u64> {
+    prop_i64(host, path).and_then(|v| u64::try_from(v).ok())
+}
+
+fn prop_bool<P: Properties>(host: &P, path: &[&str]) -> bool {
+    matches!(host.property(path), Ok(Some(v)) if v.first().is_some_and(|b| *b != 0))
+}
+
+fn prop_bytes<P: Properties>(host: &P, path: &[&str]) -> Option<Vec<u8>> {
+    host.property(path).ok().flatten().filter(|v| !v.is_empty())
+}
+
+// === impl Workload ===
+
+impl Workload {
+    /// Fills what the config leaves out from the Envoy node (Istio's metadata), else defaults.
+    pub fn resolve<P: Properties>(spec: &WorkloadSpec, host: &P) -> Self {
+        let node = |key: &str| prop_string(host, &["node", "metadata", key]);
+        let label = |key: &str| prop_string(host, &["node", "metadata", "LABELS", key]);
+        let name = spec
+            .name
+            .clone()
+            .or_else(|| node("WORKLOAD_NAME"))
+            .or_else(|| prop_string(host, &["node", "cluster"]))
+            .unwrap_or_else(|| UNKNOWN.to_owned());
+        let namespace = spec
+            .namespace
+            .clone()
+            .or_else(|| node("NAMESPACE"))
+            .unwrap_or_else(|| UNKNOWN.to_owned());
+        let service = spec
+            .service
+            .clone()
+            .or_else(|| label("service.istio.io/canonical-name"))
+            .or_else(|| label("app"))
+            .unwrap_or_else(|| name.clone());
+        let service_host = spec
+            .service_host
+            .clone()
+            .unwrap_or_else(|| format!("{service}.{namespace}.svc.cluster.local"));
+        let revision = spec
+            .revision
+            .clone()
+            .or_else(|| label("service.istio.io/canonical-revision"))
+            .or_else(|| label("version"))
+            .unwrap_or_else(|| "latest".to_owned());
+        Self {
+            name,
+            namespace,
+            service,
+            service_host,
+            revision,
+        }
+    }
+
+    fn peer_metadata(&self) -> PeerMetadata {
+        PeerMetadata {
+            workload: self.name.clone(),
+            namespace: self.namespace.clone(),
+            service: Some(self.service.clone()),
+            revision: Some(self.revision.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct OwnStats {
+    series_admitted: Option<MetricId>,
+    series_overflow: Option<MetricId>,
+    trace_started: Option<MetricId>,
+    trace_replaced: Option<MetricId>,
+    peer_rejected: Option<MetricId>,
+}
+
+/// Everything built at configuration time, shared by the requests of one worker.
+#[derive(Debug)]
+pub struct Telemetry {
+    pub config: TelemetryConfig,
+    pub workload: Workload,
+    /// Labels fixed by the reporter's own identity; requests fill in the rest.
+    template: LabelValues,
+    /// Our peer metadata header value, when the exchange is on.
+    own_peer_value: Option<String>,
+    stats: OwnStats,
+    overflow: Option<SeriesIds>,
+    registry: Mutex<SeriesRegistry>,
+}
+
+fn counter<H: Metrics>(host: &H, name: &str) -> Option<MetricId> {
+    host.define_metric(MetricKind::Counter, name).ok()
+}
+
+fn bump<H: Metrics>(host: &H, id: Option<MetricId>) {
+    if let Some(id) = id {
+        let _ = host.increment_metric(id, 1);
+    }
+}
+
+// === impl Telemetry ===
+
+impl Telemetry {
+    /// Resolves the workload, defines the filter's own stats and the overflow series, and
+    /// seeds the shared series count.
+    pub fn configure<H: Host>(host: &H, config: TelemetryConfig) -> Self {
+        let workload = Workload::resolve(&config.workload, host);
+        let reporter = config.reporter.as_str();
+        let mut template = LabelValues::default();
+        template.set_str(Label::Reporter, reporter);
+        let (prefix, ns, svc_name, svc_host, svc_ns, canon, rev) = match config.reporter {
+            Reporter::Destination => (
+                Label::DestinationWorkload,
+                Label::DestinationWorkloadNamespace,
+                Some(Label::DestinationServiceName),
+                Some(Label::DestinationService),
+                Some(Label::DestinationServiceNamespace),
+                Label::DestinationCanonicalService,
+                Label::DestinationCanonicalRevision,
+            ),
+            Reporter::Source => (
+                Label::SourceWorkload,
+                Label::SourceWorkloadNamespace,
+                None,
+                None,
+                None,
+                Label::SourceCanonicalService,
+                Label::SourceCanonicalRevision,
+            ),
+        };
+        template.set_str(prefix, &workload.name);
+        template.set_str(ns, &workload.namespace);
+        template.set_str(canon, &workload.service);
+        template.set_str(rev, &workload.revision);
+        if let (Some(n), Some(h), Some(s)) = (svc_name, svc_host, svc_ns) {
+            template.set_str(n, &workload.service);
+            template.set_str(h, &workload.service_host);
+            template.set_str(s, &workload.namespace);
+        }
+        if config.reporter == Reporter::Source {
+            // Istio reports an unknown policy on the client side.
+            template.set_str(Label::ConnectionSecurityPolicy, UNKNOWN);
+        }
+        let stats = OwnStats {
+            series_admitted: counter(host, stat::SERIES_ADMITTED),
+            series_overflow: counter(host, stat::SERIES_OVERFLOW),
+            trace_started: counter(host, stat::TRACE_STARTED),
+            trace_replaced: counter(host, stat::TRACE_REPLACED),
+            peer_rejected: counter(host, stat::PEER_METADATA_REJECTED),
+        };
+        let overflow = SeriesIds::define(host, &LabelValues::overflow(reporter).series_key()).ok();
+        SeriesRegistry::seed(host);
+        let own_peer_value = config
+            .peer_header
+            .as_ref()
+            .map(|_| workload.peer_metadata().to_string());
+        Self {
+            config,
+            workload,
+            template,
+            own_peer_value,
+            stats,
+            overflow,
+            registry: Mutex::new(SeriesRegistry::default()),
+        }
+    }
+
+    /// Series this worker holds ids for.
+    pub fn series_count(&self) -> usize {
+        self.registry.lock().map_or(0, |r| r.len())
+    }
+
+    /// Records one finished request in the series of `labels`.
+    fn record<H: HttpHost>(&self, host: &H, labels: &LabelValues, sample: &Sample) {
+        let key = labels.series_key();
+        let admission = match self.registry.lock() {
+            Ok(mut reg) => {
+                let before = reg.len();
+                let a = reg.admit(host, &key, self.config.max_series);
+                if reg.len() > before && matches!(a, Admission::Series(_)) {
+                    bump(host, self.stats.series_admitted);
+                }
+                a
+            }
+            Err(_) => Admission::Overflow,
+        };
+        let ids = match admission {
+            Admission::Series(ids) => Some(ids),
+            Admission::Overflow => {
+                bump(host, self.stats.series_overflow);
+                self.overflow
+            }
+        };
+        if let Some(ids) = ids {
+            let _ = host.increment_metric(ids.requests, 1);
+            let _ = host.record_metric(ids.duration, sample.duration_ms);
+            let _ = host.record_metric(ids.request_bytes, sample.request_bytes);
+            let _ = host.record_metric(ids.response_bytes, sample.response_bytes);
+        }
+    }
+}
+
+/// The numbers recorded for one request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    duration_ms: u64,
+    request_bytes: u64,
+    response_bytes: u64,
+}
+
+/// Verdicts of the suite's other filters on this request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decisions {
+    pub canary: Option<String>,
+    pub ratelimit: Option<String>,
+    pub intentions: Option<String>,
+}
+
+/// What telemetry keeps about one request between its callbacks.
+#[derive(Debug)]
+pub struct RequestTelemetry {
+    shared: Arc<Telemetry>,
+    method: Vec<u8>,
+    path: Vec<u8>,
+    authority: Vec<u8>,
+    grpc: bool,
+    trace: TraceOutcome,
+    /// Peer metadata that passed the trust checks.
+    peer: Option<PeerMetadata>,
+    /// Downstream mTLS, read once when first needed.
+    mtls: Option<bool>,
+    /// The peer certificate's URI SAN, read once when first needed.
+    peer_san: Option<Option<Vec<u8>>>,
+    /// `None`: read the decisions from the host at `on_log`; `Some`: handed over in memory.
+    decisions: Option<Decisions>,
+}
+
+/// `host[:port]` -> lowercase host (IPv6 brackets kept).
+fn authority_host(authority: &[u8]) -> Vec<u8> {
+    let host = match authority.iter().rposition(|b| *b == b':') {
+        Some(i) if !authority.get(i..).is_some_and(|t| t.contains(&b']')) => {
+            authority.get(..i).unwrap_or(authority)
+        }
+        _ => authority,
+    };
+    host.to_ascii_lowercase()
+}
+
+// === impl RequestTelemetry ===
+
+impl RequestTelemetry {
+    pub fn new(shared: Arc<Telemetry>) -> Self {
+        Self {
+            shared,
+            method: Vec::new(),
+            path: Vec::new(),
+            authority: Vec::new(),
+            grpc: false,
+            trace: TraceOutcome::Absent,
+            peer: None,
+            mtls: None,
+            peer_san: None,
+            decisions: None,
+        }
+    }
+
+    /// Records another filter's verdict in memory (the suite), so `on_log` makes no host call
+    /// for decisions. `key` is one of [`sdk_shim::decision`]'s keys.
+    pub fn set_decision(&mut self, key: &str, value: &str) {
+        let d = self.decisions.get_or_insert_with(Decisions::default);
+        let slot = match key {
+            decision::CANARY => &mut d.canary,
+            decision::RATELIMIT => &mut d.ratelimit,
+            decision::INTENTIONS => &mut d.intentions,
+            _ => return,
+        };
+        *slot = Some(value.to_owned());
+    }
+
+    /// Marks decisions as handed over in memory even if no filter decided anything.
+    pub fn decisions_in_memory(&mut self) {
+        self.decisions.get_or_insert_with(Decisions::default);
+    }
+
+    pub fn trace(&self) -> &TraceOutcome {
+        &self.trace
+    }
+
+    pub fn peer(&self) -> Option<&PeerMetadata> {
+        self.peer.as_ref()
+    }
+
+    fn mtls<H: HttpHost>(&mut self, host: &H) -> bool {
+        *self.mtls.get_or_insert_with(|| prop_bool(host, attr::MTLS))
+    }
+
+    fn peer_san<H: HttpHost>(&mut self, host: &H) -> Option<Vec<u8>> {
+        self.peer_san
+            .get_or_insert_with(|| prop_bytes(host, attr::PEER_URI_SAN))
+            .clone()
+    }
+
+    pub fn on_request_headers<H: HttpHost>(&mut self, host: &H) {
+        let cfg = &self.shared.config;
+        let get = |name: &str| host.header(HeaderMap::Request, name).ok().flatten();
+        if cfg.access_log.is_some() {
+            self.method = get(":method").unwrap_or_default();
+            self.path = get(":path").unwrap_or_default();
+        }
+        if cfg.access_log.is_some() || cfg.reporter == Reporter::Source {
+            self.authority = get(":authority").unwrap_or_default();
+        }
+        self.grpc = get("content-type").is_some_and(|ct| ct.starts_with(b"application/grpc"));
+        if cfg.trace.enabled {
+            self.handle_trace(host);
+        }
+        let shared = Arc::clone(&self.shared);
+        if let Some(header) = &shared.config.peer_header {
+            match shared.config.reporter {
+                Reporter::Destination => {
+                    if let Some(raw) = get(header) {
+                        let _ = host.remove_header(HeaderMap::Request, header);
+                        let san = if self.mtls(host) {
+                            self.peer_san(host)
+                        } else {
+                            None
+                        };
+                        self.peer = trusted_peer(&raw, san.as_deref());
+                        if self.peer.is_none() {
+                            bump(host, shared.stats.peer_rejected);
+                        }
+                    }
+                }
+                Reporter::Source => {
+                    if let Some(v) = &shared.own_peer_value {
+                        let _ = host.set_header(HeaderMap::Request, header, v.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_trace<H: HttpHost>(&mut self, host: &H) {
+        let cfg = self.shared.config.trace;
+        let incoming = host
+            .header(HeaderMap::Request, "traceparent")
+            .ok()
+            .flatten();
+        self.trace = trace::decide(
+            incoming.as_deref(),
+            cfg.start_when_absent,
+            cfg.sampled,
+            |b| host.fill_random(b).is_ok(),
+        );
+        match &self.trace {
+            TraceOutcome::Kept(_) | TraceOutcome::Absent => {}
+            TraceOutcome::Replaced(tp) => {
+                let _ =
+                    host.set_header(HeaderMap::Request, "traceparent", tp.to_string().as_bytes());
+                let _ = host.remove_header(HeaderMap::Request, "tracestate");
+                bump(host, self.shared.stats.trace_replaced);
+            }
+            TraceOutcome::Started(tp) => {
+                let _ =
+                    host.set_header(HeaderMap::Request, "traceparent", tp.to_string().as_bytes());
+                bump(host, self.shared.stats.trace_started);
+            }
+            TraceOutcome::Removed => {
+                let _ = host.remove_header(HeaderMap::Request, "traceparent");
+                let _ = host.remove_header(HeaderMap::Request, "tracestate");
+            }
+        }
+    }
+
+    pub fn on_response_headers<H: HttpHost>(&mut self, host: &H) {
+        let shared = Arc::clone(&self.shared);
+        let Some(header) = &shared.config.peer_header else {
+            return;
+        };
+        match shared.config.reporter {
+            // Tell the client's sidecar who answered, only over mTLS (no leak to outsiders).
+            Reporter::Destination => {
+                if let Some(v) = &shared.own_peer_value {
+                    if self.mtls(host) {
+                        let _ = host.set_header(HeaderMap::Response, header, v.as_bytes());
+                    }
+                }
+            }
+            Reporter::Source => {
+                if let Ok(Some(raw)) = host.header(HeaderMap::Response, header) {
+                    let _ = host.remove_header(HeaderMap::Response, header);
+                    // A verified upstream certificate stands for the upstream's mTLS.
+                    let san = prop_bytes(host, attr::UPSTREAM_PEER_URI_SAN);
+                    self.peer = san.as_deref().and_then(|s| trusted_peer(&raw, Some(s)));
+                    if self.peer.is_none() {
+                        bump(host, shared.stats.peer_rejected);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the metrics and writes the access-log line.
+    pub fn on_log<H: HttpHost>(&mut self, host: &H) {
+        let shared = Arc::clone(&self.shared);
+        let cfg = &shared.config;
+        let code = prop_i64(host, attr::RESPONSE_CODE);
+        let flag_bits = prop_u64(host, attr::RESPONSE_FLAGS).unwrap_or(0);
+        let duration_ns = prop_u64(host, attr::REQUEST_DURATION);
+        let request_bytes = prop_u64(host, attr::REQUEST_TOTAL_SIZE);
+        let response_bytes = prop_u64(host, attr::RESPONSE_TOTAL_SIZE);
+        let response_flags = flags::short_string(flag_bits);
+
+        let mut labels = shared.template.clone();
+        labels.set_str(
+            Label::RequestProtocol,
+            if self.grpc { "grpc" } else { "http" },
+        );
+        labels.set_str(Label::ResponseCode, &code.unwrap_or(0).to_string());
+        labels.set_str(Label::ResponseFlags, &response_flags);
+        let principal = match cfg.reporter {
+            Reporter::Destination => self.destination_labels(host, &mut labels),
+            Reporter::Source => self.source_labels(host, &mut labels),
+        };
+        let sample = Sample {
+            duration_ms: duration_ns.map_or(0, nanos_to_millis),
+            request_bytes: request_bytes.unwrap_or(0),
+            response_bytes: response_bytes.unwrap_or(0),
+        };
+        shared.record(host, &labels, &sample);
+
+        let Some(max_field_bytes) = cfg.access_log else {
+            return;
+        };
+        let decisions = match &self.decisions {
+            Some(d) => d.clone(),
+            None => Decisions {
+                canary: decision::read(host, decision::CANARY),
+                ratelimit: decision::read(host, decision::RATELIMIT),
+                intentions: decision::read(host, decision::INTENTIONS),
+            },
+        };
+        let time_nanos = prop_u64(host, attr::REQUEST_TIME).or_else(|| Some(host.now_nanos()));
+        let trace_id = self.trace.trace().map(|t| t.trace_id_hex());
+        let (src_wl, src_ns) = (
+            labels.get(Label::SourceWorkload),
+            labels.get(Label::SourceWorkloadNamespace),
+        );
+        let record = AccessRecord {
+            time_nanos,
+            reporter: cfg.reporter.as_str(),
+            method: &self.method,
+            path: &self.path,
+            authority: &self.authority,
+            protocol: labels.get(Label::RequestProtocol),
+            status: code,
+            response_flags: &response_flags,
+            duration_ms: duration_ns.map(nanos_to_millis),
+            request_bytes,
+            response_bytes,
+            peer_principal: principal.as_deref(),
+            source_workload: src_wl,
+            source_namespace: src_ns,
+            trace_id: trace_id.as_deref(),
+            canary: decisions.canary.as_deref(),
+            ratelimit: decisions.ratelimit.as_deref(),
+            intentions: decisions.intentions.as_deref(),
+        };
+        host_log!(host, LogLevel::Info, "{}", record.to_json(max_field_bytes));
+    }
+
+    /// Fills the labels about the client; returns the peer principal.
+    fn destination_labels<H: HttpHost>(
+        &mut self,
+        host: &H,
+        labels: &mut LabelValues,
+    ) -> Option<Vec<u8>> {
+        let mtls = self.mtls(host);
+        let san = self.peer_san(host);
+        let spiffe = san
+            .as_deref()
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| SpiffeId::parse(s).ok());
+        if let Some(s) = &san {
+            labels.set(Label::SourcePrincipal, s);
+        }
+        fill_peer(
+            labels,
+            self.peer.as_ref(),
+            spiffe.as_ref(),
+            [
+                Label::SourceWorkload,
+                Label::SourceWorkloadNamespace,
+                Label::SourceCanonicalService,
+                Label::SourceCanonicalRevision,
+            ],
+        );
+        if let Some(local) = prop_bytes(host, attr::LOCAL_URI_SAN) {
+            labels.set(Label::DestinationPrincipal, &local);
+        }
+        labels.set_str(
+            Label::ConnectionSecurityPolicy,
+            if mtls { "mutual_tls" } else { "none" },
+        );
+        san
+    }
+
+    /// Fills the labels about the server; returns the upstream's principal.
+    fn source_labels<H: HttpHost>(
+        &mut self,
+        host: &H,
+        labels: &mut LabelValues,
+    ) -> Option<Vec<u8>> {
+        if let Some(local) = prop_bytes(host, attr::UPSTREAM_LOCAL_URI_SAN) {
+            labels.set(Label::SourcePrincipal, &local);
+        }
+        let san = prop_bytes(host, attr::UPSTREAM_PEER_URI_SAN);
+        if let Some(s) = &san {
+            labels.set(Label::DestinationPrincipal, s);
+        }
+        let spiffe = san
+            .as_deref()
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| SpiffeId::parse(s).ok());
+        fill_peer(
+            labels,
+            self.peer.as_ref(),
+            spiffe.as_ref(),
+            [
+                Label::DestinationWorkload,
+                Label::DestinationWorkloadNamespace,
+                Label::DestinationCanonicalService,
+                Label::DestinationCanonicalRevision,
+            ],
+        );
+        let host_name = authority_host(&self.authority);
+        if !host_name.is_empty() {
+            labels.set(Label::DestinationService, &host_name);
+            let mut parts = host_name.split(|b| *b == b'.');
+            labels.set(
+                Label::DestinationServiceName,
+                parts.next().unwrap_or_default(),
+            );
+            let k8s = host_name.ends_with(b".svc.cluster.local") || host_name.ends_with(b".svc");
+            match (k8s, parts.next(), &self.peer) {
+                (true, Some(ns), _) => labels.set(Label::DestinationServiceNamespace, ns),
+                (_, _, Some(p)) => labels.set_str(Label::DestinationServiceNamespace, &p.namespace),
+                _ => {}
+            }
+        }
+        san
+    }
+}
+
+/// Workload, namespace, canonical service and revision of the other side: trusted peer
+/// metadata first, else what the SPIFFE ID says.
+fn fill_peer(
+    labels: &mut LabelValues,
+    peer: Option<&PeerMetadata>,
+    spiffe: Option<&SpiffeId>,
+    [workload, namespace, service, revision]: [Label; 4],
+) {
+    if let Some(p) = peer {
+        labels.set_str(workload, &p.workload);
+        labels.set_str(namespace, &p.namespace);
+        if let Some(s) = &p.service {
+            labels.set_str(service, s);
+        }
+        if let Some(r) = &p.revision {
+            labels.set_str(revision, r);
+        }
+    } else if let Some(id) = spiffe {
+        labels.set_str(workload, &id.name);
+        labels.set_str(namespace, &id.namespace);
+    }
+}
+
+/// Accepts peer metadata only with a peer certificate, and only if it does not contradict
+/// the certificate's SPIFFE namespace.
+fn trusted_peer(raw: &[u8], peer_san: Option<&[u8]>) -> Option<PeerMetadata> {
+    let san = peer_san?;
+    let meta = PeerMetadata::parse(raw).ok()?;
+    let spiffe = std::str::from_utf8(san)
+        .ok()
+        .and_then(|s| SpiffeId::parse(s).ok());
+    match spiffe {
+        Some(id) if id.namespace != meta.namespace => None,
+        _ => Some(meta),
+    }
+}
+
+#[cfg(test)]
+mod tests;
