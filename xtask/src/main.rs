@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench>`.
 
+mod bench;
 mod build;
 mod demo;
 mod test;
@@ -16,6 +17,7 @@ commands:
   validate   envoy --mode validate on every bootstrap in envoy-config/, with fresh modules
   test       every test tier, with a summary (fails on any failure)
   e2e        build, then only the end-to-end tests against the real Envoy
+  bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
   demo       a small local mesh with every filter, real traffic and a readable summary
 ";
 
@@ -45,6 +47,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "test" => test::test(rest),
         "e2e" => test::e2e_only(),
         "demo" => demo::demo(rest),
+        "bench" => bench::bench(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

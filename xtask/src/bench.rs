@@ -1,0 +1,626 @@
+//! `cargo xtask bench [--quick]`: what each configuration costs Envoy per request.
+//!
+//! Envoy runs with `--concurrency 1` pinned to CPU 0, the load generator on CPU 1. Each
+//! configuration answers with a direct response. Per configuration and round: Envoy CPU
+//! microseconds per request (process CPU time over Envoy's own request counter, closed-loop
+//! `wrk` at saturation), saturation requests/s, latency percentiles at half the no-filter
+//! saturation (`h2load --rps`, per-request log), and Envoy's allocated memory. Configurations
+//! are interleaved round-robin; the report shows medians and min..max.
+
+use crate::util::{cargo, kib, root, run};
+use anyhow::{bail, Context};
+use mesh_e2e::Envoy;
+use serde_json::{json, Value as Json};
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const CAPABILITIES: [&str; 4] = ["telemetry", "intentions", "ratelimit", "canary"];
+
+struct Config {
+    name: String,
+    what: String,
+    filters: Vec<Value>,
+}
+
+#[derive(Default, Clone)]
+struct Round {
+    cpu_us_per_req: f64,
+    rps: f64,
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+    memory_mib: f64,
+}
+
+struct Settings {
+    rounds: usize,
+    secs: u64,
+    connections: usize,
+}
+
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let s = if quick {
+        Settings {
+            rounds: 1,
+            secs: 1,
+            connections: 8,
+        }
+    } else {
+        Settings {
+            rounds: 5,
+            secs: 5,
+            connections: 16,
+        }
+    };
+    ensure_tools()?;
+    let modules = crate::build::build()?;
+    let empty = build_empty_fixture()?;
+    let plugins: Json = serde_json::from_str(&std::fs::read_to_string(
+        root().join("envoy-config/bench/plugins.json"),
+    )?)?;
+    let configs = configs(&plugins, &empty)?;
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let pin = Pinning::detect();
+    let clk_tck = clock_ticks()?;
+
+    println!("calibrating: saturation of Envoy with no filter");
+    let base = configs.first().context("no configurations to measure")?;
+    let sat = measure(base, &s, &pin, clk_tck, None)?;
+    let rate = (sat.rps * 0.5).max(100.0);
+    println!("  {:.0} req/s; latency runs at {:.0} req/s", sat.rps, rate);
+
+    let mut results: Vec<Vec<Round>> = vec![Vec::new(); configs.len()];
+    for round in 0..s.rounds {
+        for (i, c) in configs.iter().enumerate() {
+            let r = measure(c, &s, &pin, clk_tck, Some(rate))
+                .with_context(|| format!("measuring {}", c.name))?;
+            println!(
+                "  round {}/{} {:<22} {:>7.2} us/req {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us",
+                round + 1,
+                s.rounds,
+                c.name,
+                r.cpu_us_per_req,
+                r.rps,
+                r.p50_us,
+                r.p99_us
+            );
+            if let Some(v) = results.get_mut(i) {
+                v.push(r);
+            }
+        }
+    }
+    let sizes: Vec<(String, f64)> = modules
+        .iter()
+        .map(|p| {
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+            (name.unwrap_or_default(), kib(p))
+        })
+        .collect();
+    let report = Report {
+        configs: &configs,
+        results: &results,
+        sizes: &sizes,
+        settings: &s,
+        rate,
+        pinned: pin.pinned(),
+        quick,
+    };
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&report.json())?,
+    )?;
+    std::fs::write(out.join("report.md"), report.markdown())?;
+    report.chart(&out.join("cpu.svg"))?;
+    println!(
+        "\nwrote {}, {} and {}",
+        out.join("report.md").display(),
+        out.join("results.json").display(),
+        out.join("cpu.svg").display()
+    );
+    Ok(())
+}
+
+// === load generators ===
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// `wrk` and `h2load` from Debian's packages, installed when missing (needs root).
+fn ensure_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = [("wrk", "wrk"), ("h2load", "nghttp2-client")]
+        .into_iter()
+        .filter(|(bin, _)| !have(bin))
+        .map(|(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing load generators: {}", missing.join(" "));
+    let sudo = if is_root() { None } else { Some("sudo") };
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        let mut c = match sudo {
+            Some(s) => {
+                let mut c = Command::new(s);
+                c.arg("apt-get");
+                c
+            }
+            None => Command::new("apt-get"),
+        };
+        run(c.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if apt(&[&["install", "-y", "-q"][..], &missing].concat()).is_err() {
+        apt(&["update", "-q"])?;
+        apt(&[&["install", "-y", "-q"][..], &missing].concat())?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+struct Pinning {
+    cpus: usize,
+}
+
+impl Pinning {
+    fn detect() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { cpus }
+    }
+    fn pinned(&self) -> bool {
+        self.cpus >= 2 && have("taskset")
+    }
+    /// Pins every thread of `pid` to CPU 0.
+    fn pin_envoy(&self, pid: u32) -> anyhow::Result<()> {
+        if self.pinned() {
+            let out = Command::new("taskset")
+                .args(["-a", "-p", "-c", "0", &pid.to_string()])
+                .output()?;
+            if !out.status.success() {
+                bail!("taskset failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        Ok(())
+    }
+    /// A load generator command on CPU 1.
+    fn load(&self, tool: &str) -> Command {
+        if self.pinned() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "1", tool]);
+            c
+        } else {
+            Command::new(tool)
+        }
+    }
+}
+
+fn clock_ticks() -> anyhow::Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0))
+}
+
+/// User + system CPU ticks of `pid` from /proc.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).context("no utime")?.parse()?;
+    let stime: u64 = f.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn downstream_requests(envoy: &Envoy) -> anyhow::Result<u64> {
+    envoy
+        .stat("http.ingress.downstream_rq_total")?
+        .context("http.ingress.downstream_rq_total missing")
+}
+
+fn wrk(pin: &Pinning, url: &str, secs: u64, connections: usize) -> anyhow::Result<f64> {
+    let out = pin
+        .load("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            url,
+        ])
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))
+}
+
+/// Open-loop latency at `rate` requests/s: percentiles in microseconds from h2load's
+/// per-request log.
+fn h2load(pin: &Pinning, url: &str, secs: u64, rate: f64, log: &Path) -> anyhow::Result<[f64; 3]> {
+    let clients = 4.0_f64;
+    let per_client = (rate / clients).ceil().max(1.0);
+    let _ = std::fs::remove_file(log);
+    let out = pin
+        .load("h2load")
+        .args(["--h1", "-t1", "-c4"])
+        .arg(format!("--rps={per_client}"))
+        .arg(format!("-D{secs}"))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(url)
+        .output()
+        .context("running h2load")?;
+    if !out.status.success() {
+        bail!("h2load failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut lat: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
+        .collect();
+    if lat.is_empty() {
+        bail!("h2load logged no requests");
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i).copied().unwrap_or(0.0)
+    };
+    Ok([pct(0.5), pct(0.9), pct(0.99)])
+}
+
+// === configurations ===
+
+fn wasm_filter(name: &str, root_id: &str, file: &Path, config: &str) -> Value {
+    let yaml = format!(
+        r#"
+name: envoy.filters.http.wasm
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+  config:
+    name: {name}
+    root_id: {root_id}
+    vm_config:
+      vm_id: {name}
+      runtime: envoy.wasm.runtime.v8
+      code: {{local: {{filename: "{file}"}}}}
+    configuration:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: {config}
+"#,
+        file = file.display(),
+        config = serde_json::to_string(config).unwrap_or_default(),
+    );
+    serde_yaml::from_str(&yaml).unwrap_or(Value::Null)
+}
+
+fn module(name: &str) -> PathBuf {
+    root().join("target/filters").join(format!("{name}.wasm"))
+}
+
+fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
+    let cfg = |cap: &str| plugins.get(cap).map(Json::to_string).unwrap_or_default();
+    let native: Vec<Value> = serde_yaml::from_str(&std::fs::read_to_string(
+        root().join("envoy-config/bench/native-filters.yaml"),
+    )?)?;
+    let mut out = vec![
+        Config {
+            name: "no-filter".into(),
+            what: "Envoy with only the router".into(),
+            filters: vec![],
+        },
+        Config {
+            name: "native".into(),
+            what: "native local_ratelimit + rbac".into(),
+            filters: native,
+        },
+        Config {
+            name: "empty-wasm".into(),
+            what: "a proxy-wasm filter that does nothing (the floor)".into(),
+            filters: vec![wasm_filter("empty", "empty", empty, "")],
+        },
+    ];
+    for cap in CAPABILITIES {
+        if module(cap).exists() {
+            out.push(Config {
+                name: cap.into(),
+                what: format!("our {cap} module alone"),
+                filters: vec![wasm_filter(cap, cap, &module(cap), &cfg(cap))],
+            });
+        }
+    }
+    if CAPABILITIES.iter().all(|c| module(c).exists()) {
+        out.push(Config {
+            name: "four-modules".into(),
+            what: "our four modules chained".into(),
+            filters: CAPABILITIES
+                .iter()
+                .map(|c| wasm_filter(c, c, &module(c), &cfg(c)))
+                .collect(),
+        });
+    }
+    if module("suite").exists() {
+        out.push(Config {
+            name: "suite".into(),
+            what: "the suite module running all four".into(),
+            filters: vec![wasm_filter(
+                "suite",
+                "suite",
+                &module("suite"),
+                &plugins.to_string(),
+            )],
+        });
+    }
+    Ok(out)
+}
+
+fn build_empty_fixture() -> anyhow::Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        crate::build::WASM_TARGET,
+        "-p",
+        "bench-empty-filter",
+    ]))?;
+    let built = root()
+        .join("target")
+        .join(crate::build::WASM_TARGET)
+        .join("release/bench_empty_filter.wasm");
+    let dest = root().join("target/bench/empty.wasm");
+    std::fs::create_dir_all(root().join("target/bench"))?;
+    std::fs::copy(&built, &dest)?;
+    Ok(dest)
+}
+
+fn measure(
+    c: &Config,
+    s: &Settings,
+    pin: &Pinning,
+    clk_tck: f64,
+    latency_rate: Option<f64>,
+) -> anyhow::Result<Round> {
+    let filters = c.filters.clone();
+    let envoy = Envoy::builder("envoy-config/bench/base.yaml")
+        .concurrency(1)
+        .log_level("warn")
+        .edit(move |doc| {
+            let chain = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["http_filters"]
+                .as_sequence_mut();
+            if let Some(chain) = chain {
+                for (i, f) in filters.into_iter().enumerate() {
+                    chain.insert(i, f);
+                }
+            }
+        })
+        .start()?;
+    pin.pin_envoy(envoy.pid())?;
+    let url = envoy.url("/api/items");
+    // Warm up: V8 tiers up hot functions; connections and pools get made.
+    wrk(pin, &url, 1, s.connections)?;
+
+    let (t0, r0) = (cpu_ticks(envoy.pid())?, downstream_requests(&envoy)?);
+    let rps = wrk(pin, &url, s.secs, s.connections)?;
+    let (t1, r1) = (cpu_ticks(envoy.pid())?, downstream_requests(&envoy)?);
+    let reqs = r1.saturating_sub(r0).max(1) as f64;
+    let cpu_us_per_req = (t1.saturating_sub(t0) as f64 / clk_tck) * 1e6 / reqs;
+
+    let [p50_us, p90_us, p99_us] = match latency_rate {
+        Some(rate) => h2load(pin, &url, s.secs, rate, &envoy.dir().join("h2load.log"))?,
+        None => [0.0; 3],
+    };
+    let memory_mib = envoy
+        .stat("server.memory_allocated")?
+        .map_or(0.0, |b| b as f64 / (1024.0 * 1024.0));
+    // A short pause lets the kernel reap the old Envoy before the next one binds.
+    drop(envoy);
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(Round {
+        cpu_us_per_req,
+        rps,
+        p50_us,
+        p90_us,
+        p99_us,
+        memory_mib,
+    })
+}
+
+// === report ===
+
+struct Report<'a> {
+    configs: &'a [Config],
+    results: &'a [Vec<Round>],
+    sizes: &'a [(String, f64)],
+    settings: &'a Settings,
+    rate: f64,
+    pinned: bool,
+    quick: bool,
+}
+
+/// Median, min and max of `f` over rounds.
+fn stats(rounds: &[Round], f: impl Fn(&Round) -> f64) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = rounds.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    let med = match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v.get(n / 2).copied().unwrap_or(0.0),
+        n => {
+            (v.get(n / 2 - 1).copied().unwrap_or(0.0) + v.get(n / 2).copied().unwrap_or(0.0)) / 2.0
+        }
+    };
+    (
+        med,
+        v.first().copied().unwrap_or(0.0),
+        v.last().copied().unwrap_or(0.0),
+    )
+}
+
+impl Report<'_> {
+    fn median(&self, name: &str, f: impl Fn(&Round) -> f64) -> Option<f64> {
+        let i = self.configs.iter().position(|c| c.name == name)?;
+        Some(stats(self.results.get(i)?, f).0)
+    }
+
+    fn json(&self) -> Json {
+        let rows: Vec<Json> = self
+            .configs
+            .iter()
+            .zip(self.results)
+            .map(|(c, r)| {
+                let m = |f: fn(&Round) -> f64| {
+                    let (med, min, max) = stats(r, f);
+                    json!({"median": med, "min": min, "max": max})
+                };
+                json!({
+                    "name": c.name, "what": c.what,
+                    "cpu_us_per_request": m(|r| r.cpu_us_per_req),
+                    "saturation_rps": m(|r| r.rps),
+                    "latency_p50_us": m(|r| r.p50_us),
+                    "latency_p90_us": m(|r| r.p90_us),
+                    "latency_p99_us": m(|r| r.p99_us),
+                    "memory_allocated_mib": m(|r| r.memory_mib),
+                    "rounds": r.len(),
+                })
+            })
+            .collect();
+        json!({
+            "envoy": mesh_e2e::install::ENVOY_VERSION,
+            "quick": self.quick,
+            "rounds": self.settings.rounds,
+            "seconds_per_run": self.settings.secs,
+            "connections": self.settings.connections,
+            "latency_rate_rps": self.rate,
+            "pinned": self.pinned,
+            "configs": rows,
+            "module_sizes_kib": self.sizes.iter().map(|(n, k)| json!({"module": n, "kib": k})).collect::<Vec<_>>(),
+            "ratios": self.ratios(),
+        })
+    }
+
+    /// Added CPU over the no-filter baseline, relative to the empty filter's added CPU.
+    fn ratios(&self) -> Json {
+        let cpu = |n: &str| self.median(n, |r| r.cpu_us_per_req);
+        let (Some(none), Some(empty)) = (cpu("no-filter"), cpu("empty-wasm")) else {
+            return Json::Null;
+        };
+        let floor = (empty - none).max(f64::EPSILON);
+        let mut out = serde_json::Map::new();
+        for c in self.configs.iter().skip(1) {
+            if let Some(v) = cpu(&c.name) {
+                out.insert(
+                    format!("{}_added_vs_empty", c.name),
+                    json!((v - none) / floor),
+                );
+            }
+        }
+        let rps = |n: &str| self.median(n, |r| r.rps);
+        if let (Some(base), Some(suite)) = (rps("no-filter"), rps("suite")) {
+            out.insert("suite_throughput_vs_no_filter".into(), json!(suite / base));
+        }
+        Json::Object(out)
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        md.push_str("# Benchmark report\n\n");
+        md.push_str(&format!(
+            "Envoy {} (V8), `--concurrency 1`{}; direct-response route; closed-loop `wrk -t1 -c{}` for {} s per run for CPU and saturation; open-loop `h2load --h1 -c4 --rps` at {:.0} req/s (half the no-filter saturation) for latency; {} round(s), configurations interleaved; medians with min..max.{}\n\n",
+            mesh_e2e::install::ENVOY_VERSION,
+            if self.pinned { ", pinned to CPU 0 with the load generator on CPU 1" } else { " (not pinned: fewer than 2 CPUs)" },
+            self.settings.connections,
+            self.settings.secs,
+            self.rate,
+            self.settings.rounds,
+            if self.quick { " **Quick run: figures are indicative only.**" } else { "" },
+        ));
+        md.push_str("| configuration | Envoy CPU us/request | saturation req/s | p50 us | p90 us | p99 us | memory MiB |\n|---|---|---|---|---|---|---|\n");
+        for (c, r) in self.configs.iter().zip(self.results) {
+            let cell = |f: fn(&Round) -> f64, prec: usize| {
+                let (m, lo, hi) = stats(r, f);
+                format!("{m:.prec$} ({lo:.prec$}..{hi:.prec$})")
+            };
+            md.push_str(&format!(
+                "| {} — {} | {} | {} | {} | {} | {} | {} |\n",
+                c.name,
+                c.what,
+                cell(|r| r.cpu_us_per_req, 2),
+                cell(|r| r.rps, 0),
+                cell(|r| r.p50_us, 0),
+                cell(|r| r.p90_us, 0),
+                cell(|r| r.p99_us, 0),
+                cell(|r| r.memory_mib, 1),
+            ));
+        }
+        md.push_str("\n## Ratios\n\nAdded CPU per request over no filter, divided by the empty filter's added CPU (target: each module <= 1.25, the suite <= 1.5):\n\n");
+        if let Json::Object(m) = self.ratios() {
+            for (k, v) in m {
+                md.push_str(&format!("- `{k}`: {:.2}\n", v.as_f64().unwrap_or(0.0)));
+            }
+        }
+        md.push_str("\n## Module sizes\n\n| module | KiB |\n|---|---|\n");
+        for (n, k) in self.sizes {
+            md.push_str(&format!("| {n} | {k:.1} |\n"));
+        }
+        md.push_str("\nMemory is Envoy's `server.memory_allocated` after the runs; the difference from `no-filter` is what the Wasm VMs (one per worker plus the main thread's) hold.\n\n![CPU per request](cpu.svg)\n");
+        md
+    }
+
+    fn chart(&self, path: &Path) -> anyhow::Result<()> {
+        use plotters::prelude::*;
+        let rows: Vec<(String, f64, f64, f64)> = self
+            .configs
+            .iter()
+            .zip(self.results)
+            .map(|(c, r)| {
+                let (m, lo, hi) = stats(r, |r| r.cpu_us_per_req);
+                (c.name.clone(), m, lo, hi)
+            })
+            .collect();
+        let height = 60 + 36 * rows.len() as u32;
+        let area = SVGBackend::new(path, (900, height)).into_drawing_area();
+        area.fill(&WHITE)?;
+        let max = rows.iter().map(|r| r.3).fold(1.0_f64, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                "Envoy CPU microseconds per request (median, min..max)",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(130)
+            .build_cartesian_2d(0.0..max, 0.0..rows.len() as f64)?;
+        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(rows.len())
+            .y_label_formatter(&|y| {
+                let i = y.floor() as usize;
+                labels.get(i).cloned().unwrap_or_default()
+            })
+            .x_desc("us per request")
+            .draw()?;
+        chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let y = i as f64;
+            Rectangle::new([(0.0, y + 0.2), (r.1, y + 0.8)], BLUE.mix(0.6).filled())
+        }))?;
+        chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let y = i as f64 + 0.5;
+            PathElement::new(vec![(r.2, y), (r.3, y)], BLACK.stroke_width(2))
+        }))?;
+        area.present()?;
+        Ok(())
+    }
+}
