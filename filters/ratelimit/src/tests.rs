@@ -1,0 +1,242 @@
+use super::*;
+use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::LogLevel;
+
+const CONFIG: &str = r#"{"rules":[{"name":"api","match":{"path_prefix":"/api/"},
+    "key":{"header":"x-api-key"},"limit":{"requests":2,"per":"1h"}}],"max_keys":64}"#;
+
+/// A proxy with `workers` root contexts sharing one store, clock and metrics.
+struct Proxy {
+    store: FakeStore,
+    clock: FakeClock,
+    metrics: FakeMetrics,
+    roots: Vec<RateLimitRoot>,
+}
+
+impl Proxy {
+    fn new(config: &str, workers: usize) -> Self {
+        let mut p = Self {
+            store: FakeStore::default(),
+            clock: FakeClock::default(),
+            metrics: FakeMetrics::default(),
+            roots: Vec::new(),
+        };
+        for _ in 0..workers {
+            let mut root = RateLimitRoot::default();
+            assert!(root.on_configure(&p.host(), config.as_bytes()));
+            p.roots.push(root);
+        }
+        p
+    }
+
+    fn host(&self) -> FakeHost {
+        FakeHost::new()
+            .with_store(&self.store)
+            .with_clock(&self.clock)
+            .with_metrics(&self.metrics)
+    }
+
+    /// Runs a whole request on worker `w`; returns the filter's request action.
+    fn run(&self, w: usize, host: &FakeHost) -> Action {
+        let mut f = self.roots[w].new_http();
+        let action = f.on_request_headers(host, true);
+        if action == Action::Continue {
+            host.upstream_responds(200, &[]);
+            assert_eq!(f.on_response_headers(host, false), Action::Continue);
+        }
+        f.on_log(host);
+        action
+    }
+}
+
+fn decision(host: &FakeHost) -> Option<String> {
+    host.property_value(&[DECISION_KEY])
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+#[test]
+fn bad_configs_are_rejected_with_one_line_naming_the_field() {
+    let cases = [
+        (
+            r#"{"rules":[{"name":"a","limit":{"requests":0,"per":"1s"}}]}"#,
+            "rules[0].limit.requests: must be at least 1",
+        ),
+        (
+            r#"{"rules":[{"name":"a","limit":{"requests":1,"per":"1y"}}]}"#,
+            "rules[0].limit.per: invalid duration",
+        ),
+        (
+            r#"{"rules":[{"name":"a","limit":{"requests":1,"per":"1s","burst":0}}]}"#,
+            "rules[0].limit.burst: must be at least 1",
+        ),
+        (
+            r#"{"rules":[{"name":"a","limit":{"requests":1,"per":"1s"}},{"name":"a","limit":{"requests":1,"per":"1s"}}]}"#,
+            "rules[1].name: duplicate rule name",
+        ),
+        (r#"{"max_keys":0}"#, "max_keys: must be at least 1"),
+        (
+            r#"{"rules":[{"name":"a","limit":{"requests":1,"per":"1s"},"extra":1}]}"#,
+            "rules[0].extra: unknown field `extra`",
+        ),
+        ("not json", "expected ident"),
+    ];
+    for (config, expected) in cases {
+        let host = FakeHost::new();
+        let mut root = RateLimitRoot::default();
+        assert!(!root.on_configure(&host, config.as_bytes()), "{config}");
+        let errors = host.logs_at(LogLevel::Error);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let prefix = "ratelimit: invalid configuration: ";
+        assert!(errors[0].starts_with(prefix), "{}", errors[0]);
+        assert!(errors[0].contains(expected), "{} !~ {expected}", errors[0]);
+        assert!(!errors[0].ends_with('.'));
+        assert!(root.limiter().is_none());
+        assert!(
+            host.store().is_empty(),
+            "nothing seeded for a rejected config"
+        );
+    }
+}
+
+#[test]
+fn an_empty_config_limits_nothing() {
+    let p = Proxy::new("", 1);
+    let host = p.host().request("GET", "svc", "/api/x");
+    assert_eq!(p.run(0, &host), Action::Continue);
+    assert_eq!(decision(&host), None);
+    assert!(host.local_reply().is_none());
+}
+
+#[test]
+fn the_limited_request_gets_a_429_with_fields_and_problem_body() {
+    let p = Proxy::new(CONFIG, 1);
+    let req = || {
+        p.host()
+            .request("GET", "svc", "/api/x")
+            .request_header("x-api-key", "k1")
+    };
+    for _ in 0..2 {
+        let host = req();
+        assert_eq!(p.run(0, &host), Action::Continue);
+        assert_eq!(decision(&host).as_deref(), Some("allowed"));
+        assert_eq!(
+            host.response_header_str("ratelimit"),
+            None,
+            "off by default"
+        );
+    }
+    let host = req();
+    assert_eq!(p.run(0, &host), Action::Pause);
+    assert_eq!(decision(&host).as_deref(), Some("limited:api"));
+    let reply = host.local_reply().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.header("retry-after"), Some("1800"));
+    assert_eq!(
+        reply.header("ratelimit-policy"),
+        Some(r#""api";q=2;w=3600"#)
+    );
+    assert_eq!(reply.header("ratelimit"), Some(r#""api";r=0;t=1800"#));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    let body = String::from_utf8(reply.body).unwrap();
+    assert!(body.contains(r#""violated-policies":["api"]"#), "{body}");
+    // Other keys and unmatched paths are untouched.
+    let other = p
+        .host()
+        .request("GET", "svc", "/api/x")
+        .request_header("x-api-key", "k2");
+    assert_eq!(p.run(0, &other), Action::Continue);
+    let unmatched = p
+        .host()
+        .request("GET", "svc", "/health")
+        .request_header("x-api-key", "k1");
+    assert_eq!(p.run(0, &unmatched), Action::Continue);
+    assert_eq!(decision(&unmatched), None);
+    assert_eq!(p.metrics.value("ratelimit.api.allowed"), Some(3));
+    assert_eq!(p.metrics.value("ratelimit.api.limited"), Some(1));
+}
+
+#[test]
+fn allowed_responses_carry_the_fields_when_configured() {
+    let p = Proxy::new(
+        r#"{"headers_on_allowed":true,"rules":[{"name":"all","limit":{"requests":10,"per":"1m"}}]}"#,
+        1,
+    );
+    let host = p.host().request("GET", "svc", "/");
+    host.upstream_responds(200, &[("ratelimit-policy", "\"upstream\";q=5")]);
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Continue);
+    f.on_response_headers(&host, false);
+    assert_eq!(
+        host.header_strings(sdk_shim::HeaderMap::Response, "ratelimit-policy"),
+        ["\"upstream\";q=5", "\"all\";q=10;w=60"]
+    );
+    assert_eq!(
+        host.response_header_str("ratelimit").as_deref(),
+        Some("\"all\";r=9;t=6")
+    );
+}
+
+#[test]
+fn workers_share_one_limit() {
+    let p = Proxy::new(CONFIG, 4);
+    let mut admitted = 0;
+    for i in 0..40 {
+        p.store.force_cas_conflicts((i % 4) as u32);
+        let host = p
+            .host()
+            .request("GET", "svc", "/api/x")
+            .request_header("x-api-key", "same");
+        if p.run(i % 4, &host) == Action::Continue {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 2);
+    assert_eq!(p.store.len(), 65, "seeded once: 64 slots and the marker");
+}
+
+#[test]
+fn hostile_requests_never_trap() {
+    let p = Proxy::new(
+        r#"{"rules":[
+            {"name":"h","match":{"headers":[{"name":"x-t","regex":"a+"}]},"key":{"header":"x-api-key"},"limit":{"requests":1,"per":"1s"}},
+            {"name":"a","key":{"source":"address"},"limit":{"requests":1000,"per":"1s"}},
+            {"name":"p","key":{"source":"principal"},"limit":{"requests":1000,"per":"1s"}}]}"#,
+        1,
+    );
+    let huge = vec![0xffu8; 256 * 1024];
+    let hosts = [
+        p.host(),
+        p.host().request_header(":path", b"\xff\xfe"),
+        p.host()
+            .request("GET", "svc", "/")
+            .request_header("x-t", b"\xff")
+            .request_header("x-t", "aaa")
+            .request_header("x-api-key", &huge)
+            .request_header("x-api-key", "second"),
+        p.host()
+            .request("GET", "svc", "/")
+            .property(&["source", "address"], b"\xff\xff")
+            .property(&["connection", "uri_san_peer_certificate"], &huge),
+        p.host()
+            .request("GET", "svc", "/")
+            .property(&["source", "address"], "[::1"),
+        p.host().request("GET", "svc", "/").failing_header_reads(),
+    ];
+    for host in &hosts {
+        let action = p.run(0, host);
+        if action == Action::Pause {
+            assert_eq!(host.local_reply().map(|r| r.status), Some(429));
+        }
+    }
+}
+
+#[test]
+fn an_unconfigured_filter_lets_everything_through() {
+    let mut f = RateLimitFilter::new(None);
+    let host = FakeHost::new().request("GET", "svc", "/");
+    assert_eq!(f.on_request_headers(&host, true), Action::Continue);
+    assert_eq!(host.host_calls(), 0);
+}

@@ -1,0 +1,336 @@
+//! Per-request evaluation: rules in order, keys, buckets, stats and the verdict.
+//!
+//! Every matching rule with a key consumes from its own bucket. In `enforce` mode the first
+//! rule whose bucket is empty limits the request and later rules are not consulted (earlier
+//! rules keep what they consumed: a refund would be a second CAS that can race). In `shadow`
+//! mode every matching rule is consulted and consumes, and would-be limits are counted and
+//! logged.
+
+use crate::config::{Config, FailureMode, KeySource, Mode, Rule};
+use crate::gcra::Outcome;
+use crate::headers::{ceil_secs, push_policy, push_service_limit, LimitedReply};
+use crate::key::{self, Fingerprint, PeerAddress};
+use crate::table::{self, Failure};
+use mesh_core::request::RequestHead;
+use sdk_shim::{host_log, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind};
+
+/// The metric ids of one rule: `ratelimit.<rule>.<stat>`.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleStats {
+    pub allowed: MetricId,
+    pub limited: MetricId,
+    pub shadow_limited: MetricId,
+    pub cas_retries: MetricId,
+    pub slot_collisions: MetricId,
+    /// Store failures and exhausted CAS retries (decided by `failure_mode`).
+    pub failures: MetricId,
+}
+
+/// The names of the per-rule stats, in [`RuleStats`] order.
+pub const STAT_NAMES: [&str; 6] = [
+    "allowed",
+    "limited",
+    "shadow_limited",
+    "cas_retries",
+    "slot_collisions",
+    "failures",
+];
+
+/// A compiled configuration with its metrics: what each request is checked against. Built
+/// once per configuration, shared by `Arc`.
+#[derive(Debug)]
+pub struct Limiter {
+    config: Config,
+    stats: Vec<RuleStats>,
+}
+
+/// What the filter does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No rule applied (none matched, or every matching rule lacked its key).
+    Unmatched,
+    Allowed,
+    /// Refused by rule `rule`; `failure` when the bucket could not be read and
+    /// `failure_mode` is `deny`.
+    Limited {
+        rule: usize,
+        retry_after_s: u64,
+        failure: bool,
+    },
+    /// `shadow` mode: rule `rule` (the first) would have refused it.
+    ShadowLimited {
+        rule: usize,
+    },
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// `ratelimit` and `ratelimit-policy` values to add to an admitted response, when
+    /// `headers_on_allowed` is set and some rule applied.
+    pub response_fields: Option<(String, String)>,
+}
+
+// === impl Decision ===
+
+impl Decision {
+    /// The string published under `sdk_shim::decision::RATELIMIT`: `allowed`,
+    /// `limited:<rule>` or `shadow_limited:<rule>`; `None` when no rule applied.
+    pub fn label(&self, config: &Config) -> Option<String> {
+        let name = |i: &usize| config.rules.get(*i).map_or("", |r| r.name.as_str());
+        match self {
+            Decision::Unmatched => None,
+            Decision::Allowed => Some("allowed".to_owned()),
+            Decision::Limited { rule, .. } => Some(format!("limited:{}", name(rule))),
+            Decision::ShadowLimited { rule } => Some(format!("shadow_limited:{}", name(rule))),
+        }
+    }
+}
+
+// === impl Limiter ===
+
+/// Request properties read at most once per request, shared by rules that key on them.
+#[derive(Default)]
+struct Props {
+    address: Option<Result<Option<Vec<u8>>, HostError>>,
+    principal: Option<Result<Option<Vec<u8>>, HostError>>,
+}
+
+enum KeyRead {
+    Fingerprint(u64),
+    Missing,
+    Failed(HostError),
+}
+
+impl Limiter {
+    /// Defines the metrics and seeds the bucket table (before any request, see
+    /// [`crate::table`]).
+    pub fn new<H: Host>(host: &H, config: Config) -> Result<Self, HostError> {
+        let mut stats = Vec::with_capacity(config.rules.len());
+        for rule in &config.rules {
+            let mut ids = [MetricId(0); 6];
+            for (id, stat) in ids.iter_mut().zip(STAT_NAMES) {
+                let name = format!("ratelimit.{}.{stat}", rule.name);
+                *id = host.define_metric(MetricKind::Counter, &name)?;
+            }
+            let [allowed, limited, shadow_limited, cas_retries, slot_collisions, failures] = ids;
+            stats.push(RuleStats {
+                allowed,
+                limited,
+                shadow_limited,
+                cas_retries,
+                slot_collisions,
+                failures,
+            });
+        }
+        if !config.rules.is_empty() {
+            table::seed(host, config.max_keys)?;
+        }
+        Ok(Self { config, stats })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The 429 answer for a [`Decision::Limited`].
+    pub fn limited_reply(&self, rule: usize, retry_after_s: u64) -> Option<LimitedReply> {
+        self.config
+            .rules
+            .get(rule)
+            .map(|r| LimitedReply::new(r, retry_after_s))
+    }
+
+    fn count<H: Host>(&self, host: &H, rule: usize, pick: fn(&RuleStats) -> MetricId, n: u32) {
+        if n == 0 {
+            return;
+        }
+        if let Some(s) = self.stats.get(rule) {
+            // A metric that cannot be updated must not change the verdict.
+            let _ = host.increment_metric(pick(s), i64::from(n));
+        }
+    }
+
+    /// Checks one request against every rule, consuming from matching buckets.
+    pub fn check<H: HttpHost>(&self, host: &H) -> Verdict {
+        let config = &self.config;
+        let mut verdict = Verdict {
+            decision: Decision::Unmatched,
+            response_fields: None,
+        };
+        if config.rules.is_empty() {
+            return verdict;
+        }
+        let head = if config.needs_head() {
+            Some(RequestHead::read(host, config.needs_headers()))
+        } else {
+            None
+        };
+        let path = match &head {
+            Some(Ok(h)) => h.path_only().unwrap_or(""),
+            _ => "",
+        };
+        let now = host.now_nanos();
+        let mut props = Props::default();
+        let mut fields = config
+            .headers_on_allowed
+            .then(|| (String::new(), String::new()));
+
+        for (i, rule) in config.rules.iter().enumerate() {
+            let failed = |e: HostError| (i, Failure::Store(e));
+            let result = if let Some(m) = &rule.matcher {
+                match &head {
+                    Some(Ok(h)) if m.matches(&h.input(path)) => Ok(()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => Err(failed(*e)),
+                    None => continue,
+                }
+            } else {
+                Ok(())
+            };
+            let acquired = result.and_then(|()| match self.key(host, rule, &head, &mut props) {
+                KeyRead::Fingerprint(fp) => {
+                    table::acquire(host, &rule.limit, fp, config.max_keys, now)
+                        .map(Some)
+                        .map_err(|f| (i, f))
+                }
+                KeyRead::Missing => Ok(None),
+                KeyRead::Failed(e) => Err(failed(e)),
+            });
+            match acquired {
+                Ok(None) => continue,
+                Ok(Some(a)) => {
+                    self.count(host, i, |s| s.cas_retries, a.cas_retries);
+                    self.count(host, i, |s| s.slot_collisions, u32::from(a.collision));
+                    match a.outcome {
+                        Outcome::Allow {
+                            remaining,
+                            full_in_ns,
+                            ..
+                        } => {
+                            self.count(host, i, |s| s.allowed, 1);
+                            if verdict.decision == Decision::Unmatched {
+                                verdict.decision = Decision::Allowed;
+                            }
+                            if let Some((rl, policy)) = &mut fields {
+                                push_service_limit(rl, rule, remaining, ceil_secs(full_in_ns));
+                                push_policy(policy, rule);
+                            }
+                        }
+                        Outcome::Deny { retry_in_ns } => {
+                            let retry_after_s = ceil_secs(retry_in_ns).max(1);
+                            if config.mode == Mode::Enforce {
+                                self.count(host, i, |s| s.limited, 1);
+                                verdict.decision = Decision::Limited {
+                                    rule: i,
+                                    retry_after_s,
+                                    failure: false,
+                                };
+                                return verdict;
+                            }
+                            self.count(host, i, |s| s.shadow_limited, 1);
+                            host_log!(
+                                host,
+                                LogLevel::Info,
+                                "ratelimit: shadow mode: request would be limited by rule {}",
+                                rule.name
+                            );
+                            if !matches!(verdict.decision, Decision::ShadowLimited { .. }) {
+                                verdict.decision = Decision::ShadowLimited { rule: i };
+                            }
+                            if let Some((rl, policy)) = &mut fields {
+                                push_service_limit(rl, rule, 0, retry_after_s);
+                                push_policy(policy, rule);
+                            }
+                        }
+                    }
+                }
+                Err((i, failure)) => {
+                    self.count(host, i, |s| s.failures, 1);
+                    if let Failure::CasExhausted { retries } = failure {
+                        self.count(host, i, |s| s.cas_retries, retries);
+                    }
+                    host_log!(
+                        host,
+                        LogLevel::Warn,
+                        "ratelimit: rule {}: bucket unavailable ({failure:?}); failure_mode {:?}",
+                        rule.name,
+                        config.failure_mode
+                    );
+                    if config.mode == Mode::Enforce && config.failure_mode == FailureMode::Deny {
+                        verdict.decision = Decision::Limited {
+                            rule: i,
+                            retry_after_s: 1,
+                            failure: true,
+                        };
+                        return verdict;
+                    }
+                }
+            }
+        }
+        if verdict.decision != Decision::Unmatched {
+            verdict.response_fields = fields;
+        }
+        verdict
+    }
+
+    /// The fingerprint of `rule`'s key for this request.
+    fn key<H: HttpHost>(
+        &self,
+        host: &H,
+        rule: &Rule,
+        head: &Option<Result<RequestHead, HostError>>,
+        props: &mut Props,
+    ) -> KeyRead {
+        let fp = Fingerprint::for_rule(&rule.name);
+        match &rule.key {
+            KeySource::Rule => KeyRead::Fingerprint(fp.byte(b'r').finish()),
+            KeySource::Header(name) => {
+                // Reuse the whole map when matchers already read it; else one host call.
+                let hash = |v: &[u8]| KeyRead::Fingerprint(fp.byte(b'h').bytes(v).finish());
+                match head {
+                    Some(Ok(h)) if !h.headers.is_empty() => h
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map_or(KeyRead::Missing, |(_, v)| hash(v)),
+                    _ => match host.header(HeaderMap::Request, name) {
+                        Ok(Some(v)) => hash(&v),
+                        Ok(None) | Err(HostError::NotFound) => KeyRead::Missing,
+                        Err(e) => KeyRead::Failed(e),
+                    },
+                }
+            }
+            KeySource::Address => {
+                let raw = props
+                    .address
+                    .get_or_insert_with(|| host.property(&key::ADDRESS_PROPERTY));
+                match raw {
+                    Ok(Some(v)) => match PeerAddress::parse(v) {
+                        Some(addr) => KeyRead::Fingerprint(addr.hash_into(fp.byte(b'a')).finish()),
+                        None => KeyRead::Missing,
+                    },
+                    Ok(None) | Err(HostError::NotFound) => KeyRead::Missing,
+                    Err(e) => KeyRead::Failed(*e),
+                }
+            }
+            KeySource::Principal => {
+                let raw = props
+                    .principal
+                    .get_or_insert_with(|| host.property(&key::PRINCIPAL_PROPERTY));
+                match raw {
+                    Ok(Some(v)) => match key::principal(v) {
+                        Some(p) => KeyRead::Fingerprint(fp.byte(b'p').bytes(p).finish()),
+                        None => KeyRead::Missing,
+                    },
+                    Ok(None) | Err(HostError::NotFound) => KeyRead::Missing,
+                    Err(e) => KeyRead::Failed(*e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,447 @@
+use super::*;
+use crate::table::MAX_CAS_RETRIES;
+use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use std::time::Duration;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// One "Envoy": a shared store, clock and metrics, and a limiter per worker.
+struct Proxy {
+    store: FakeStore,
+    clock: FakeClock,
+    metrics: FakeMetrics,
+    limiter: Limiter,
+}
+
+impl Proxy {
+    fn new(json: &str) -> Self {
+        let store = FakeStore::default();
+        let clock = FakeClock::at_nanos(1_700_000_000_000_000_000);
+        let metrics = FakeMetrics::default();
+        let host = FakeHost::new()
+            .with_store(&store)
+            .with_clock(&clock)
+            .with_metrics(&metrics);
+        let limiter = Limiter::new(&host, Config::parse(json.as_bytes()).unwrap()).unwrap();
+        Self {
+            store,
+            clock,
+            metrics,
+            limiter,
+        }
+    }
+
+    /// Another worker: its own limiter (its own VM), same store, clock and metrics.
+    fn worker(&self, json: &str) -> Limiter {
+        Limiter::new(&self.host(), Config::parse(json.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn host(&self) -> FakeHost {
+        FakeHost::new()
+            .with_store(&self.store)
+            .with_clock(&self.clock)
+            .with_metrics(&self.metrics)
+    }
+
+    fn get(&self, path: &str) -> FakeHost {
+        self.host().request("GET", "svc", path)
+    }
+
+    fn stat(&self, rule: &str, stat: &str) -> i64 {
+        self.metrics
+            .value(&format!("ratelimit.{rule}.{stat}"))
+            .unwrap_or_else(|| panic!("no metric {rule}.{stat}"))
+    }
+}
+
+fn decide(l: &Limiter, host: &FakeHost) -> Decision {
+    l.check(host).decision
+}
+
+const ONE_RULE_PER_KEY: &str = r#"{"rules":[{"name":"api","key":{"header":"x-api-key"},
+    "limit":{"requests":3,"per":"1h"}}],"max_keys":100}"#;
+
+#[test]
+fn no_rules_decide_nothing_and_touch_nothing() {
+    let p = Proxy::new("{}");
+    let host = p.get("/");
+    assert_eq!(decide(&p.limiter, &host), Decision::Unmatched);
+    assert_eq!(host.host_calls(), 0);
+    assert!(p.store.is_empty(), "no rules, no table");
+}
+
+#[test]
+fn per_key_limits_are_separate() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let run = |key: &str| -> Vec<bool> {
+        (0..5)
+            .map(|_| {
+                let h = p.get("/").request_header("x-api-key", key);
+                decide(&p.limiter, &h) == Decision::Allowed
+            })
+            .collect()
+    };
+    assert_eq!(run("alice"), [true, true, true, false, false]);
+    assert_eq!(run("bob"), [true, true, true, false, false]);
+    assert_eq!(p.stat("api", "allowed"), 6);
+    assert_eq!(p.stat("api", "limited"), 4);
+    // After 20 minutes (one emission interval) alice gets exactly one more.
+    p.clock.advance(Duration::from_secs(1200));
+    assert_eq!(run("alice"), [true, false, false, false, false]);
+}
+
+#[test]
+fn the_limited_verdict_carries_retry_after() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    for _ in 0..3 {
+        decide(&p.limiter, &p.get("/").request_header("x-api-key", "k"));
+    }
+    p.clock.advance(Duration::from_secs(100));
+    let d = decide(&p.limiter, &p.get("/").request_header("x-api-key", "k"));
+    assert_eq!(
+        d,
+        Decision::Limited {
+            rule: 0,
+            retry_after_s: 1100,
+            failure: false
+        }
+    );
+    assert_eq!(d.label(p.limiter.config()).as_deref(), Some("limited:api"));
+    let reply = p.limiter.limited_reply(0, 1100).unwrap();
+    assert_eq!(reply.ratelimit, r#""api";r=0;t=1100"#);
+}
+
+#[test]
+fn a_request_without_the_key_is_not_limited_by_that_rule() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    for _ in 0..10 {
+        assert_eq!(decide(&p.limiter, &p.get("/")), Decision::Unmatched);
+    }
+    assert_eq!(p.stat("api", "allowed"), 0);
+}
+
+#[test]
+fn repeated_key_headers_use_the_first_value() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    for _ in 0..3 {
+        let h = p.get("/").request_header("x-api-key", "first");
+        assert_eq!(decide(&p.limiter, &h), Decision::Allowed);
+    }
+    let h = p
+        .get("/")
+        .request_header("x-api-key", "first")
+        .request_header("x-api-key", "second");
+    assert!(matches!(decide(&p.limiter, &h), Decision::Limited { .. }));
+    let h = p
+        .get("/")
+        .request_header("x-api-key", "second")
+        .request_header("x-api-key", "first");
+    assert_eq!(decide(&p.limiter, &h), Decision::Allowed);
+}
+
+#[test]
+fn hostile_key_values_are_just_keys() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let huge = vec![b'k'; 1 << 20];
+    let values: [&[u8]; 4] = [b"\xff\xfe\x00binary", b"", &huge, "ключ".as_bytes()];
+    for v in values {
+        for expect in [true, true, true, false] {
+            let h = p.get("/").request_header("x-api-key", v);
+            assert_eq!(decide(&p.limiter, &h) == Decision::Allowed, expect);
+        }
+    }
+    assert_eq!(p.store.len(), 101, "the table never grows");
+}
+
+#[test]
+fn address_keys_ignore_the_port_and_x_forwarded_for() {
+    let p = Proxy::new(
+        r#"{"rules":[{"name":"ip","key":{"source":"address"},"limit":{"requests":2,"per":"1m"}}]}"#,
+    );
+    let from = |addr: &str, xff: &str| {
+        p.get("/")
+            .request_header("x-forwarded-for", xff)
+            .property(&["source", "address"], addr)
+    };
+    assert_eq!(
+        decide(&p.limiter, &from("[::1]:1000", "1.1.1.1")),
+        Decision::Allowed
+    );
+    assert_eq!(
+        decide(&p.limiter, &from("[::1]:2000", "2.2.2.2")),
+        Decision::Allowed
+    );
+    assert!(matches!(
+        decide(&p.limiter, &from("[::1]:3000", "3.3.3.3")),
+        Decision::Limited { .. }
+    ));
+    assert_eq!(
+        decide(&p.limiter, &from("10.0.0.1:1", "::1")),
+        Decision::Allowed
+    );
+    // No address (missing property): not limited by this rule.
+    assert_eq!(decide(&p.limiter, &p.get("/")), Decision::Unmatched);
+}
+
+#[test]
+fn principal_keys_come_from_the_peer_certificate() {
+    let p = Proxy::new(
+        r#"{"rules":[{"name":"svc","key":{"source":"principal"},"limit":{"requests":1,"per":"1m"}}]}"#,
+    );
+    let web = |h: FakeHost| {
+        h.property(
+            &["connection", "uri_san_peer_certificate"],
+            "spiffe://cluster.local/ns/default/sa/web",
+        )
+    };
+    assert_eq!(decide(&p.limiter, &web(p.get("/"))), Decision::Allowed);
+    assert!(matches!(
+        decide(&p.limiter, &web(p.get("/"))),
+        Decision::Limited { .. }
+    ));
+    // A header claiming an identity is not an identity.
+    let forged = p.get("/").request_header(
+        "x-forwarded-client-cert",
+        "URI=spiffe://cluster.local/ns/default/sa/web",
+    );
+    assert_eq!(decide(&p.limiter, &forged), Decision::Unmatched);
+    let not_spiffe = p
+        .get("/")
+        .property(&["connection", "uri_san_peer_certificate"], "https://x");
+    assert_eq!(decide(&p.limiter, &not_spiffe), Decision::Unmatched);
+}
+
+#[test]
+fn rules_match_in_order_and_every_match_consumes() {
+    let p = Proxy::new(
+        r#"{"rules":[
+            {"name":"writes","match":{"methods":["POST"]},"limit":{"requests":1,"per":"1h"}},
+            {"name":"api","match":{"path_prefix":"/api/"},"limit":{"requests":3,"per":"1h"}},
+            {"name":"free","match":{"headers":[{"name":"x-tier","exact":"free"}]},"limit":{"requests":100,"per":"1h"}}]}"#,
+    );
+    let post = || p.host().request("POST", "svc", "/api/x");
+    assert_eq!(decide(&p.limiter, &post()), Decision::Allowed);
+    // The second POST is refused by `writes` before `api` is consulted.
+    assert_eq!(
+        decide(&p.limiter, &post()),
+        Decision::Limited {
+            rule: 0,
+            retry_after_s: 3600,
+            failure: false
+        }
+    );
+    assert_eq!(p.stat("api", "allowed"), 1);
+    // GETs only meet `api`, which has 2 left.
+    let get = || p.get("/api/y?q=1");
+    assert_eq!(decide(&p.limiter, &get()), Decision::Allowed);
+    assert_eq!(decide(&p.limiter, &get()), Decision::Allowed);
+    assert!(matches!(
+        decide(&p.limiter, &get()),
+        Decision::Limited { rule: 1, .. }
+    ));
+    assert_eq!(decide(&p.limiter, &p.get("/other")), Decision::Unmatched);
+    let free = p.get("/other").request_header("x-tier", "free");
+    assert_eq!(decide(&p.limiter, &free), Decision::Allowed);
+    assert_eq!(p.stat("free", "allowed"), 1);
+}
+
+#[test]
+fn shadow_mode_counts_logs_and_lets_through() {
+    let p = Proxy::new(
+        r#"{"mode":"shadow","headers_on_allowed":true,"rules":[
+            {"name":"a","limit":{"requests":1,"per":"1h"}},
+            {"name":"b","limit":{"requests":2,"per":"1h"}}]}"#,
+    );
+    let host = p.get("/");
+    assert_eq!(decide(&p.limiter, &host), Decision::Allowed);
+    let host = p.get("/");
+    let v = p.limiter.check(&host);
+    assert_eq!(v.decision, Decision::ShadowLimited { rule: 0 });
+    assert_eq!(
+        v.decision.label(p.limiter.config()).as_deref(),
+        Some("shadow_limited:a")
+    );
+    let (rl, _) = v.response_fields.unwrap();
+    assert_eq!(rl, r#""a";r=0;t=3600, "b";r=0;t=3600"#);
+    assert_eq!(host.logs_at(LogLevel::Info).len(), 1);
+    assert_eq!(p.stat("a", "shadow_limited"), 1);
+    assert_eq!(p.stat("b", "allowed"), 2, "later rules still consume");
+    assert_eq!(p.stat("a", "limited"), 0);
+}
+
+#[test]
+fn allowed_responses_can_carry_the_fields() {
+    let p = Proxy::new(
+        r#"{"headers_on_allowed":true,"rules":[
+            {"name":"a","limit":{"requests":10,"per":"1s"}},
+            {"name":"b","match":{"path_prefix":"/b"},"limit":{"requests":100,"per":"1h"}}]}"#,
+    );
+    let v = p.limiter.check(&p.get("/"));
+    assert_eq!(
+        v.response_fields,
+        Some((r#""a";r=9;t=1"#.to_owned(), r#""a";q=10;w=1"#.to_owned()))
+    );
+    let v = p.limiter.check(&p.get("/b"));
+    let (rl, policy) = v.response_fields.unwrap();
+    assert_eq!(rl, r#""a";r=8;t=1, "b";r=99;t=36"#);
+    assert_eq!(policy, r#""a";q=10;w=1, "b";q=100;w=3600"#);
+    // Off by default.
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let v = p
+        .limiter
+        .check(&p.get("/").request_header("x-api-key", "k"));
+    assert_eq!(v.response_fields, None);
+}
+
+#[test]
+fn exhausted_cas_retries_deny_by_default_and_are_counted() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    p.store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
+    let host = p.get("/").request_header("x-api-key", "k");
+    assert_eq!(
+        decide(&p.limiter, &host),
+        Decision::Limited {
+            rule: 0,
+            retry_after_s: 1,
+            failure: true
+        }
+    );
+    assert_eq!(p.stat("api", "failures"), 1);
+    assert_eq!(p.stat("api", "cas_retries"), i64::from(MAX_CAS_RETRIES));
+    assert_eq!(host.logs_at(LogLevel::Warn).len(), 1);
+    // Nothing was consumed: the key still has its 3.
+    for _ in 0..3 {
+        let h = p.get("/").request_header("x-api-key", "k");
+        assert_eq!(decide(&p.limiter, &h), Decision::Allowed);
+    }
+}
+
+#[test]
+fn failure_mode_allow_lets_through_and_counts() {
+    let p = Proxy::new(
+        r#"{"failure_mode":"allow","rules":[{"name":"a","limit":{"requests":1,"per":"1h"}}]}"#,
+    );
+    p.store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
+    assert_eq!(decide(&p.limiter, &p.get("/")), Decision::Unmatched);
+    assert_eq!(p.stat("a", "failures"), 1);
+}
+
+#[test]
+fn broken_header_reads_follow_the_failure_mode() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let host = p
+        .get("/")
+        .request_header("x-api-key", "k")
+        .failing_header_reads();
+    assert!(matches!(
+        decide(&p.limiter, &host),
+        Decision::Limited { failure: true, .. }
+    ));
+    assert_eq!(p.stat("api", "failures"), 1);
+}
+
+#[test]
+fn cas_retries_are_counted() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    p.store.force_cas_conflicts(2);
+    let host = p.get("/").request_header("x-api-key", "k");
+    assert_eq!(decide(&p.limiter, &host), Decision::Allowed);
+    assert_eq!(p.stat("api", "cas_retries"), 2);
+}
+
+#[test]
+fn workers_sharing_the_store_share_one_limit() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let w2 = p.worker(ONE_RULE_PER_KEY);
+    let w3 = p.worker(ONE_RULE_PER_KEY);
+    let workers = [&p.limiter, &w2, &w3];
+    let mut admitted = 0;
+    for i in 0..30 {
+        p.store.force_cas_conflicts(i % 3);
+        let h = p.get("/").request_header("x-api-key", "shared");
+        if decide(workers[i as usize % 3], &h) == Decision::Allowed {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+}
+
+#[test]
+fn a_flood_of_keys_stays_in_the_table_and_the_hot_key_stays_limited() {
+    let p = Proxy::new(
+        r#"{"max_keys":50,"rules":[{"name":"k","key":{"header":"x-key"},"limit":{"requests":5,"per":"1h"}}]}"#,
+    );
+    let hot = || p.get("/").request_header("x-key", "hot");
+    let admitted = (0..10)
+        .filter(|_| decide(&p.limiter, &hot()) == Decision::Allowed)
+        .count();
+    assert_eq!(admitted, 5);
+    for i in 0..5000 {
+        let h = p.get("/").request_header("x-key", format!("user-{i}"));
+        decide(&p.limiter, &h);
+    }
+    assert_eq!(
+        p.store.len(),
+        51,
+        "50 slots and the marker, whatever the keys"
+    );
+    assert!(p.stat("k", "slot_collisions") > 0);
+    assert!(matches!(
+        decide(&p.limiter, &hot()),
+        Decision::Limited { .. }
+    ));
+}
+
+#[test]
+fn the_hot_path_is_a_handful_of_host_calls() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let host = p.get("/").request_header("x-api-key", "k");
+    decide(&p.limiter, &host);
+    // clock, header, get, set, allowed counter
+    assert_eq!(host.host_calls(), 5);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use sdk_shim::Clock;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Workers interleaving on one store, with forced CAS conflicts and collisions in a
+        /// tiny table, never admit more than burst + elapsed * rate for any key.
+        #[test]
+        fn never_more_than_burst_plus_rate_across_workers(
+            requests in 1u32..20,
+            per_s in 1u64..120,
+            burst in 1u32..20,
+            max_keys in 1u32..8,
+            steps in prop::collection::vec(
+                (0usize..3, 0u8..4, 0u64..3_000, 0u32..3), 1..150),
+        ) {
+            let json = format!(r#"{{"max_keys":{max_keys},"rules":[{{"name":"r","key":{{"header":"k"}},
+                "limit":{{"requests":{requests},"per":"{per_s}s","burst":{burst}}}}}]}}"#);
+            let p = Proxy::new(&json);
+            let workers = [p.worker(&json), p.worker(&json), p.worker(&json)];
+            let start = p.clock.now_nanos();
+            let mut admitted = [0u64; 4];
+            for (w, key, advance_ms, conflicts) in steps {
+                p.clock.advance(Duration::from_millis(advance_ms));
+                p.store.force_cas_conflicts(conflicts);
+                let h = p.get("/").request_header("k", [b'a' + key]);
+                if decide(&workers[w], &h) == Decision::Allowed {
+                    admitted[usize::from(key)] += 1;
+                }
+                let elapsed = u128::from(p.clock.now_nanos() - start);
+                for a in admitted {
+                    let excess = u128::from(a.saturating_sub(u64::from(burst)));
+                    prop_assert!(
+                        excess * u128::from(per_s) * 1_000_000_000 <= elapsed * u128::from(requests),
+                        "admitted {a} burst {burst} elapsed {elapsed}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The bucket table in proxy-wasm shared data: a fixed number of slots, each holding the
+//! fingerprint of the key that owns it and that key's GCRA theoretical arrival time.
+//!
+//! Shared data has no delete, so memory is bounded by the table, never by the number of keys
+//! seen: a key lives in slot `fingerprint % max_keys`. When that slot belongs to another key:
+//! - if the owner's bucket is idle (its TAT is not in the future, i.e. it is full again), the
+//!   slot is reclaimed: the newcomer takes it over as an unused bucket. The old owner loses
+//!   nothing, since a full bucket and an unused one admit the same requests;
+//! - if the owner's bucket is busy, both keys share it (counted as a slot collision). Sharing
+//!   only ever adds consumption to a bucket, so it can limit early but never over-admits.
+//!
+//! Each decision is one `get` and, when the request is admitted, one CAS `set` presenting the
+//! version read. A CAS conflict (another worker wrote in between) re-reads and retries, at
+//! most [`MAX_CAS_RETRIES`] times; a refused request writes nothing.
+//!
+//! Envoy treats a CAS of 0 as "write unconditionally" and creates a missing key whatever CAS
+//! is given, so the request path never writes a slot it did not read: [`seed`] creates every
+//! slot at configuration time (before any request), and a slot found missing or without a
+//! version later is a store failure, not something to create on the fly.
+
+use crate::gcra::{Limit, Outcome};
+use crate::key::EMPTY_FINGERPRINT;
+use sdk_shim::{HostError, SharedStore};
+
+/// Shared-data key prefix of the slots.
+pub const SLOT_PREFIX: &str = "mesh.ratelimit/";
+/// Shared-data key recording how many slots are already seeded.
+pub const SEEDED_KEY: &str = "mesh.ratelimit/seeded";
+/// CAS conflicts tolerated per rule per request before giving up.
+pub const MAX_CAS_RETRIES: u32 = 16;
+
+/// One slot's value: owner fingerprint and theoretical arrival time, 16 bytes little-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entry {
+    pub fingerprint: u64,
+    pub tat: u64,
+}
+
+/// A slot's shared-data key, formatted without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotKey {
+    buf: [u8; 32],
+    len: usize,
+}
+
+/// The outcome of one rule for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    pub outcome: Outcome,
+    /// The slot belonged to another busy key and was shared.
+    pub collision: bool,
+    pub cas_retries: u32,
+}
+
+/// Why a bucket could not be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The host store failed.
+    Store(HostError),
+    /// The slot does not exist (seeding failed or was skipped).
+    Unseeded,
+    /// The store returned no version, so a CAS write would be unconditional.
+    NoVersion,
+    /// Every retry lost its CAS race.
+    CasExhausted { retries: u32 },
+}
+
+// === impl Entry ===
+
+impl Entry {
+    pub const LEN: usize = 16;
+
+    pub fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let (fp, tat) = out.split_at_mut(8);
+        fp.copy_from_slice(&self.fingerprint.to_le_bytes());
+        tat.copy_from_slice(&self.tat.to_le_bytes());
+        out
+    }
+
+    /// `None` for a value of the wrong size (not written by this module).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (fp, tat) = bytes.split_first_chunk::<8>()?;
+        let tat: &[u8; 8] = tat.try_into().ok()?;
+        Some(Self {
+            fingerprint: u64::from_le_bytes(*fp),
+            tat: u64::from_le_bytes(*tat),
+        })
+    }
+}
+
+// === impl SlotKey ===
+
+impl SlotKey {
+    pub fn new(slot: u32) -> Self {
+        let mut buf = [0u8; 32];
+        let prefix = SLOT_PREFIX.as_bytes();
+        let mut len = 0;
+        for (dst, src) in buf.iter_mut().zip(prefix) {
+            *dst = *src;
+            len += 1;
+        }
+        let mut digits = [0u8; 10];
+        let mut n = slot;
+        let mut count = 0;
+        loop {
+            if let Some(d) = digits.get_mut(count) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            count += 1;
+            n /= 10;
+            if n == 0 || count == digits.len() {
+                break;
+            }
+        }
+        for d in digits.iter().take(count).rev() {
+            if let Some(dst) = buf.get_mut(len) {
+                *dst = *d;
+                len += 1;
+            }
+        }
+        Self { buf, len }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.buf
+            .get(..self.len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or(SLOT_PREFIX)
+    }
+}
+
+/// The slot of a fingerprint in a table of `max_keys` slots.
+pub fn slot_of(fingerprint: u64, max_keys: u32) -> u32 {
+    u32::try_from(fingerprint % u64::from(max_keys.max(1))).unwrap_or(0)
+}
+
+/// Creates every missing slot of a `max_keys` table with an empty entry. Runs at
+/// configuration time; skips the work when an earlier configuration seeded at least as many.
+/// Returns how many slots it created.
+pub fn seed<S: SharedStore>(store: &S, max_keys: u32) -> Result<u32, HostError> {
+    if seeded_count(store)?.is_some_and(|(n, _)| n >= max_keys) {
+        return Ok(0);
+    }
+    let empty = Entry::default().encode();
+    let mut created = 0;
+    for slot in 0..max_keys {
+        let key = SlotKey::new(slot);
+        if store.shared_get(key.as_str())?.is_none() {
+            store.shared_set(key.as_str(), &empty, None)?;
+            created += 1;
+        }
+    }
+    // Record the size; a lost race here only means a later configuration re-checks slots.
+    for _ in 0..MAX_CAS_RETRIES {
+        let current = seeded_count(store)?;
+        if current.is_some_and(|(n, _)| n >= max_keys) {
+            break;
+        }
+        let cas = current.map(|(_, cas)| cas).filter(|c| *c != 0);
+        match store.shared_set(SEEDED_KEY, &u64::from(max_keys).to_le_bytes(), cas) {
+            Err(HostError::CasMismatch) => continue,
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
+    Ok(created)
+}
+
+fn seeded_count<S: SharedStore>(store: &S) -> Result<Option<(u32, u32)>, HostError> {
+    Ok(store.shared_get(SEEDED_KEY)?.map(|v| {
+        let n = v
+            .value
+            .first_chunk::<8>()
+            .map(|b| u64::from_le_bytes(*b))
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        (n, v.cas)
+    }))
+}
+
+/// Decides one request for the key with `fingerprint` under `limit` at `now`, updating its
+/// slot with CAS when the request is admitted.
+pub fn acquire<S: SharedStore>(
+    store: &S,
+    limit: &Limit,
+    fingerprint: u64,
+    max_keys: u32,
+    now: u64,
+) -> Result<Acquired, Failure> {
+    let key = SlotKey::new(slot_of(fingerprint, max_keys));
+    let mut cas_retries = 0;
+    loop {
+        let current = store
+            .shared_get(key.as_str())
+            .map_err(Failure::Store)?
+            .ok_or(Failure::Unseeded)?;
+        if current.cas == 0 {
+            return Err(Failure::NoVersion);
+        }
+        // A value of the wrong size is not ours to trust: take the slot over as unused.
+        let entry = Entry::decode(&current.value).unwrap_or_default();
+        let owned = entry.fingerprint == fingerprint;
+        let reclaim = !owned && (entry.fingerprint == EMPTY_FINGERPRINT || entry.tat <= now);
+        let (owner, tat, collision) = if owned {
+            (fingerprint, entry.tat, false)
+        } else if reclaim {
+            (fingerprint, 0, false)
+        } else {
+            (entry.fingerprint, entry.tat, true)
+        };
+        let outcome = limit.check(tat, now);
+        let Outcome::Allow { new_tat, .. } = outcome else {
+            return Ok(Acquired {
+                outcome,
+                collision,
+                cas_retries,
+            });
+        };
+        let next = Entry {
+            fingerprint: owner,
+            tat: new_tat,
+        };
+        match store.shared_set(key.as_str(), &next.encode(), Some(current.cas)) {
+            Ok(()) => {
+                return Ok(Acquired {
+                    outcome,
+                    collision,
+                    cas_retries,
+                })
+            }
+            Err(HostError::CasMismatch) if cas_retries < MAX_CAS_RETRIES => cas_retries += 1,
+            Err(HostError::CasMismatch) => {
+                return Err(Failure::CasExhausted {
+                    retries: cas_retries,
+                })
+            }
+            Err(e) => return Err(Failure::Store(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
