@@ -160,12 +160,15 @@ pub fn arm<S: SharedStore>(store: &S, key: &str, now: u64) -> Result<bool, HostE
     Err(HostError::CasMismatch)
 }
 
+/// The record at `key`, if there is a readable one.
+pub fn read<S: SharedStore>(store: &S, key: &str) -> Option<GuardRecord> {
+    let v = store.shared_get(key).ok()??;
+    GuardRecord::decode(&v.value)
+}
+
 /// Whether the guard at `key` has tripped; a missing or unreadable record has not.
 pub fn is_tripped<S: SharedStore>(store: &S, key: &str) -> bool {
-    matches!(
-        store.shared_get(key),
-        Ok(Some(v)) if GuardRecord::decode(&v.value).is_some_and(|r| r.tripped)
-    )
+    read(store, key).is_some_and(|r| r.tripped)
 }
 
 /// Counts one response of the guarded subset at `now`.
