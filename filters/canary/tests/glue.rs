@@ -247,7 +247,7 @@ fn hostile_requests_never_trap_and_still_route() {
         {"host": "ratings", "subsets": [{"name": "v1", "weight": 1}, {"name": "v2", "weight": 1}],
          "sticky": {"header": "x-user-id"}}]}));
     let huge = "c".repeat(256 * 1024);
-    let requests = vec![
+    let requests = [
         // Missing or odd :authority: no service, no route header.
         (
             FakeHost::new()
