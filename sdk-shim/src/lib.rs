@@ -7,6 +7,7 @@
 //!
 //! Every fallible call returns [`HostError`]; no method panics.
 
+pub mod compose;
 pub mod decision;
 mod error;
 mod filter;

@@ -154,7 +154,11 @@ impl HttpHeaders for ProxyWasmHost {
     }
 
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        Ok(hostcalls::set_map_value_bytes(map_type(map), name, Some(value))?)
+        Ok(hostcalls::set_map_value_bytes(
+            map_type(map),
+            name,
+            Some(value),
+        )?)
     }
 
     fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
@@ -271,7 +275,8 @@ impl<R: RootFilter> proxy_wasm::traits::RootContext for RootAdapter<R> {
 
 impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
-        let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let headers =
+            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
             .flatten()
@@ -289,11 +294,17 @@ impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {
 
 impl<F: HttpFilter> proxy_wasm::traits::HttpContext for HttpAdapter<F> {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> pw::Action {
-        action(self.filter.on_request_headers(&ProxyWasmHost, end_of_stream))
+        action(
+            self.filter
+                .on_request_headers(&ProxyWasmHost, end_of_stream),
+        )
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> pw::Action {
-        action(self.filter.on_response_headers(&ProxyWasmHost, end_of_stream))
+        action(
+            self.filter
+                .on_response_headers(&ProxyWasmHost, end_of_stream),
+        )
     }
 
     fn on_log(&mut self) {

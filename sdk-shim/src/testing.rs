@@ -289,7 +289,11 @@ impl FakeHost {
     }
     /// Adds a response header after the request phase ran (as the upstream answers).
     pub fn upstream_responds(&self, status: u16, headers: &[(&str, &str)]) {
-        self.push(HeaderMap::Response, ":status", status.to_string().as_bytes());
+        self.push(
+            HeaderMap::Response,
+            ":status",
+            status.to_string().as_bytes(),
+        );
         for (k, v) in headers {
             self.push(HeaderMap::Response, k, v.as_bytes());
         }
@@ -312,10 +316,14 @@ impl FakeHost {
     }
     /// The first value of a request header as a lossy string.
     pub fn request_header_str(&self, name: &str) -> Option<String> {
-        self.header_strings(HeaderMap::Request, name).into_iter().next()
+        self.header_strings(HeaderMap::Request, name)
+            .into_iter()
+            .next()
     }
     pub fn response_header_str(&self, name: &str) -> Option<String> {
-        self.header_strings(HeaderMap::Response, name).into_iter().next()
+        self.header_strings(HeaderMap::Response, name)
+            .into_iter()
+            .next()
     }
     pub fn local_reply(&self) -> Option<SentReply> {
         self.replies.borrow().last().cloned()
@@ -412,7 +420,9 @@ impl Metrics for FakeHost {
         self.count();
         let mut m = self.metrics.lock();
         if let Some(pos) = m.iter().position(|x| x.name == name) {
-            return u32::try_from(pos).map(MetricId).map_err(|_| HostError::Internal);
+            return u32::try_from(pos)
+                .map(MetricId)
+                .map_err(|_| HostError::Internal);
         }
         m.push(FakeMetric {
             kind,
@@ -479,7 +489,12 @@ impl HttpHeaders for FakeHost {
         if self.fail_header_reads.get() {
             return Err(HostError::Internal);
         }
-        Ok(self.maps.borrow().get(index(map)).cloned().unwrap_or_default())
+        Ok(self
+            .maps
+            .borrow()
+            .get(index(map))
+            .cloned()
+            .unwrap_or_default())
     }
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
         self.count();

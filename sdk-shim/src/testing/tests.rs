@@ -8,7 +8,10 @@ fn cas_write_fails_after_a_concurrent_write() {
     a.shared_set("k", b"1", None).unwrap();
     let seen = a.shared_get("k").unwrap().unwrap();
     b.shared_set("k", b"2", Some(seen.cas)).unwrap();
-    assert_eq!(a.shared_set("k", b"3", Some(seen.cas)), Err(HostError::CasMismatch));
+    assert_eq!(
+        a.shared_set("k", b"3", Some(seen.cas)),
+        Err(HostError::CasMismatch)
+    );
     assert_eq!(store.get("k").unwrap(), b"2");
 }
 
@@ -17,9 +20,15 @@ fn forced_conflicts_fail_exactly_n_writes() {
     let store = FakeStore::default();
     let h = FakeHost::new().with_store(&store);
     store.force_cas_conflicts(2);
-    assert_eq!(h.shared_set("k", b"x", Some(0)), Err(HostError::CasMismatch));
+    assert_eq!(
+        h.shared_set("k", b"x", Some(0)),
+        Err(HostError::CasMismatch)
+    );
     let v = h.shared_get("k").unwrap().unwrap().cas;
-    assert_eq!(h.shared_set("k", b"x", Some(v)), Err(HostError::CasMismatch));
+    assert_eq!(
+        h.shared_set("k", b"x", Some(v)),
+        Err(HostError::CasMismatch)
+    );
     let v = h.shared_get("k").unwrap().unwrap().cas;
     assert_eq!(h.shared_set("k", b"y", Some(v)), Ok(()));
 }

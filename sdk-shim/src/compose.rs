@@ -1,0 +1,180 @@
+//! Running several filters in one proxy-wasm filter pass (the suite module).
+//!
+//! [`InMemoryDecisions`] wraps a host and keeps what filters publish through
+//! [`crate::decision`] in memory, so the filters of one pass hand their verdicts to each other
+//! without host calls. Every other call goes straight to the wrapped host.
+
+use crate::{
+    decision, Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId,
+    MetricKind, Metrics, OutboundCalls, Properties, Random, SharedStore, Timer, Versioned,
+};
+use std::cell::RefCell;
+use std::time::Duration;
+
+const KEYS: [&str; 3] = [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS];
+
+/// Decisions of one request, kept in memory.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    values: RefCell<[Option<Vec<u8>>; 3]>,
+}
+
+impl Decisions {
+    fn slot(path: &[&str]) -> Option<usize> {
+        match path {
+            [key] => KEYS.iter().position(|k| k == key),
+            _ => None,
+        }
+    }
+    /// Forgets every decision (for a new request).
+    pub fn clear(&self) {
+        *self.values.borrow_mut() = Default::default();
+    }
+}
+
+/// A host whose decision properties live in memory; see the module docs.
+#[derive(Debug)]
+pub struct InMemoryDecisions<'a, H> {
+    pub host: &'a H,
+    pub decisions: &'a Decisions,
+}
+
+impl<H> InMemoryDecisions<'_, H> {
+    /// Whether `path` is a decision key (kept in memory) rather than a host property.
+    fn local(&self, path: &[&str]) -> Option<usize> {
+        Decisions::slot(path)
+    }
+}
+
+impl<H: Properties> Properties for InMemoryDecisions<'_, H> {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        match self.local(path) {
+            Some(i) => Ok(self.decisions.values.borrow().get(i).cloned().flatten()),
+            None => self.host.property(path),
+        }
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        match self.local(path) {
+            Some(i) => {
+                if let Some(slot) = self.decisions.values.borrow_mut().get_mut(i) {
+                    *slot = Some(value.to_vec());
+                }
+                Ok(())
+            }
+            None => self.host.set_property(path, value),
+        }
+    }
+}
+
+impl<H: Log> Log for InMemoryDecisions<'_, H> {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.host.log(level, message);
+    }
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        self.host.log_enabled(level)
+    }
+}
+
+impl<H: Clock> Clock for InMemoryDecisions<'_, H> {
+    fn now_nanos(&self) -> u64 {
+        self.host.now_nanos()
+    }
+}
+
+impl<H: Random> Random for InMemoryDecisions<'_, H> {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        self.host.fill_random(buf)
+    }
+}
+
+impl<H: SharedStore> SharedStore for InMemoryDecisions<'_, H> {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        self.host.shared_get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.host.shared_set(key, value, cas)
+    }
+}
+
+impl<H: Metrics> Metrics for InMemoryDecisions<'_, H> {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        self.host.define_metric(kind, name)
+    }
+    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
+        self.host.increment_metric(id, delta)
+    }
+    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
+        self.host.record_metric(id, value)
+    }
+    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
+        self.host.metric_value(id)
+    }
+}
+
+impl<H: Timer> Timer for InMemoryDecisions<'_, H> {
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.host.set_tick_period(period)
+    }
+}
+
+impl<H: HttpHeaders> HttpHeaders for InMemoryDecisions<'_, H> {
+    fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.host.header(map, name)
+    }
+    fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
+        self.host.header_values(map, name)
+    }
+    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.host.headers(map)
+    }
+    fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.host.set_header(map, name, value)
+    }
+    fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.host.add_header(map, name, value)
+    }
+    fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
+        self.host.remove_header(map, name)
+    }
+}
+
+impl<H: LocalReply> LocalReply for InMemoryDecisions<'_, H> {
+    fn send_local_reply(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.host.send_local_reply(status, headers, body)
+    }
+}
+
+impl<H: OutboundCalls> OutboundCalls for InMemoryDecisions<'_, H> {
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        self.host.http_call(cluster, headers, body, timeout)
+    }
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        metadata: &[(&str, &[u8])],
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        self.host
+            .grpc_call(cluster, service, method, metadata, message, timeout)
+    }
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.host.resume_request()
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests;
