@@ -84,7 +84,8 @@
 //!    segment is refused, since servers disagree on whether `/a//../b` means `/a/b` or `/b`.
 //!
 //! The result is idempotent. Refused requests get 400 before any intention is tried. Paths are
-//! case-sensitive (use a `(?i)` regex for a case-insensitive upstream).
+//! case-sensitive (use a `(?i)` regex for a case-insensitive upstream). A deny permission is
+//! also tried on the path without its trailing slash, since many servers serve `/x/` as `/x`.
 //!
 //! # Methods
 //!

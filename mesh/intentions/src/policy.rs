@@ -216,8 +216,10 @@ impl<'p> Selection<'p> {
     }
 }
 
-/// The first permission matching `input`. A deny's methods also catch case variants of the
-/// request method, so `delete` cannot slip past a deny on `DELETE`.
+/// The first permission matching `input`. A deny is lenient where servers are: its methods
+/// also catch case variants of the request method (`delete` cannot slip past a deny on
+/// `DELETE`), and it is also tried on the path without its trailing slash (`/secret/` cannot
+/// slip past an exact deny on `/secret`).
 fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usize, Action)> {
     let upper;
     let mut deny_input = *input;
@@ -225,10 +227,19 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
         upper = input.method.to_ascii_uppercase();
         deny_input.method = &upper;
     }
+    let trimmed = match input.path.strip_suffix('/') {
+        Some(t) if !t.is_empty() => Some(MatchInput {
+            path: t,
+            ..deny_input
+        }),
+        _ => None,
+    };
     perms.iter().enumerate().find_map(|(i, p)| {
         let matched = match p.action {
             Action::Allow => p.http.matches(input),
-            Action::Deny => p.http.matches(&deny_input),
+            Action::Deny => {
+                p.http.matches(&deny_input) || trimmed.is_some_and(|t| p.http.matches(&t))
+            }
         };
         matched.then_some((i, p.action))
     })

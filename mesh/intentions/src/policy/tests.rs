@@ -343,3 +343,18 @@ fn deny_wins_ties() {
     let p = tied(Rule::L4(Action::Allow), Rule::L4(Action::Allow));
     assert_eq!(label(&p, &web, "GET", "/"), "allow:a");
 }
+
+#[test]
+fn deny_also_catches_a_trailing_slash() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","intentions":[{{"source":"web","permissions":[
+            {{"action":"deny","http":{{"path_exact":"/api/secret"}}}},
+            {{"action":"deny","http":{{"path_regex":"/api/v[0-9]+/keys"}}}},
+            {{"action":"allow","http":{{"path_prefix":"/"}}}}]}}]}}"#
+    ));
+    let web = peer("default", "web");
+    assert_eq!(label(&p, &web, "GET", "/api/secret/"), "deny:default.web");
+    assert_eq!(label(&p, &web, "GET", "/api/v2/keys/"), "deny:default.web");
+    assert_eq!(label(&p, &web, "GET", "/api/secrets/"), "allow:default.web");
+    assert_eq!(label(&p, &web, "GET", "/"), "allow:default.web");
+}
