@@ -1,0 +1,107 @@
+use super::*;
+use sdk_shim::testing::FakeHost;
+use sdk_shim::{decision, HeaderMap};
+
+fn configure(json: &str) -> (SuiteRoot, FakeHost, bool) {
+    let host = FakeHost::new();
+    let mut root = SuiteRoot::default();
+    let ok = root.on_configure(&host, json.as_bytes());
+    (root, host, ok)
+}
+
+#[test]
+fn unknown_capability_is_rejected_with_its_name() {
+    let (_, host, ok) = configure(r#"{"tracing": {}}"#);
+    assert!(!ok);
+    let errors = host.logs_at(LogLevel::Error);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("suite: invalid configuration: tracing: unknown field"));
+}
+
+#[test]
+fn a_bad_capability_config_is_rejected_and_named() {
+    let (_, host, ok) = configure(r#"{"ratelimit": {"rules": [], "bogus": 1}}"#);
+    assert!(!ok);
+    let errors = host.logs_at(LogLevel::Error);
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.starts_with("ratelimit: invalid configuration")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("suite: invalid configuration: ratelimit:")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn empty_config_runs_nothing_and_passes_requests() {
+    let (root, _, ok) = configure("");
+    assert!(ok);
+    let host = FakeHost::new().request("GET", "reviews", "/");
+    let mut f = root.new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Continue);
+    assert!(host.local_reply().is_none());
+}
+
+const ALL: &str = r#"{
+  "telemetry": {"reporter": "destination",
+                "workload": {"name": "reviews-v1", "namespace": "default", "service": "reviews"}},
+  "intentions": {"trust_domain": "mesh.local", "destination": "reviews", "default_action": "allow",
+                 "intentions": [{"source": "legacy/*", "action": "deny"}]},
+  "ratelimit": {"rules": [{"name": "all", "limit": {"requests": 1, "per": "1h"}}], "max_keys": 16},
+  "canary": {"services": [{"host": "reviews",
+             "subsets": [{"name": "v1", "weight": 0}, {"name": "v2", "weight": 1}]}]}
+}"#;
+
+#[test]
+fn every_capability_runs_in_one_pass_and_decisions_stay_in_memory() {
+    let (root, host, ok) = configure(ALL);
+    assert!(ok, "{:?}", host.logs());
+    let req = FakeHost::new()
+        .with_store(host.store())
+        .with_metrics(host.metrics())
+        .request("GET", "reviews:9080", "/api");
+    let mut f = root.new_http();
+    assert_eq!(f.on_request_headers(&req, true), Action::Continue);
+    // canary routed, ratelimit admitted, intentions allowed: no reply, route header set.
+    assert!(req.local_reply().is_none());
+    assert_eq!(
+        req.request_header_str("x-canary-subset").as_deref(),
+        Some("v2")
+    );
+    req.upstream_responds(200, &[]);
+    f.on_response_headers(&req, true);
+    f.on_log(&req);
+    // Telemetry's access log line carries the other capabilities' verdicts.
+    let line = req
+        .logs_at(LogLevel::Info)
+        .pop()
+        .expect("one access log line");
+    let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(log["canary"], "v2");
+    assert_eq!(log["ratelimit"], "allowed");
+    assert_eq!(log["intentions"], "allow:default");
+    for key in [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS] {
+        assert_eq!(
+            req.property_value(&[key]),
+            None,
+            "{key} must not reach the host"
+        );
+    }
+
+    // The second request exceeds the 1-per-hour rule: 429 and canary does not run.
+    let req2 = FakeHost::new()
+        .with_store(host.store())
+        .with_metrics(host.metrics())
+        .request("GET", "reviews", "/api");
+    let mut f2 = root.new_http();
+    assert_eq!(f2.on_request_headers(&req2, true), Action::Pause);
+    assert_eq!(req2.local_reply().map(|r| r.status), Some(429));
+    assert!(req2
+        .header_strings(HeaderMap::Request, "x-canary-subset")
+        .is_empty());
+}
