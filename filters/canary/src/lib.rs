@@ -197,5 +197,6 @@ impl HttpFilter for CanaryFilter {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// The suite links this crate as a library and exports its own entry point instead.
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
 sdk_shim::export_root_filter!(CanaryRoot);

@@ -380,7 +380,8 @@ impl HttpFilter for IntentionsFilter {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// The suite links this crate as a library and exports its own entry point instead.
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
 sdk_shim::export_root_filter!(IntentionsRoot);
 
 #[cfg(test)]

@@ -123,7 +123,8 @@ impl HttpFilter for RateLimitFilter {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// The suite links this crate as a library and exports its own entry point instead.
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
 sdk_shim::export_root_filter!(RateLimitRoot);
 
 #[cfg(test)]

@@ -98,5 +98,6 @@ impl HttpFilter for TelemetryFilter {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// The suite links this crate as a library and exports its own entry point instead.
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
 sdk_shim::export_root_filter!(TelemetryRoot);
