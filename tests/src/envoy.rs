@@ -21,6 +21,7 @@ pub struct EnvoyBuilder {
     edits: Vec<Box<dyn FnOnce(&mut Value)>>,
     extra_args: Vec<String>,
     log_level: String,
+    as_suite: bool,
 }
 
 /// A running Envoy; killed on drop, its log printed if the test is failing.
@@ -67,6 +68,56 @@ fn walk_mappings(v: &mut Value, f: &mut dyn FnMut(&mut Mapping)) {
     }
 }
 
+/// Capabilities the suite module can stand in for.
+pub const CAPABILITIES: [&str; 4] = ["telemetry", "intentions", "ratelimit", "canary"];
+
+/// Rewrites every Wasm filter of ours (`root_id` a capability) to load `suite.wasm` with its
+/// configuration wrapped as `{"<capability>": <config>}`.
+fn swap_in_suite(doc: &mut Value, root: &Path) {
+    let suite = root.join("target/filters/suite.wasm").display().to_string();
+    walk_mappings(doc, &mut |m| {
+        let Some(cap) = m
+            .get(key("root_id"))
+            .and_then(Value::as_str)
+            .filter(|r| CAPABILITIES.contains(r))
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let config = m
+            .get(key("configuration"))
+            .and_then(|c| c.get("value"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        // An empty configuration means the capability's defaults, as `{}` does.
+        let config = if config.trim().is_empty() {
+            "{}".to_owned()
+        } else {
+            config
+        };
+        let wrapped = format!("{{\"{cap}\": {config}}}");
+        let mut cfg = Mapping::new();
+        cfg.insert(
+            key("@type"),
+            key("type.googleapis.com/google.protobuf.StringValue"),
+        );
+        cfg.insert(key("value"), key(&wrapped));
+        m.insert(key("configuration"), Value::Mapping(cfg));
+        m.insert(key("root_id"), key("suite"));
+        if let Some(Value::Mapping(vm)) = m.get_mut(key("vm_config")) {
+            vm.remove(key("vm_id"));
+            if let Some(f) = vm
+                .get_mut(key("code"))
+                .and_then(|c| c.get_mut("local"))
+                .and_then(|l| l.get_mut("filename"))
+            {
+                *f = key(&suite);
+            }
+        }
+    });
+}
+
 // === impl EnvoyBuilder ===
 
 impl EnvoyBuilder {
@@ -104,6 +155,12 @@ impl EnvoyBuilder {
     }
     pub fn arg(mut self, a: &str) -> Self {
         self.extra_args.push(a.to_owned());
+        self
+    }
+    /// Runs the suite module in place of every single-capability module (also when the
+    /// environment has `MESH_E2E_MODULE=suite`), to show both give the same answers.
+    pub fn as_suite(mut self) -> Self {
+        self.as_suite = true;
         self
     }
     pub fn log_level(mut self, level: &str) -> Self {
@@ -180,6 +237,9 @@ impl EnvoyBuilder {
         for e in self.edits {
             e(&mut doc);
         }
+        if self.as_suite || std::env::var("MESH_E2E_MODULE").is_ok_and(|m| m == "suite") {
+            swap_in_suite(&mut doc, &root);
+        }
 
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = root
@@ -227,6 +287,7 @@ impl Envoy {
             edits: Vec::new(),
             extra_args: Vec::new(),
             log_level: "info".to_owned(),
+            as_suite: false,
         }
     }
 

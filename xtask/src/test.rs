@@ -118,6 +118,32 @@ fn e2e_tests() -> anyhow::Result<()> {
         .env("ENVOY_BIN", &envoy))
 }
 
+/// The capability e2e tests again, with `suite.wasm` standing in for each single module:
+/// the suite must give the same answers.
+fn e2e_suite_tests() -> anyhow::Result<()> {
+    let envoy = mesh_e2e::install::envoy_bin()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "mesh-e2e"]);
+    let mut any = false;
+    for cap in mesh_e2e::envoy::CAPABILITIES {
+        if root()
+            .join("tests/tests")
+            .join(format!("{cap}.rs"))
+            .exists()
+        {
+            cmd.args(["--test", cap]);
+            any = true;
+        }
+    }
+    if !any {
+        bail!("no capability e2e tests found");
+    }
+    run(cmd
+        .args(["--", "--test-threads=2"])
+        .env("ENVOY_BIN", &envoy)
+        .env("MESH_E2E_MODULE", "suite"))
+}
+
 fn clippy() -> anyhow::Result<()> {
     run(cargo().args([
         "clippy",
