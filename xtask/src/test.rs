@@ -85,6 +85,17 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
             e2e_tests()
         },
     );
+    step(
+        &mut steps,
+        only,
+        "end-to-end, suite module in place of each single module",
+        || {
+            if !built {
+                bail!("modules did not build");
+            }
+            e2e_suite_tests()
+        },
+    );
 
     println!("\n==================== summary ====================");
     for s in &steps {
@@ -107,7 +118,8 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
 
 pub fn e2e_only() -> anyhow::Result<()> {
     build::build()?;
-    e2e_tests()
+    e2e_tests()?;
+    e2e_suite_tests()
 }
 
 fn e2e_tests() -> anyhow::Result<()> {
