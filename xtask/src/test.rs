@@ -96,6 +96,17 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
             e2e_suite_tests()
         },
     );
+    step(
+        &mut steps,
+        only,
+        "benchmark, quick (cargo xtask bench --quick)",
+        || {
+            if !built {
+                bail!("modules did not build");
+            }
+            crate::bench::bench(&["--quick".to_owned()])
+        },
+    );
 
     println!("\n==================== summary ====================");
     for s in &steps {
