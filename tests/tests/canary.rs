@@ -369,3 +369,82 @@ fn envoy_refuses_bad_configurations_naming_the_field() {
         assert!(line.contains(field), "{line}");
     }
 }
+
+/// Documents of a YAML file (several in one file, separated by `---`).
+fn yaml_docs(path: &str) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(mesh_e2e::repo_root().join(path)).unwrap();
+    text.split("\n---\n")
+        .map(|doc| serde_yaml::from_str(doc).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_shipped_configurations_agree_and_envoy_runs_them() {
+    // The bootstrap's inline configuration, plugin-config.json and the WasmPlugin's.
+    let bootstrap = &yaml_docs(BOOTSTRAP)[0];
+    let wasm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+    assert_eq!(wasm["root_id"].as_str(), Some("canary"));
+    let inline: Value =
+        serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(inline, shipped());
+    let plugin = &yaml_docs("envoy-config/canary/istio/wasmplugin.yaml")[0];
+    assert_eq!(plugin["kind"].as_str(), Some("WasmPlugin"));
+    assert_eq!(plugin["spec"]["pluginName"].as_str(), Some("canary"));
+    let istio_cfg: Value = serde_json::to_value(&plugin["spec"]["pluginConfig"]).unwrap();
+    assert_eq!(istio_cfg, shipped());
+
+    // The VirtualService routes each subset's header value to that subset, which the
+    // DestinationRule defines.
+    let docs = yaml_docs("envoy-config/canary/istio/virtualservice.yaml");
+    let vs = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("VirtualService"))
+        .unwrap();
+    let dr = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("DestinationRule"))
+        .unwrap();
+    let header = shipped()["route_header"].as_str().unwrap().to_owned();
+    let mut routed = Vec::new();
+    for route in vs["spec"]["http"].as_sequence().unwrap() {
+        let dest = route["route"][0]["destination"]["subset"].as_str().unwrap();
+        if let Some(m) = route["match"].as_sequence() {
+            let value = m[0]["headers"][header.as_str()]["exact"].as_str().unwrap();
+            assert_eq!(value, dest);
+            routed.push(dest.to_owned());
+        }
+    }
+    let subsets: Vec<String> = shipped()["services"][0]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    routed.sort();
+    assert_eq!(routed, subsets);
+    let defined: Vec<&str> = dr["spec"]["subsets"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        subsets.iter().all(|s| defined.contains(&s.as_str())),
+        "{defined:?}"
+    );
+
+    // The bootstrap as shipped (its inline configuration) runs and routes.
+    let (v1, v2) = stubs();
+    mesh_e2e::module_path("canary").unwrap();
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster("reviews_v1", &v1)
+        .cluster("reviews_v2", &v2)
+        .start()
+        .unwrap();
+    let http = client();
+    let r = get(&http, &envoy, &[("x-canary", b"always")]);
+    assert_eq!(upstream(&r), "v2");
+    let r = get(&http, &envoy, &[("x-user-id", b"bob")]);
+    assert!(["v1", "v2"].contains(&upstream(&r).as_str()));
+}
