@@ -3,8 +3,13 @@
 //! The filter records raw samples (milliseconds, bytes) and Envoy buckets them itself. Envoy
 //! keeps samples in a log-linear histogram (circllhist): an integer sample lands in a bin of
 //! two significant digits (`5` in `[5, 5.1)`, `87` in `[87, 88)`, `1234` in `[1200, 1300)`,
-//! `0` in its own bin). The Prometheus `_bucket{le}` count is the number of samples whose bin
-//! lies entirely at or below `le`, `_count` is exact, and `_sum` adds each bin's midpoint.
+//! `0` in its own bin). What Envoy 1.40 shows, checked against the real Envoy:
+//! - `_bucket{le}` counts the samples whose bin starts at or below `le` (so `5` counts in
+//!   `le="5"`, and `1016` in `le="1000"`, since its bin starts at 1000);
+//! - `_count` is exact;
+//! - `_sum` adds, per sample, the harmonic mean `2ab/(a+b)` of its bin's edges `[a, b)`
+//!   (`269` counts as `264.905...`).
+//!
 //! [`EnvoyHistogram`] reproduces that, so tests can predict what Envoy shows and hosts without
 //! native histograms can bucket the same way.
 
@@ -81,8 +86,14 @@ impl Bin {
         self.lower() + self.width()
     }
 
-    pub fn midpoint(self) -> f64 {
-        self.lower() + self.width() / 2.0
+    /// What one sample of this bin adds to `_sum`: the harmonic mean of the edges.
+    pub fn representative(self) -> f64 {
+        let (a, b) = (self.lower(), self.upper());
+        if a + b == 0.0 {
+            0.0
+        } else {
+            2.0 * a * b / (a + b)
+        }
     }
 }
 
@@ -106,22 +117,22 @@ impl EnvoyHistogram {
         self.count
     }
 
-    /// `_sum`: each sample counts as its bin's midpoint.
+    /// `_sum`: each sample counts as its bin's [`Bin::representative`].
     pub fn sum(&self) -> f64 {
         self.bins
             .iter()
-            .map(|(bin, n)| bin.midpoint() * (*n as f64))
+            .map(|(bin, n)| bin.representative() * (*n as f64))
             .sum()
     }
 
-    /// `_bucket{le}` for each bound: samples whose bin's upper edge is `<= le`.
+    /// `_bucket{le}` for each bound: samples whose bin starts at or below `le`.
     pub fn cumulative(&self, bounds: &[f64]) -> Vec<u64> {
         bounds
             .iter()
             .map(|le| {
                 self.bins
                     .iter()
-                    .filter(|(bin, _)| bin.upper() <= *le)
+                    .filter(|(bin, _)| bin.lower() <= *le)
                     .map(|(_, n)| *n)
                     .sum()
             })

@@ -13,7 +13,7 @@ use sdk_shim::{
     decision, host_log, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics,
     Properties,
 };
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Envoy attributes read by the filter.
 pub mod attr {
@@ -81,13 +81,13 @@ fn prop_bytes<P: Properties>(host: &P, path: &[&str]) -> Option<Vec<u8>> {
 impl Workload {
     /// Fills what the config leaves out from the Envoy node (Istio's metadata), else defaults.
     pub fn resolve<P: Properties>(spec: &WorkloadSpec, host: &P) -> Self {
-        let node = |key: &str| prop_string(host, &["node", "metadata", key]);
-        let label = |key: &str| prop_string(host, &["node", "metadata", "LABELS", key]);
+        let node = |key: &str| prop_string(host, &["xds", "node", "metadata", key]);
+        let label = |key: &str| prop_string(host, &["xds", "node", "metadata", "LABELS", key]);
         let name = spec
             .name
             .clone()
             .or_else(|| node("WORKLOAD_NAME"))
-            .or_else(|| prop_string(host, &["node", "cluster"]))
+            .or_else(|| prop_string(host, &["xds", "node", "cluster"]))
             .unwrap_or_else(|| UNKNOWN.to_owned());
         let namespace = spec
             .namespace
@@ -148,7 +148,8 @@ pub struct Telemetry {
     /// Our peer metadata header value, when the exchange is on.
     own_peer_value: Option<String>,
     stats: OwnStats,
-    overflow: Option<SeriesIds>,
+    /// The overflow series, defined when first needed (so it shows only once it is used).
+    overflow: OnceLock<Option<SeriesIds>>,
     registry: Mutex<SeriesRegistry>,
 }
 
@@ -165,7 +166,7 @@ fn bump<H: Metrics>(host: &H, id: Option<MetricId>) {
 // === impl Telemetry ===
 
 impl Telemetry {
-    /// Resolves the workload, defines the filter's own stats and the overflow series, and
+    /// Resolves the workload (reading the node once), defines the filter's own stats and
     /// seeds the shared series count.
     pub fn configure<H: Host>(host: &H, config: TelemetryConfig) -> Self {
         let workload = Workload::resolve(&config.workload, host);
@@ -212,7 +213,6 @@ impl Telemetry {
             trace_replaced: counter(host, stat::TRACE_REPLACED),
             peer_rejected: counter(host, stat::PEER_METADATA_REJECTED),
         };
-        let overflow = SeriesIds::define(host, &LabelValues::overflow(reporter).series_key()).ok();
         SeriesRegistry::seed(host);
         let own_peer_value = config
             .peer_header
@@ -224,7 +224,7 @@ impl Telemetry {
             template,
             own_peer_value,
             stats,
-            overflow,
+            overflow: OnceLock::new(),
             registry: Mutex::new(SeriesRegistry::default()),
         }
     }
@@ -252,7 +252,10 @@ impl Telemetry {
             Admission::Series(ids) => Some(ids),
             Admission::Overflow => {
                 bump(host, self.stats.series_overflow);
-                self.overflow
+                *self.overflow.get_or_init(|| {
+                    let key = LabelValues::overflow(self.config.reporter.as_str()).series_key();
+                    SeriesIds::define(host, &key).ok()
+                })
             }
         };
         if let Some(ids) = ids {

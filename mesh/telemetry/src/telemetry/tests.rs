@@ -1,3 +1,552 @@
 use super::*;
+use crate::labels::{decode_value, parse_stat_name};
+use sdk_shim::testing::{FakeHost, FakeMetrics, FakeStore};
+use std::collections::BTreeMap;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
+const VALID_TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+struct Proxy {
+    telemetry: Arc<Telemetry>,
+    metrics: FakeMetrics,
+    store: FakeStore,
+}
+
+fn int(v: i64) -> [u8; 8] {
+    v.to_le_bytes()
+}
+
+impl Proxy {
+    fn new(json: &str) -> Self {
+        Self::with_root(json, FakeHost::new())
+    }
+
+    fn with_root(json: &str, root: FakeHost) -> Self {
+        let (metrics, store) = (FakeMetrics::default(), FakeStore::default());
+        let root = root.with_metrics(&metrics).with_store(&store);
+        let config = TelemetryConfig::from_json(json.as_bytes()).unwrap();
+        Self {
+            telemetry: Arc::new(Telemetry::configure(&root, config)),
+            metrics,
+            store,
+        }
+    }
+
+    /// A fresh worker-side host sharing this proxy's metrics and store.
+    fn host(&self) -> FakeHost {
+        FakeHost::new()
+            .with_metrics(&self.metrics)
+            .with_store(&self.store)
+    }
+
+    /// Runs a whole request: request headers, upstream answer, response headers, log.
+    fn run(
+        &self,
+        host: &FakeHost,
+        code: i64,
+        response_headers: &[(&str, &str)],
+    ) -> RequestTelemetry {
+        let mut r = RequestTelemetry::new(self.telemetry.clone());
+        r.on_request_headers(host);
+        host.upstream_responds(u16::try_from(code).unwrap_or(0), response_headers);
+        r.on_response_headers(host);
+        host.set_property_now(attr::RESPONSE_CODE, int(code));
+        r.on_log(host);
+        r
+    }
+
+    /// Every `istio_requests_total` series as (label map, count).
+    fn series(&self) -> Vec<(BTreeMap<String, String>, i64)> {
+        self.metrics
+            .names()
+            .into_iter()
+            .filter(|n| n.starts_with("istio_requests_total;"))
+            .map(|n| {
+                let (_, labels) = parse_stat_name(&n);
+                let map = labels
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_owned(),
+                            String::from_utf8_lossy(&decode_value(v)).into_owned(),
+                        )
+                    })
+                    .collect();
+                (map, self.metrics.value(&n).unwrap_or(0))
+            })
+            .collect()
+    }
+
+    fn only_series(&self) -> BTreeMap<String, String> {
+        let s = self.series();
+        assert_eq!(s.len(), 1, "{s:#?}");
+        s.into_iter().next().unwrap().0
+    }
+
+    fn stat(&self, name: &str) -> i64 {
+        self.metrics.value(name).unwrap_or(-1)
+    }
+}
+
+fn access_line(host: &FakeHost) -> serde_json::Value {
+    let lines = host.logs_at(LogLevel::Info);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    serde_json::from_str(&lines[0]).unwrap()
+}
+
+const DEST: &str = r#"{"workload":{"name":"reviews-v1","namespace":"default","service":"reviews","revision":"v1"}}"#;
+
+#[test]
+fn destination_labels_come_from_config_certificate_and_envoy() {
+    let p = Proxy::new(DEST);
+    let host = p
+        .host()
+        .request("GET", "reviews:9080", "/api")
+        .property(attr::MTLS, [1])
+        .property(attr::PEER_URI_SAN, WEB)
+        .property(
+            attr::LOCAL_URI_SAN,
+            "spiffe://cluster.local/ns/default/sa/reviews",
+        )
+        .property(attr::RESPONSE_FLAGS, int((1 << 5) | (1 << 15)))
+        .property(attr::REQUEST_DURATION, int(12_345_678))
+        .property(attr::REQUEST_TOTAL_SIZE, int(300))
+        .property(attr::RESPONSE_TOTAL_SIZE, int(4000));
+    p.run(&host, 503, &[]);
+    let l = p.only_series();
+    let expect = [
+        ("reporter", "destination"),
+        ("source_workload", "web"),
+        ("source_workload_namespace", "shop"),
+        ("source_principal", WEB),
+        ("source_canonical_service", "unknown"),
+        ("destination_workload", "reviews-v1"),
+        ("destination_workload_namespace", "default"),
+        (
+            "destination_principal",
+            "spiffe://cluster.local/ns/default/sa/reviews",
+        ),
+        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("destination_service_namespace", "default"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v1"),
+        ("request_protocol", "http"),
+        ("response_code", "503"),
+        ("response_flags", "UF,URX"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    for (k, v) in expect {
+        assert_eq!(l[k], v, "{k}");
+    }
+    let name = |m: &str| {
+        p.metrics
+            .names()
+            .into_iter()
+            .find(|n| n.starts_with(&format!("{m};")))
+            .unwrap()
+    };
+    assert_eq!(
+        p.metrics
+            .samples(&name("istio_request_duration_milliseconds")),
+        vec![12]
+    );
+    assert_eq!(p.metrics.samples(&name("istio_request_bytes")), vec![300]);
+    assert_eq!(p.metrics.samples(&name("istio_response_bytes")), vec![4000]);
+    assert_eq!(p.stat(stat::SERIES_ADMITTED), 1);
+}
+
+#[test]
+fn workload_comes_from_the_node_when_not_configured() {
+    let root = FakeHost::new()
+        .property(&["xds", "node", "metadata", "WORKLOAD_NAME"], "ratings-v2")
+        .property(&["xds", "node", "metadata", "NAMESPACE"], "books")
+        .property(&["xds", "node", "metadata", "LABELS", "app"], "ratings")
+        .property(&["xds", "node", "metadata", "LABELS", "version"], "v2");
+    let p = Proxy::with_root("", root);
+    let w = &p.telemetry.workload;
+    assert_eq!(
+        (
+            w.name.as_str(),
+            w.namespace.as_str(),
+            w.service.as_str(),
+            w.revision.as_str()
+        ),
+        ("ratings-v2", "books", "ratings", "v2")
+    );
+    assert_eq!(w.service_host, "ratings.books.svc.cluster.local");
+
+    // Config wins; a node value that is not a plain name is ignored.
+    let root = FakeHost::new()
+        .property(&["xds", "node", "metadata", "WORKLOAD_NAME"], "x;y=z")
+        .property(&["xds", "node", "metadata", "NAMESPACE"], "books");
+    let p = Proxy::with_root(r#"{"workload":{"namespace":"mine"}}"#, root);
+    assert_eq!(p.telemetry.workload.name, "unknown");
+    assert_eq!(p.telemetry.workload.namespace, "mine");
+}
+
+#[test]
+fn missing_properties_still_count() {
+    let p = Proxy::new("");
+    let host = p.host();
+    let mut r = RequestTelemetry::new(p.telemetry.clone());
+    r.on_request_headers(&host);
+    r.on_log(&host);
+    let l = p.only_series();
+    assert_eq!(l["response_code"], "0");
+    assert_eq!(l["response_flags"], "-");
+    assert_eq!(l["connection_security_policy"], "none");
+    assert_eq!(p.series()[0].1, 1);
+    let v = access_line(&host);
+    assert!(v["status"].is_null() && v["duration_ms"].is_null());
+}
+
+#[test]
+fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
+    let cfg = r#"{"peer_metadata":{"enabled":true}}"#;
+    let header = "x-mesh-peer-metadata";
+    let meta = "workload=web-v2;namespace=shop;service=web;revision=v2";
+
+    // mTLS and consistent with the certificate: trusted, stripped, answered.
+    let p = Proxy::new(cfg);
+    let host = p
+        .host()
+        .request_header(header, meta)
+        .property(attr::MTLS, [1])
+        .property(attr::PEER_URI_SAN, WEB);
+    let r = p.run(&host, 200, &[]);
+    assert_eq!(r.peer().map(|m| m.workload.as_str()), Some("web-v2"));
+    assert_eq!(host.request_header_str(header), None);
+    assert!(host
+        .response_header_str(header)
+        .unwrap()
+        .starts_with("workload=unknown;"));
+    let l = p.only_series();
+    assert_eq!(
+        (
+            l["source_workload"].as_str(),
+            l["source_canonical_service"].as_str(),
+            l["source_canonical_revision"].as_str()
+        ),
+        ("web-v2", "web", "v2")
+    );
+    assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 0);
+
+    // Plain connection: stripped, ignored, counted; nothing told back.
+    let p = Proxy::new(cfg);
+    let host = p.host().request_header(header, meta);
+    p.run(&host, 200, &[]);
+    assert_eq!(host.request_header_str(header), None);
+    assert_eq!(host.response_header_str(header), None);
+    assert_eq!(p.only_series()["source_workload"], "unknown");
+    assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 1);
+
+    // mTLS but claiming another namespace than the certificate: the certificate wins.
+    let p = Proxy::new(cfg);
+    let host = p
+        .host()
+        .request_header(header, "workload=admin;namespace=kube-system")
+        .property(attr::MTLS, [1])
+        .property(attr::PEER_URI_SAN, WEB);
+    p.run(&host, 200, &[]);
+    let l = p.only_series();
+    assert_eq!(
+        (
+            l["source_workload"].as_str(),
+            l["source_workload_namespace"].as_str()
+        ),
+        ("web", "shop")
+    );
+    assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 1);
+
+    // Disabled: the header is none of our business.
+    let p = Proxy::new("");
+    let host = p
+        .host()
+        .request_header(header, meta)
+        .property(attr::MTLS, [1]);
+    p.run(&host, 200, &[]);
+    assert_eq!(host.request_header_str(header).as_deref(), Some(meta));
+}
+
+#[test]
+fn source_reporter_names_the_destination() {
+    let p = Proxy::new(
+        r#"{"reporter":"source","workload":{"name":"web-v1","namespace":"shop","service":"web"},"peer_metadata":{"enabled":true}}"#,
+    );
+    let header = "x-mesh-peer-metadata";
+    let host = p
+        .host()
+        .request("GET", "Reviews.Books.svc.cluster.local:9080", "/")
+        .request_header(header, "workload=forged;namespace=x")
+        .property(
+            attr::UPSTREAM_PEER_URI_SAN,
+            "spiffe://cluster.local/ns/books/sa/reviews",
+        )
+        .property(attr::UPSTREAM_LOCAL_URI_SAN, WEB);
+    p.run(
+        &host,
+        200,
+        &[(
+            header,
+            "workload=reviews-v3;namespace=books;service=reviews;revision=v3",
+        )],
+    );
+    assert_eq!(
+        host.request_header_str(header).as_deref(),
+        Some("workload=web-v1;namespace=shop;service=web;revision=latest")
+    );
+    assert_eq!(host.response_header_str(header), None);
+    let l = p.only_series();
+    let expect = [
+        ("reporter", "source"),
+        ("source_workload", "web-v1"),
+        ("source_workload_namespace", "shop"),
+        ("source_principal", WEB),
+        ("destination_workload", "reviews-v3"),
+        ("destination_workload_namespace", "books"),
+        (
+            "destination_principal",
+            "spiffe://cluster.local/ns/books/sa/reviews",
+        ),
+        ("destination_service", "reviews.books.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("destination_service_namespace", "books"),
+        ("destination_canonical_revision", "v3"),
+        ("connection_security_policy", "unknown"),
+    ];
+    for (k, v) in expect {
+        assert_eq!(l[k], v, "{k}");
+    }
+
+    // Without a verified upstream certificate the answer's metadata is dropped.
+    let p = Proxy::new(r#"{"reporter":"source","peer_metadata":{"enabled":true}}"#);
+    let host = p.host().request("GET", "[::1]:80", "/");
+    p.run(&host, 200, &[(header, "workload=liar;namespace=books")]);
+    let l = p.only_series();
+    assert_eq!(l["destination_workload"], "unknown");
+    assert_eq!(l["destination_service"], "[::1]");
+    assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 1);
+}
+
+#[test]
+fn traceparent_is_kept_replaced_or_started() {
+    let p = Proxy::new(r#"{"trace":{"start_when_absent":true}}"#);
+
+    let host = p
+        .host()
+        .request_header("traceparent", VALID_TP)
+        .request_header("tracestate", "a=1");
+    let r = p.run(&host, 200, &[]);
+    assert!(matches!(r.trace(), TraceOutcome::Kept(_)));
+    assert_eq!(
+        host.request_header_str("traceparent").as_deref(),
+        Some(VALID_TP)
+    );
+    assert_eq!(
+        host.request_header_str("tracestate").as_deref(),
+        Some("a=1")
+    );
+    assert_eq!(
+        access_line(&host)["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+
+    let host = p
+        .host()
+        .request_header("traceparent", "00-zz")
+        .request_header("tracestate", "a=1");
+    p.run(&host, 200, &[]);
+    let new = host.request_header_str("traceparent").unwrap();
+    let parsed = trace::TraceParent::parse(new.as_bytes()).unwrap();
+    assert_eq!(host.request_header_str("tracestate"), None);
+    assert_eq!(access_line(&host)["trace_id"], parsed.trace_id_hex());
+    assert_eq!(p.stat(stat::TRACE_REPLACED), 1);
+
+    let host = p.host();
+    p.run(&host, 200, &[]);
+    let started = host.request_header_str("traceparent").unwrap();
+    assert!(trace::TraceParent::parse(started.as_bytes()).is_ok());
+    // Ids come from the host's randomness: same seed, same ids; another seed, others.
+    assert_eq!(started, new);
+    let host = p.host().random_seed(7);
+    p.run(&host, 200, &[]);
+    assert_ne!(host.request_header_str("traceparent").unwrap(), new);
+    assert_eq!(p.stat(stat::TRACE_STARTED), 2);
+
+    // Not configured to start: nothing added; disabled: even garbage passes untouched.
+    let p = Proxy::new("");
+    let host = p.host();
+    p.run(&host, 200, &[]);
+    assert_eq!(host.request_header_str("traceparent"), None);
+    assert!(access_line(&host)["trace_id"].is_null());
+    let p = Proxy::new(r#"{"trace":{"enabled":false}}"#);
+    let host = p.host().request_header("traceparent", "garbage");
+    p.run(&host, 200, &[]);
+    assert_eq!(
+        host.request_header_str("traceparent").as_deref(),
+        Some("garbage")
+    );
+}
+
+#[test]
+fn access_log_carries_request_and_decisions() {
+    let p = Proxy::new("");
+    let host = p
+        .host()
+        .request("POST", "reviews", "/api/x?y=1")
+        .property(attr::PEER_URI_SAN, WEB)
+        .property(attr::REQUEST_TIME, int(1_700_000_000_000_000_000))
+        .property(attr::REQUEST_DURATION, int(5_000_000))
+        .property(attr::REQUEST_TOTAL_SIZE, int(10))
+        .property(attr::RESPONSE_TOTAL_SIZE, int(20))
+        .property(&[decision::CANARY], "v2")
+        .property(&[decision::INTENTIONS], "allow:web");
+    p.run(&host, 201, &[]);
+    let v = access_line(&host);
+    assert_eq!(v["time"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(
+        (
+            v["method"].as_str(),
+            v["path"].as_str(),
+            v["authority"].as_str()
+        ),
+        (Some("POST"), Some("/api/x?y=1"), Some("reviews"))
+    );
+    assert_eq!(
+        (v["status"].as_i64(), v["duration_ms"].as_i64()),
+        (Some(201), Some(5))
+    );
+    assert_eq!(
+        (v["request_bytes"].as_i64(), v["response_bytes"].as_i64()),
+        (Some(10), Some(20))
+    );
+    assert_eq!(v["peer_principal"], WEB);
+    assert_eq!(v["response_flags"], "-");
+    assert_eq!(v["canary"], "v2");
+    assert_eq!(v["intentions"], "allow:web");
+    assert!(v.get("ratelimit").is_none());
+}
+
+#[test]
+fn decisions_handed_over_in_memory_skip_the_host() {
+    let p = Proxy::new("");
+    let host = p.host().property(&[decision::CANARY], "from-host");
+    let mut r = RequestTelemetry::new(p.telemetry.clone());
+    r.on_request_headers(&host);
+    r.set_decision(decision::RATELIMIT, "limited:api");
+    r.set_decision("unknown.key", "ignored");
+    r.on_log(&host);
+    let v = access_line(&host);
+    assert_eq!(v["ratelimit"], "limited:api");
+    assert!(
+        v.get("canary").is_none(),
+        "in-memory decisions replace host reads"
+    );
+}
+
+#[test]
+fn access_log_off_reads_less_and_logs_nothing() {
+    let p = Proxy::new(r#"{"access_log":{"enabled":false},"trace":{"enabled":false}}"#);
+    let host = p.host().request("GET", "a", "/");
+    p.run(&host, 200, &[]);
+    assert!(host.logs_at(LogLevel::Info).is_empty());
+    let quiet = host.host_calls();
+    let p = Proxy::new(r#"{"trace":{"enabled":false}}"#);
+    let host = p.host().request("GET", "a", "/");
+    p.run(&host, 200, &[]);
+    assert!(
+        host.host_calls() > quiet + 3,
+        "{} vs {quiet}",
+        host.host_calls()
+    );
+}
+
+#[test]
+fn cardinality_cap_sends_new_series_to_overflow() {
+    let p = Proxy::new(r#"{"max_series":2}"#);
+    assert!(
+        p.series().is_empty(),
+        "overflow series is defined only when used"
+    );
+    for code in [200, 404, 200, 500, 503, 500] {
+        p.run(&p.host(), code, &[]);
+    }
+    let series = p.series();
+    let count = |code: &str| {
+        series
+            .iter()
+            .find(|(l, _)| l["response_code"] == code)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(count("200"), Some(2));
+    assert_eq!(count("404"), Some(1));
+    assert_eq!(count("500"), None);
+    assert_eq!(count("other"), Some(3));
+    let (overflow, _) = series
+        .iter()
+        .find(|(l, _)| l["response_code"] == "other")
+        .unwrap();
+    assert_eq!(overflow["reporter"], "destination");
+    assert!(overflow
+        .iter()
+        .filter(|(k, _)| *k != "reporter")
+        .all(|(_, v)| v == "other"));
+    assert_eq!(p.stat(stat::SERIES_OVERFLOW), 3);
+    assert_eq!(p.stat(stat::SERIES_ADMITTED), 2);
+    assert_eq!(p.telemetry.series_count(), 2);
+}
+
+#[test]
+fn grpc_requests_are_labelled_grpc() {
+    let p = Proxy::new("");
+    let host = p
+        .host()
+        .request_header("content-type", "application/grpc+proto");
+    p.run(&host, 200, &[]);
+    assert_eq!(p.only_series()["request_protocol"], "grpc");
+}
+
+#[test]
+fn hostile_requests_never_trap_and_still_count() {
+    let p = Proxy::new(
+        r#"{"reporter":"source","peer_metadata":{"enabled":true},"trace":{"start_when_absent":true},"access_log":{"max_field_bytes":64}}"#,
+    );
+    let huge = vec![b'x'; 1 << 20];
+    let mut binary: Vec<u8> = (0u8..=255).collect();
+    binary.extend_from_slice(b";response_code=200;reporter=destination");
+    let hosts = [
+        p.host()
+            .request_header(":method", &binary)
+            .request_header(":path", &huge)
+            .request_header(":authority", &binary)
+            .request_header("traceparent", &binary)
+            .request_header("traceparent", VALID_TP)
+            .request_header("content-type", &huge),
+        p.host()
+            .request_header(":authority", &huge)
+            .request_header("traceparent", &huge)
+            .property(attr::UPSTREAM_PEER_URI_SAN, &binary)
+            .property(attr::RESPONSE_FLAGS, int(-1))
+            .property(attr::REQUEST_DURATION, int(-5))
+            .property(attr::RESPONSE_TOTAL_SIZE, [1, 2, 3]),
+        p.host().failing_header_reads(),
+    ];
+    for host in &hosts {
+        p.run(
+            host,
+            200,
+            &[("x-mesh-peer-metadata", "workload=a;namespace=b")],
+        );
+        let line = access_line(host);
+        assert!(line["path"].as_str().unwrap().len() <= 64);
+    }
+    let total: i64 = p.series().iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3);
+    for (labels, _) in p.series() {
+        assert_eq!(labels["response_code"], "200");
+        assert_eq!(labels["reporter"], "source");
+    }
+}

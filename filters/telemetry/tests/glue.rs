@@ -1,0 +1,198 @@
+//! The filter glue against sdk-shim's FakeHost: configuration handling, the request lifecycle
+//! through the `RootFilter`/`HttpFilter` traits, workers sharing one cap, hostile requests.
+
+use filter_telemetry::{TelemetryFilter, TelemetryRoot};
+use mesh_telemetry::telemetry::{attr, stat};
+use sdk_shim::testing::{FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::{decision, Action, HttpFilter, LogLevel, RootFilter};
+
+fn configured(json: &str, host: &FakeHost) -> TelemetryRoot {
+    let mut root = TelemetryRoot::default();
+    assert!(
+        root.on_configure(host, json.as_bytes()),
+        "{:?}",
+        host.logs()
+    );
+    root
+}
+
+fn serve(root: &TelemetryRoot, host: &FakeHost, status: u16) {
+    let mut f = root.new_http();
+    assert_eq!(f.on_request_headers(host, true), Action::Continue);
+    host.upstream_responds(status, &[]);
+    assert_eq!(f.on_response_headers(host, true), Action::Continue);
+    host.set_property_now(attr::RESPONSE_CODE, i64::from(status).to_le_bytes());
+    f.on_log(host);
+}
+
+fn requests_total(metrics: &FakeMetrics, code: &str) -> i64 {
+    metrics
+        .names()
+        .iter()
+        .filter(|n| {
+            n.starts_with("istio_requests_total;") && n.contains(&format!(";response_code={code};"))
+        })
+        .filter_map(|n| metrics.value(n))
+        .sum()
+}
+
+#[test]
+fn bad_configurations_are_rejected_with_one_error_line() {
+    let cases = [
+        (
+            r#"{"max_series":0}"#,
+            "telemetry: invalid configuration: max_series: must be at least 1",
+        ),
+        (
+            r#"{"reporter":"gateway"}"#,
+            "telemetry: invalid configuration: reporter: unknown variant `gateway`",
+        ),
+        (
+            r#"{"trace":{"sampled":true,"bogus":1}}"#,
+            "telemetry: invalid configuration: trace.bogus: unknown field `bogus`",
+        ),
+        ("{not json", "telemetry: invalid configuration: "),
+        ("\u{0}\u{ff}", "telemetry: invalid configuration: "),
+    ];
+    for (json, expected) in cases {
+        let host = FakeHost::new();
+        let mut root = TelemetryRoot::default();
+        assert!(!root.on_configure(&host, json.as_bytes()), "{json}");
+        let errors = host.logs_at(LogLevel::Error);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(expected),
+            "{} vs {expected}",
+            errors[0]
+        );
+        assert!(!errors[0].ends_with('.'));
+        assert!(root.shared().is_none());
+    }
+}
+
+#[test]
+fn empty_configuration_means_defaults() {
+    let host = FakeHost::new();
+    let root = configured("", &host);
+    let t = root.shared().unwrap();
+    assert_eq!(t.config.max_series, 1000);
+    assert_eq!(t.workload.name, "unknown");
+}
+
+#[test]
+fn an_unconfigured_root_lets_requests_through() {
+    let root = TelemetryRoot::default();
+    let host = FakeHost::new().request("GET", "a", "/");
+    serve(&root, &host, 200);
+    assert!(host.metrics().names().is_empty());
+    assert!(host.logs().is_empty());
+}
+
+#[test]
+fn requests_are_counted_per_code_and_logged() {
+    let (metrics, store) = (FakeMetrics::default(), FakeStore::default());
+    let worker = || FakeHost::new().with_metrics(&metrics).with_store(&store);
+    let root = configured(
+        r#"{"workload":{"name":"reviews-v1","namespace":"default"}}"#,
+        &worker(),
+    );
+    let mut lines = 0;
+    for (status, n) in [(200, 5), (404, 3), (503, 2)] {
+        for _ in 0..n {
+            let host = worker().request("GET", "reviews", "/r");
+            serve(&root, &host, status);
+            lines += host.logs_at(LogLevel::Info).len();
+        }
+    }
+    assert_eq!(requests_total(&metrics, "200"), 5);
+    assert_eq!(requests_total(&metrics, "404"), 3);
+    assert_eq!(requests_total(&metrics, "503"), 2);
+    assert_eq!(lines, 10);
+    let durations: usize = metrics
+        .names()
+        .iter()
+        .filter(|n| n.starts_with("istio_request_duration_milliseconds;"))
+        .map(|n| metrics.samples(n).len())
+        .sum();
+    assert_eq!(durations, 10);
+}
+
+#[test]
+fn workers_share_one_cardinality_cap() {
+    let (metrics, store) = (FakeMetrics::default(), FakeStore::default());
+    let worker = || FakeHost::new().with_metrics(&metrics).with_store(&store);
+    // One root per worker, as Envoy configures one VM per worker thread.
+    let roots = [
+        configured(r#"{"max_series":3}"#, &worker()),
+        configured(r#"{"max_series":3}"#, &worker()),
+    ];
+    for (i, status) in [200u16, 201, 202, 203, 204, 205, 200, 201]
+        .into_iter()
+        .enumerate()
+    {
+        serve(&roots[i % 2], &worker(), status);
+    }
+    let admitted: Vec<String> = metrics
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("istio_requests_total;") && !n.contains("response_code=other"))
+        .collect();
+    assert_eq!(admitted.len(), 3, "{admitted:#?}");
+    assert_eq!(requests_total(&metrics, "other"), 3);
+    assert_eq!(metrics.value(stat::SERIES_OVERFLOW), Some(3));
+    assert_eq!(metrics.value(stat::SERIES_ADMITTED), Some(3));
+}
+
+#[test]
+fn the_suite_can_drive_it_with_decisions_in_memory() {
+    let host = FakeHost::new().request("GET", "reviews", "/");
+    let root = configured("", &host);
+    let mut f = TelemetryFilter::new(root.shared().unwrap());
+    f.on_request_headers(&host, true);
+    let r = f.request().unwrap();
+    r.set_decision(decision::CANARY, "v2");
+    r.set_decision(decision::INTENTIONS, "allow:web");
+    f.on_log(&host);
+    let line: serde_json::Value = serde_json::from_str(&host.logs_at(LogLevel::Info)[0]).unwrap();
+    assert_eq!(line["canary"], "v2");
+    assert_eq!(line["intentions"], "allow:web");
+}
+
+#[test]
+fn hostile_requests_never_trap_and_are_counted() {
+    let (metrics, store) = (FakeMetrics::default(), FakeStore::default());
+    let worker = || FakeHost::new().with_metrics(&metrics).with_store(&store);
+    let root = configured(
+        r#"{"peer_metadata":{"enabled":true},"trace":{"start_when_absent":true}}"#,
+        &worker(),
+    );
+    let huge = vec![0xffu8; 256 * 1024];
+    let hosts = [
+        worker()
+            .request_header(":method", [0xc3, 0x28])
+            .request_header(":path", &huge)
+            .request_header(":authority", b"a\r\nb")
+            .request_header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            )
+            .request_header("x-mesh-peer-metadata", &huge),
+        worker()
+            .request_header("traceparent", &huge)
+            .request_header("x-mesh-peer-metadata", "workload=a;workload=b;namespace=c")
+            .property(attr::MTLS, [1])
+            .property(attr::PEER_URI_SAN, &huge)
+            .property(attr::RESPONSE_FLAGS, [0xff; 3])
+            .property(&[decision::CANARY], &huge),
+        worker().failing_header_reads(),
+    ];
+    for host in &hosts {
+        serve(&root, host, 200);
+        let lines = host.logs_at(LogLevel::Info);
+        assert_eq!(lines.len(), 1);
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["status"], 200);
+        assert_eq!(host.request_header_str("x-mesh-peer-metadata"), None);
+    }
+    assert_eq!(requests_total(&metrics, "200"), 3);
+}
