@@ -72,11 +72,12 @@
 //! 1. Everything from the first `?` or `#` is removed.
 //! 2. The rest must start with `/` (origin form); otherwise the request is refused.
 //! 3. Refused: raw bytes below 0x21 (controls, NUL, space), 0x7F, 0x80 and above (raw non-ASCII),
-//!    `\`, and `;` (servers disagree on path parameters: Tomcat reads `/x/..;/admin` as
-//!    `/admin`, so no single reading is safe). Encoded `%3B` stays a literal character.
+//!    `\`, and `;` raw or encoded as `%3B`: servers disagree on path parameters (Tomcat reads
+//!    `/x/..;/admin` as `/admin`, some frameworks strip `;...` after decoding), so no single
+//!    reading is safe, and a deny must not be evaded by `/admin;x` nor an allow stretched by it.
 //! 4. Percent-escapes: `%` must be followed by two hex digits. An escape of an unreserved
 //!    character (`A-Z a-z 0-9 - . _ ~`) is decoded, exactly once (`%2541` stays `%2541`).
-//!    Escapes of `/` or `\` (`%2F`, `%5C`), of control bytes (`%00`-`%1F`, `%7F`) are refused,
+//!    Escapes of `/`, `\` or `;` (`%2F`, `%5C`, `%3B`), of control bytes (`%00`-`%1F`, `%7F`) are refused,
 //!    as are escapes of non-ASCII bytes that do not decode to valid UTF-8 (overlong forms such
 //!    as `%C0%AF`). Every other escape stays encoded, with uppercase hex digits.
 //! 5. Repeated slashes are merged and `.` / `..` segments resolved (`..` never climbs above
@@ -84,14 +85,17 @@
 //!    segment is refused, since servers disagree on whether `/a//../b` means `/a/b` or `/b`.
 //!
 //! The result is idempotent. Refused requests get 400 before any intention is tried. Paths are
-//! case-sensitive (use a `(?i)` regex for a case-insensitive upstream). A deny permission is
-//! also tried on the path without its trailing slash, since many servers serve `/x/` as `/x`.
+//! case-sensitive (use a `(?i)` regex for a case-insensitive upstream).
 //!
-//! # Methods
+//! # Methods, and why denies are lenient
 //!
-//! Methods are case-sensitive: an allow for `GET` does not match `get`. So that a case variant
-//! can never slip past a deny to an upstream that ignores case, a deny permission's `methods`
-//! also catch any case variant (`delete` is denied by a deny on `DELETE`).
+//! Methods are case-sensitive: an allow for `GET` does not match `get`. Allows are matched
+//! strictly; a deny permission is tried on every reading an upstream might make, so that
+//! nothing slips past it:
+//! - its `methods` also catch any case variant (`delete` is denied by a deny on `DELETE`);
+//! - it is also tried on the path without its trailing slash (many servers serve `/x/` as `/x`);
+//! - its header matchers also see each comma-separated element of a value (`x-tenant: guest,
+//!   admin` is denied by a deny on `x-tenant` exact `admin`, as two `x-tenant` lines are).
 //!
 //! # Audit mode
 //!

@@ -14,7 +14,7 @@ pub enum PathError {
     NonAscii,
     #[error("backslash in path")]
     Backslash,
-    #[error("path parameter (;) in path")]
+    #[error("path parameter (; or %3b) in path")]
     PathParameter,
     #[error("malformed percent-escape")]
     MalformedEscape,
@@ -101,6 +101,7 @@ fn decode(path: &[u8]) -> Result<String, PathError> {
                 let byte = hi << 4 | lo;
                 match byte {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    b';' => return Err(PathError::PathParameter),
                     0..=0x1F | 0x7F => return Err(PathError::EncodedControl),
                     _ if is_unreserved(byte) => out.push(char::from(byte)),
                     _ => {

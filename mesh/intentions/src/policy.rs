@@ -216,10 +216,12 @@ impl<'p> Selection<'p> {
     }
 }
 
-/// The first permission matching `input`. A deny is lenient where servers are: its methods
-/// also catch case variants of the request method (`delete` cannot slip past a deny on
-/// `DELETE`), and it is also tried on the path without its trailing slash (`/secret/` cannot
-/// slip past an exact deny on `/secret`).
+/// The first permission matching `input`. A deny is lenient where servers are, so that no
+/// reading of the request an upstream might make slips past it:
+/// - its methods also catch case variants (`delete` cannot slip past a deny on `DELETE`);
+/// - it is also tried on the path without its trailing slash (`/secret/` vs `/secret`);
+/// - its header matchers also see each comma-separated element of a header value, since
+///   `x-tenant: guest, admin` means the same as two `x-tenant` lines to most servers.
 fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usize, Action)> {
     let upper;
     let mut deny_input = *input;
@@ -227,22 +229,42 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
         upper = input.method.to_ascii_uppercase();
         deny_input.method = &upper;
     }
-    let trimmed = match input.path.strip_suffix('/') {
-        Some(t) if !t.is_empty() => Some(MatchInput {
-            path: t,
-            ..deny_input
-        }),
-        _ => None,
-    };
+    let trimmed = input.path.strip_suffix('/').filter(|t| !t.is_empty());
+    let split = split_lists(input.headers);
     perms.iter().enumerate().find_map(|(i, p)| {
         let matched = match p.action {
             Action::Allow => p.http.matches(input),
             Action::Deny => {
-                p.http.matches(&deny_input) || trimmed.is_some_and(|t| p.http.matches(&t))
+                let paths = std::iter::once(input.path).chain(trimmed);
+                let headers = std::iter::once(input.headers).chain(split.as_deref());
+                paths.into_iter().any(|path| {
+                    headers.clone().any(|headers| {
+                        p.http.matches(&MatchInput {
+                            path,
+                            headers,
+                            ..deny_input
+                        })
+                    })
+                })
             }
         };
         matched.then_some((i, p.action))
     })
+}
+
+/// The header pairs plus one pair per comma-separated element of each listed value; `None`
+/// when no value has a comma.
+fn split_lists(headers: &[(String, Vec<u8>)]) -> Option<Vec<(String, Vec<u8>)>> {
+    if !headers.iter().any(|(_, v)| v.contains(&b',')) {
+        return None;
+    }
+    let mut out = headers.to_vec();
+    for (k, v) in headers.iter().filter(|(_, v)| v.contains(&b',')) {
+        for part in v.split(|b| *b == b',') {
+            out.push((k.clone(), part.trim_ascii().to_vec()));
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ fn unreserved_escapes_are_decoded_once() {
 
 #[test]
 fn other_escapes_stay_encoded_in_uppercase() {
-    ok("/a%3bb", "/a%3Bb");
+    ok("/a%3ab", "/a%3Ab");
     ok("/a%3Fb", "/a%3Fb");
     ok("/a%23b", "/a%23b");
     ok("/a%20b", "/a%20b");
@@ -165,8 +165,9 @@ fn path_parameters_are_refused() {
     ] {
         refused(p.as_bytes(), PathError::PathParameter);
     }
-    // Encoded, it is a literal character, kept encoded.
-    ok("/admin%3Bx", "/admin%3Bx");
+    // Encoded too: some frameworks strip parameters after decoding.
+    refused(b"/admin%3Bx", PathError::PathParameter);
+    refused(b"/a/..%3b/admin", PathError::PathParameter);
 }
 
 #[test]
@@ -238,6 +239,7 @@ mod props {
             Just(b"%25".to_vec()),
             Just(b"%41".to_vec()),
             Just(b"%3b".to_vec()),
+            Just(b"%3a".to_vec()),
             Just(b"%c3%a9".to_vec()),
             Just(b"%7e".to_vec()),
             Just(b"~".to_vec()),

@@ -358,3 +358,37 @@ fn deny_also_catches_a_trailing_slash() {
     assert_eq!(label(&p, &web, "GET", "/api/secrets/"), "allow:default.web");
     assert_eq!(label(&p, &web, "GET", "/"), "allow:default.web");
 }
+
+#[test]
+fn deny_header_matchers_see_list_elements() {
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","intentions":[{{"source":"web","permissions":[
+            {{"action":"deny","http":{{"headers":[{{"name":"x-tenant","exact":"admin"}}]}}}},
+            {{"action":"deny","http":{{"headers":[{{"name":"x-tier","exact":"gold","invert":true}}]}}}},
+            {{"action":"allow","http":{{"headers":[{{"name":"x-ok","exact":"yes"}}]}}}}]}}]}}"#
+    ));
+    let web = peer("default", "web");
+    let d = |h: &[(&str, &str)]| p.label(decide_req(&p, &web, "GET", "/", h));
+    let gold = ("x-tier", "gold");
+    assert_eq!(
+        d(&[gold, ("x-tenant", "guest"), ("x-tenant", "admin")]),
+        "deny:default.web"
+    );
+    assert_eq!(d(&[gold, ("x-tenant", "guest, admin")]), "deny:default.web");
+    assert_eq!(
+        d(&[gold, ("x-tenant", "guest,admin ,x")]),
+        "deny:default.web"
+    );
+    assert_eq!(
+        d(&[gold, ("x-tenant", "guest, administrator"), ("x-ok", "yes")]),
+        "allow:default.web"
+    );
+    // An inverted deny is still tried on the whole value: "silver, gold" is not "gold".
+    assert_eq!(
+        d(&[("x-tier", "silver, gold"), ("x-ok", "yes")]),
+        "deny:default.web"
+    );
+    assert_eq!(d(&[gold, ("x-ok", "yes")]), "allow:default.web");
+    // Allows are not lenient: "yes, no" is not "yes".
+    assert_eq!(d(&[gold, ("x-ok", "yes, no")]), "deny:default");
+}
