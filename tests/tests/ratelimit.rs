@@ -1,0 +1,421 @@
+//! End-to-end tests of the ratelimit filter in the real Envoy (`envoy-config/ratelimit/`):
+//! exact limits across workers, separate keys, the 429 fields and body, bounded memory under
+//! a flood of keys, shadow mode and config rejection.
+
+use mesh_e2e::{client, Envoy, Stub};
+use serde_json::{json, Value};
+use serde_yaml::Value as Yaml;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const BOOTSTRAP: &str = "envoy-config/ratelimit/envoy.yaml";
+
+fn envoy(stub: &Stub, concurrency: usize, config: Value) -> Envoy {
+    Envoy::builder(BOOTSTRAP)
+        .cluster("upstream", stub)
+        .plugin_config("ratelimit", config)
+        .concurrency(concurrency)
+        .start()
+        .unwrap()
+}
+
+/// Adds routes answered by Envoy itself (no upstream) for paths under `/direct`, so floods
+/// measure Envoy and the filter rather than the stub.
+fn with_direct_route(y: &mut Yaml) {
+    let route: Yaml = serde_yaml::from_str(
+        "{match: {prefix: /direct}, direct_response: {status: 200, body: {inline_string: ok}}}",
+    )
+    .unwrap();
+    let routes = y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+        .as_sequence_mut()
+        .unwrap();
+    routes.insert(0, route);
+}
+
+/// Sends `total` GETs from `threads` threads, each with its own client (its own
+/// connections), all released at once; returns the statuses.
+fn concurrent(url: &str, threads: usize, total: usize, headers: &[(&str, &str)]) -> Vec<u16> {
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = barrier.clone();
+            let url = url.to_owned();
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let n = total / threads + usize::from(t < total % threads);
+            std::thread::spawn(move || {
+                let http = client();
+                barrier.wait();
+                (0..n)
+                    .map(|_| {
+                        let mut req = http.get(&url);
+                        for (k, v) in &headers {
+                            req = req.header(k, v);
+                        }
+                        req.send().unwrap().status().as_u16()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+fn per_key_config(requests: u32, per: &str) -> Value {
+    json!({"rules": [{"name": "per-key", "key": {"header": "x-api-key"},
+        "limit": {"requests": requests, "per": per}}], "max_keys": 1000})
+}
+
+fn burst_admits_exactly_the_limit(concurrency: usize) {
+    // Answered by Envoy itself, so only the filter decides what is admitted.
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", per_key_config(100, "1h"))
+        .concurrency(concurrency)
+        .edit(with_direct_route)
+        .start()
+        .unwrap();
+    let started = Instant::now();
+    let statuses = concurrent(&envoy.url("/direct/x"), 60, 300, &[("x-api-key", "burst")]);
+    assert!(
+        started.elapsed() < Duration::from_secs(36),
+        "one emission interval passed"
+    );
+    assert_eq!(statuses.len(), 300);
+    assert_eq!(count(&statuses, 200), 100, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 200);
+    let stats = envoy
+        .wait_for_stats(Duration::from_secs(10), |s| {
+            s.get("wasmcustom.ratelimit.per-key.limited") == Some(&200)
+        })
+        .unwrap();
+    assert_eq!(stats["wasmcustom.ratelimit.per-key.allowed"], 100);
+    assert_eq!(stats["wasmcustom.ratelimit.per-key.limited"], 200);
+    assert_eq!(stats["wasmcustom.ratelimit.per-key.failures"], 0);
+    assert_eq!(stats["server.concurrency"], concurrency as u64);
+    eprintln!(
+        "concurrency {concurrency}: 100/300 admitted, cas_retries {}",
+        stats["wasmcustom.ratelimit.per-key.cas_retries"]
+    );
+    // The same counters in Prometheus form.
+    let prom = envoy.prometheus().unwrap();
+    let allowed = prom
+        .iter()
+        .find(|s| s.name.contains("ratelimit") && s.name.ends_with("allowed"))
+        .unwrap();
+    assert_eq!(allowed.value, 100.0, "{}", allowed.name);
+}
+
+#[test]
+fn a_burst_of_300_admits_exactly_100_at_concurrency_2() {
+    burst_admits_exactly_the_limit(2);
+}
+
+#[test]
+fn a_burst_of_300_admits_exactly_100_at_concurrency_4() {
+    burst_admits_exactly_the_limit(4);
+}
+
+#[test]
+fn separate_keys_get_separate_limits() {
+    let stub = Stub::start("v1").unwrap();
+    let envoy = envoy(&stub, 4, per_key_config(5, "1h"));
+    let http = client();
+    for key in ["alice", "bob", "carol"] {
+        let statuses: Vec<u16> = (0..8)
+            .map(|_| {
+                http.get(envoy.url("/"))
+                    .header("x-api-key", key)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+            .collect();
+        assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429], "{key}");
+    }
+    // No key, no limit from this rule (documented).
+    for _ in 0..10 {
+        assert_eq!(http.get(envoy.url("/")).send().unwrap().status(), 200);
+    }
+    // A repeated key header keys on its first value: alice is spent, dave is not.
+    let repeated = |first: &str, second: &str| {
+        http.get(envoy.url("/"))
+            .header("x-api-key", first)
+            .header("x-api-key", second)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(repeated("alice", "dave"), 429);
+    assert_eq!(repeated("dave", "alice"), 200);
+}
+
+#[test]
+fn peer_address_keys_ignore_x_forwarded_for() {
+    let stub = Stub::start("v1").unwrap();
+    let config = json!({"rules": [{"name": "per-client", "key": {"source": "address"},
+        "limit": {"requests": 3, "per": "1h"}}]});
+    let envoy = envoy(&stub, 2, config);
+    let statuses: Vec<u16> = (0..6)
+        .map(|i| {
+            // Fresh connections (new source ports) and a different claimed client each time.
+            client()
+                .get(envoy.url("/"))
+                .header("x-forwarded-for", format!("203.0.113.{i}"))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+}
+
+#[test]
+fn limited_responses_carry_the_draft_fields_and_a_problem_body() {
+    let stub = Stub::start("v1").unwrap();
+    let config = json!({"headers_on_allowed": true, "rules": [{"name": "api",
+        "match": {"path_prefix": "/api/"}, "key": {"header": "x-api-key"},
+        "limit": {"requests": 2, "per": "1h"}}]});
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster("upstream", &stub)
+        .plugin_config("ratelimit", config)
+        .edit(|y| {
+            // Access log with the published verdict, to check the decision round trip.
+            let log: Yaml = serde_yaml::from_str(
+                r#"[{name: envoy.access_loggers.stdout, typed_config: {"@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog, log_format: {text_format_source: {inline_string: "RL path=%REQ(:PATH)% code=%RESPONSE_CODE% verdict=%FILTER_STATE(wasm.mesh.ratelimit:PLAIN)%\n"}}}}]"#,
+            )
+            .unwrap();
+            y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["access_log"] = log;
+        })
+        .start()
+        .unwrap();
+    let http = client();
+    let get = || {
+        http.get(envoy.url("/api/items"))
+            .header("x-api-key", "k")
+            .send()
+            .unwrap()
+    };
+    let first = get();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["ratelimit-policy"], r#""api";q=2;w=3600"#);
+    assert_eq!(first.headers()["ratelimit"], r#""api";r=1;t=1800"#);
+    let second = get();
+    assert_eq!(second.headers()["ratelimit"], r#""api";r=0;t=3600"#);
+
+    let limited = get();
+    assert_eq!(limited.status(), 429);
+    let h = limited.headers().clone();
+    let retry_after: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1795..=1800).contains(&retry_after), "{retry_after}");
+    assert_eq!(h["ratelimit-policy"], r#""api";q=2;w=3600"#);
+    assert_eq!(
+        h["ratelimit"].to_str().unwrap(),
+        format!(r#""api";r=0;t={retry_after}"#)
+    );
+    assert_eq!(h["content-type"], "application/problem+json");
+    let body: Value = limited.json().unwrap();
+    assert_eq!(
+        body["type"],
+        "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    );
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["violated-policies"], json!(["api"]));
+    assert_eq!(stub.hits(), 2, "the 429 never reached the upstream");
+
+    // Unmatched paths are not limited and carry no fields.
+    let other = http
+        .get(envoy.url("/health"))
+        .header("x-api-key", "k")
+        .send()
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert!(other.headers().get("ratelimit").is_none());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = envoy.log();
+        if log.matches("RL path=").count() >= 4 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        log.contains("RL path=/api/items code=200 verdict=allowed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("RL path=/api/items code=429 verdict=limited:api"),
+        "{log}"
+    );
+    assert!(log.contains("RL path=/health code=200 verdict=-"), "{log}");
+}
+
+#[test]
+fn shadow_mode_counts_but_lets_everything_through() {
+    let stub = Stub::start("v1").unwrap();
+    let config = json!({"mode": "shadow", "rules": [{"name": "dry",
+        "limit": {"requests": 2, "per": "1h"}}]});
+    let envoy = envoy(&stub, 2, config);
+    let statuses = concurrent(&envoy.url("/"), 4, 10, &[]);
+    assert_eq!(count(&statuses, 200), 10);
+    let stats = envoy
+        .wait_for_stats(Duration::from_secs(10), |s| {
+            s.get("wasmcustom.ratelimit.dry.shadow_limited") == Some(&8)
+        })
+        .unwrap();
+    assert_eq!(stats["wasmcustom.ratelimit.dry.allowed"], 2);
+    assert_eq!(stats["wasmcustom.ratelimit.dry.shadow_limited"], 8);
+    assert_eq!(stats["wasmcustom.ratelimit.dry.limited"], 0);
+    assert!(envoy
+        .log()
+        .contains("ratelimit: shadow mode: request would be limited by rule dry"));
+}
+
+#[test]
+fn bad_configs_stop_envoy_with_the_field_named() {
+    let stub = Stub::start("v1").unwrap();
+    let cases = [
+        (
+            json!({"rules": [{"name": "a", "limit": {"requests": 0, "per": "1s"}}]}),
+            "rules[0].limit.requests: must be at least 1",
+        ),
+        (
+            json!({"rules": [{"name": "a", "limit": {"requests": 1, "per": "soon"}}]}),
+            "rules[0].limit.per: invalid duration",
+        ),
+        (json!({"max_keys": 0}), "max_keys: must be at least 1"),
+        (
+            json!({"rules": [{"name": "a", "limit": {"requests": 1, "per": "1s"}, "keys": {}}]}),
+            "rules[0].keys: unknown field `keys`",
+        ),
+    ];
+    for (config, expected) in cases {
+        let err = Envoy::builder(BOOTSTRAP)
+            .cluster("upstream", &stub)
+            .plugin_config("ratelimit", config)
+            .start()
+            .err()
+            .expect("envoy accepted a bad config");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("ratelimit: invalid configuration: {expected}")),
+            "{text}"
+        );
+    }
+}
+
+/// Envoy's heap (tcmalloc) in bytes, from the admin endpoint.
+fn memory_allocated(envoy: &Envoy) -> u64 {
+    let m: Value = serde_json::from_str(&envoy.admin("/memory").unwrap()).unwrap();
+    m["allocated"].as_str().unwrap().parse().unwrap()
+}
+
+/// Sends one request for each of `keys` distinct keys, from 8 threads.
+fn flood(envoy: &Envoy, prefix: &str, keys: usize) -> usize {
+    let threads = 8;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let url = envoy.url("/direct/flood");
+            let prefix = prefix.to_owned();
+            std::thread::spawn(move || {
+                let http = client();
+                (0..keys)
+                    .skip(t)
+                    .step_by(threads)
+                    .filter(|i| {
+                        http.get(&url)
+                            .header("x-api-key", format!("{prefix}-{i}"))
+                            .send()
+                            .unwrap()
+                            .status()
+                            == 200
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+fn hot(envoy: &Envoy, n: usize) -> usize {
+    count(
+        &concurrent(&envoy.url("/direct/hot"), 10, n, &[("x-api-key", "hot")]),
+        200,
+    )
+}
+
+fn start_flood_envoy(max_keys: u32, concurrency: usize) -> Envoy {
+    let config = json!({"rules": [{"name": "per-key", "key": {"header": "x-api-key"},
+        "limit": {"requests": 100, "per": "1h"}}], "max_keys": max_keys});
+    Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", config)
+        .concurrency(concurrency)
+        .edit(with_direct_route)
+        .start()
+        .unwrap()
+}
+
+fn flood_keeps_memory_flat_and_the_hot_key_exact(concurrency: usize) {
+    let envoy = start_flood_envoy(1000, concurrency);
+    assert_eq!(hot(&envoy, 150), 100, "the hot key before the flood");
+    // Warm up connections, V8 and allocator caches, then measure.
+    flood(&envoy, "warm", 5_000);
+    let before = memory_allocated(&envoy);
+    let started = Instant::now();
+    let admitted = flood(&envoy, "flood", 100_000);
+    let took = started.elapsed();
+    let after = memory_allocated(&envoy);
+    assert_eq!(hot(&envoy, 50), 0, "the hot key after the flood");
+
+    // What one slot costs, measured: the same Envoy with a 100x bigger table.
+    let idle_small = memory_allocated(&start_flood_envoy(1000, concurrency));
+    let idle_big = memory_allocated(&start_flood_envoy(100_000, concurrency));
+    let per_slot = idle_big.saturating_sub(idle_small) as f64 / 99_000.0;
+    let growth = after as i64 - before as i64;
+    eprintln!(
+        "concurrency {concurrency}: flood of 100000 keys in {took:?} ({admitted} admitted); memory_allocated {before} -> {after} \
+         ({growth:+} bytes); one slot costs {per_slot:.0} bytes, so 100000 keys kept would be {:.1} MiB",
+        per_slot * 100_000.0 / 1_048_576.0
+    );
+    assert!(
+        per_slot > 40.0,
+        "the control must see table memory: {per_slot}"
+    );
+    // Flat: less than 5% of what keeping the keys would take.
+    assert!(
+        (growth as f64) < per_slot * 100_000.0 * 0.05,
+        "memory grew {growth} bytes"
+    );
+    let stats = envoy.stats().unwrap();
+    eprintln!(
+        "slot_collisions {}, cas_retries {}",
+        stats["wasmcustom.ratelimit.per-key.slot_collisions"],
+        stats["wasmcustom.ratelimit.per-key.cas_retries"]
+    );
+    assert!(stats["wasmcustom.ratelimit.per-key.slot_collisions"] > 0);
+}
+
+#[test]
+fn a_flood_of_distinct_keys_keeps_memory_flat_and_the_hot_key_exact_at_concurrency_2() {
+    flood_keeps_memory_flat_and_the_hot_key_exact(2);
+}
+
+#[test]
+fn a_flood_of_distinct_keys_keeps_memory_flat_and_the_hot_key_exact_at_concurrency_4() {
+    flood_keeps_memory_flat_and_the_hot_key_exact(4);
+}
