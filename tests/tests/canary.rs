@@ -2,6 +2,9 @@
 //! the weighted split, overrides, sticky users and cookies, the rollback guard, stats, and
 //! configurations Envoy must refuse.
 
+// Test code: helpers fail the test by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use mesh_e2e::{client, Envoy, Stub};
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};

@@ -63,16 +63,30 @@ pub fn run(env: &DemoEnv) -> anyhow::Result<()> {
 
     // 3. The canary starts failing: the guard takes it out.
     v2.set_status(503);
-    println!("\n  v2 now answers 503; the guard trips after 50 v2 responses above 5% errors");
-    let before = v2.hits();
+    println!(
+        "\n  v2 now answers 503; the guard trips once its window holds 50 v2 responses with over 5% failures"
+    );
+    let tripped = |e: &Envoy| -> anyhow::Result<bool> {
+        Ok(e.stat("wasmcustom.canary.reviews.v2.rollbacks")?
+            .unwrap_or(0)
+            > 0)
+    };
     let mut sent = 0;
-    let bar = spinner("  sending traffic until the guard trips")?;
-    while v2.hits() < before + 50 && sent < 20_000 {
-        traffic_quiet(&envoy, 50)?;
-        sent += 50;
+    let bar = spinner("sending traffic until the guard trips")?;
+    while !tripped(&envoy)? {
+        anyhow::ensure!(
+            sent < 20_000,
+            "the guard did not trip after {sent} requests"
+        );
+        traffic_quiet(&envoy, 20)?;
+        sent += 20;
         bar.set_position(sent as u64);
     }
     bar.finish_and_clear();
+    println!(
+        "  tripped after {sent} more requests (v2 answered {} in all)",
+        v2.hits()
+    );
     let after = traffic(&envoy, env.requests(500), &[])?;
     println!(
         "  after the trip:                       {}",
