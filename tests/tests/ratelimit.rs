@@ -2,6 +2,14 @@
 //! exact limits across workers, separate keys, the 429 fields and body, bounded memory under
 //! a flood of keys, shadow mode and config rejection.
 
+// Test code: helpers fail the test by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use mesh_e2e::{client, Envoy, Stub};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
@@ -418,4 +426,197 @@ fn a_flood_of_distinct_keys_keeps_memory_flat_and_the_hot_key_exact_at_concurren
 #[test]
 fn a_flood_of_distinct_keys_keeps_memory_flat_and_the_hot_key_exact_at_concurrency_4() {
     flood_keeps_memory_flat_and_the_hot_key_exact(4);
+}
+
+/// A CA, a server certificate for 127.0.0.1 and client certificates with SPIFFE URI SANs,
+/// made with the openssl CLI in `dir`.
+fn make_certs(dir: &std::path::Path, clients: &[(&str, &str)]) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl CLI is needed for the mTLS test");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    ]);
+    openssl(&ca);
+    let mut leaves = vec![(
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".to_owned(),
+    )];
+    for (name, uri) in clients {
+        leaves.push((
+            name,
+            format!("subjectAltName=URI:{uri}\nextendedKeyUsage=clientAuth\n"),
+        ));
+    }
+    for (name, ext) in leaves {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, pem, extf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let subj = format!("/CN={name}");
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(&req);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &extf,
+        ]);
+    }
+}
+
+#[test]
+fn principal_keys_come_from_the_verified_peer_certificate() {
+    let stub = Stub::start("v1").unwrap();
+    let dir = mesh_e2e::repo_root()
+        .join("target/e2e")
+        .join(format!("ratelimit-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certs(
+        &dir,
+        &[
+            ("web", "spiffe://cluster.local/ns/default/sa/web"),
+            ("api", "spiffe://cluster.local/ns/default/sa/api"),
+        ],
+    );
+    let config = json!({"rules": [{"name": "per-workload", "key": {"source": "principal"},
+        "limit": {"requests": 2, "per": "1h"}}]});
+    let certs = dir.clone();
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster("upstream", &stub)
+        .plugin_config("ratelimit", config)
+        .edit(move |y| {
+            let path = |f: &str| certs.join(f).display().to_string();
+            // Client certificates are optional but verified when presented.
+            let tls = json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": false,
+                "common_tls_context": {
+                    "tls_certificates": [{"certificate_chain": {"filename": path("server.pem")},
+                                          "private_key": {"filename": path("server.key")}}],
+                    "validation_context": {"trusted_ca": {"filename": path("ca.pem")}}}}});
+            y["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] =
+                serde_yaml::to_value(tls).unwrap();
+        })
+        .start()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let https = |identity: Option<&str>| {
+        let mut b = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .use_rustls_tls()
+            .add_root_certificate(ca.clone());
+        if let Some(name) = identity {
+            let mut pem = std::fs::read(dir.join(format!("{name}.pem"))).unwrap();
+            pem.extend(std::fs::read(dir.join(format!("{name}.key"))).unwrap());
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let url = format!("https://127.0.0.1:{}/", envoy.port());
+    let statuses = |client: &reqwest::blocking::Client, n: usize, forged: bool| -> Vec<u16> {
+        (0..n)
+            .map(|_| {
+                let mut req = client.get(&url);
+                if forged {
+                    req = req.header(
+                        "x-forwarded-client-cert",
+                        "URI=spiffe://cluster.local/ns/default/sa/web",
+                    );
+                }
+                req.send().unwrap().status().as_u16()
+            })
+            .collect()
+    };
+    assert_eq!(statuses(&https(Some("web")), 3, false), [200, 200, 429]);
+    assert_eq!(statuses(&https(Some("api")), 3, false), [200, 200, 429]);
+    // No certificate: no principal, so this rule does not limit it; a header is no identity.
+    assert_eq!(statuses(&https(None), 4, true), [200, 200, 200, 200]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_istio_wasmplugin_example_is_accepted_by_the_filter() {
+    let path = mesh_e2e::repo_root().join("envoy-config/ratelimit/istio-wasmplugin.yaml");
+    let doc: Yaml = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(doc["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert_eq!(doc["kind"], "WasmPlugin");
+    let spec = doc["spec"].as_mapping().unwrap();
+    // Fields of Istio's WasmPlugin spec only.
+    let known = [
+        "selector",
+        "targetRef",
+        "targetRefs",
+        "url",
+        "sha256",
+        "imagePullPolicy",
+        "imagePullSecret",
+        "pluginConfig",
+        "pluginName",
+        "phase",
+        "priority",
+        "vmConfig",
+        "match",
+        "type",
+        "failStrategy",
+    ];
+    for k in spec.keys() {
+        assert!(
+            known.contains(&k.as_str().unwrap()),
+            "unknown WasmPlugin field {k:?}"
+        );
+    }
+    assert_eq!(doc["spec"]["pluginName"], "ratelimit");
+    // Istio hands pluginConfig to the module as JSON: the real filter must accept it.
+    let config: Value = serde_json::to_value(&doc["spec"]["pluginConfig"]).unwrap();
+    let stub = Stub::start("v1").unwrap();
+    let envoy = envoy(&stub, 2, config);
+    let r = client()
+        .post(envoy.url("/api/x"))
+        .header("x-api-key", "k")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // No client certificate here, so the principal rule does not apply.
+    assert_eq!(
+        r.headers()["ratelimit"],
+        r#""api-per-key";r=199;t=1, "total";r=1999;t=1"#
+    );
 }
