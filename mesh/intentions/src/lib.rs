@@ -79,7 +79,9 @@
 //!    character (`A-Z a-z 0-9 - . _ ~`) is decoded, exactly once (`%2541` stays `%2541`).
 //!    Escapes of `/`, `\` or `;` (`%2F`, `%5C`, `%3B`), of control bytes (`%00`-`%1F`, `%7F`) are refused,
 //!    as are escapes of non-ASCII bytes that do not decode to valid UTF-8 (overlong forms such
-//!    as `%C0%AF`). Every other escape stays encoded, with uppercase hex digits.
+//!    as `%C0%AF`), and double encoding: `%25` followed by two hex digits (`%252F`), which a
+//!    server that decodes twice would read as another character. Every other escape stays
+//!    encoded, with uppercase hex digits (`%25` alone is a literal `%`).
 //! 5. Repeated slashes are merged and `.` / `..` segments resolved (`..` never climbs above
 //!    `/`); a trailing slash is kept. A path with both an empty segment (`//`) and a `..`
 //!    segment is refused, since servers disagree on whether `/a//../b` means `/a/b` or `/b`.

@@ -22,6 +22,8 @@ pub enum PathError {
     EncodedSeparator,
     #[error("encoded control byte")]
     EncodedControl,
+    #[error("double-encoded escape (%25 followed by two hex digits)")]
+    DoubleEncoding,
     #[error("encoded bytes are not valid utf-8")]
     InvalidUtf8,
     #[error("repeated slashes together with .. segments")]
@@ -40,6 +42,7 @@ impl PathError {
             Self::MalformedEscape => "malformed_escape",
             Self::EncodedSeparator => "encoded_separator",
             Self::EncodedControl => "encoded_control",
+            Self::DoubleEncoding => "double_encoding",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::AmbiguousDotSegments => "ambiguous_dot_segments",
         }
@@ -123,6 +126,14 @@ fn decode(path: &[u8]) -> Result<String, PathError> {
     }
     if non_ascii_escape && !escapes_are_utf8(out.as_bytes()) {
         return Err(PathError::InvalidUtf8);
+    }
+    // Checked after decoding: `%25%32%46` decodes to `%252F` just as well.
+    if out.match_indices("%25").any(|(i, _)| {
+        let b = out.as_bytes();
+        b.get(i + 3).copied().and_then(hex).is_some()
+            && b.get(i + 4).copied().and_then(hex).is_some()
+    }) {
+        return Err(PathError::DoubleEncoding);
     }
     Ok(out)
 }

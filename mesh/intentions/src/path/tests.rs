@@ -60,10 +60,21 @@ fn unreserved_escapes_are_decoded_once() {
     ok("/%41%44%4D%49%4E", "/ADMIN");
     ok("/%7euser/%2D%5f", "/~user/-_");
     ok("/a%2Eb", "/a.b");
-    // %25 is '%', not unreserved: it stays, and what follows is not decoded again.
-    ok("/%2561dmin", "/%2561dmin");
-    ok("/%252F", "/%252F");
+    // %25 is '%', not unreserved: it stays, and what follows is not decoded again...
     ok("/%25", "/%25");
+    ok("/%25zz", "/%25zz");
+    ok("/100%25/x", "/100%25/x");
+    ok("/%25%47", "/%25G");
+    // ...but an escape hidden behind it is refused: a server decoding twice would see it.
+    for p in [
+        "/%2561dmin",
+        "/%252F",
+        "/%252e%252e/admin",
+        "/a%25%32%46",
+        "/%25%41%41",
+    ] {
+        refused(p.as_bytes(), PathError::DoubleEncoding);
+    }
 }
 
 #[test]
@@ -192,8 +203,8 @@ fn encoded_dots_are_resolved_after_decoding() {
     ok("/api/%2E./admin", "/admin");
     ok("/api/.%2e/admin", "/admin");
     ok("/api/%2e/admin", "/api/admin");
-    // Double-encoded dots are not dots.
-    ok("/api/%252e%252e/admin", "/api/%252e%252e/admin");
+    // Double-encoded dots are refused, not resolved.
+    refused(b"/api/%252e%252e/admin", PathError::DoubleEncoding);
 }
 
 #[test]
@@ -238,6 +249,11 @@ mod props {
             Just(b"%2E".to_vec()),
             Just(b"%25".to_vec()),
             Just(b"%41".to_vec()),
+            Just(b"%32".to_vec()),
+            Just(b"%46".to_vec()),
+            Just(b"%66".to_vec()),
+            Just(b"F".to_vec()),
+            Just(b"2".to_vec()),
             Just(b"%3b".to_vec()),
             Just(b"%3a".to_vec()),
             Just(b"%c3%a9".to_vec()),
@@ -260,6 +276,8 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn normalization_is_idempotent(raw in tricky()) {
             if let Ok(once) = normalize_path(&raw) {
@@ -285,6 +303,29 @@ mod props {
                     let v = u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap();
                     prop_assert!(!is_unreserved(v), "{}", p);
                 }
+            }
+        }
+
+        /// A server that decodes twice reads a normalized path the same as one decoding once.
+        #[test]
+        fn decoding_twice_changes_nothing(raw in tricky()) {
+            if let Ok(p) = normalize_path(&raw) {
+                let b = p.as_bytes();
+                let mut once = Vec::new();
+                let mut i = 0;
+                while i < b.len() {
+                    if b[i] == b'%' {
+                        once.push(hex(b[i + 1]).unwrap() << 4 | hex(b[i + 2]).unwrap());
+                        i += 3;
+                    } else {
+                        once.push(b[i]);
+                        i += 1;
+                    }
+                }
+                let escapes = once.windows(3).any(|w| {
+                    w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some()
+                });
+                prop_assert!(!escapes, "{} decodes to {:?}", p, String::from_utf8_lossy(&once));
             }
         }
 
