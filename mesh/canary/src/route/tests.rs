@@ -397,3 +397,47 @@ fn host_calls_stay_few_on_the_common_path() {
     assert_eq!(c.route(&h), None);
     assert_eq!(h.host_calls() - before, 2);
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sticky(w1: u32, w2: u32) -> Canary {
+        reviews(r#","sticky":{"header":"x-user-id"}"#, (w1, w2))
+    }
+
+    proptest! {
+        // Any key, whatever the host's randomness: the same subset on every proxy.
+        #[test]
+        fn sticky_assignment_is_deterministic(
+            key in prop::collection::vec(any::<u8>(), 1..64),
+            seeds in (any::<u64>(), any::<u64>()),
+            w in (0u32..100, 1u32..100),
+        ) {
+            let (a, b) = (sticky(w.0, w.1), sticky(w.0, w.1));
+            let ha = get("reviews").random_seed(seeds.0).request_header("x-user-id", &key);
+            let hb = get("reviews").random_seed(seeds.1).request_header("x-user-id", &key);
+            prop_assert_eq!(a.decide(&ha), b.decide(&hb));
+        }
+
+        // Raising the canary's weight step by step only ever moves a key into it.
+        #[test]
+        fn sticky_users_never_leave_a_growing_canary(
+            key in prop::collection::vec(any::<u8>(), 1..64),
+            steps in prop::collection::vec(0u32..30, 1..8),
+            total in 1u32..1000,
+        ) {
+            let mut canary = 0u32;
+            let mut was_in = false;
+            for step in steps {
+                canary = (canary + step).min(total);
+                let c = sticky(total - canary, canary);
+                let h = get("reviews").request_header("x-user-id", &key);
+                let now_in = c.decide(&h).map(|d| d.subset) == Some(1);
+                prop_assert!(now_in || !was_in, "left at canary weight {} of {}", canary, total);
+                was_in = now_in;
+            }
+        }
+    }
+}
