@@ -13,6 +13,7 @@ use crate::key::{self, Fingerprint, PeerAddress};
 use crate::table::{self, Failure};
 use mesh_core::request::RequestHead;
 use sdk_shim::{host_log, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind};
+use std::borrow::Cow;
 
 /// The metric ids of one rule: `ratelimit.<rule>.<stat>`.
 #[derive(Debug, Clone, Copy)]
@@ -77,13 +78,15 @@ pub struct Verdict {
 impl Decision {
     /// The string published under `sdk_shim::decision::RATELIMIT`: `allowed`,
     /// `limited:<rule>` or `shadow_limited:<rule>`; `None` when no rule applied.
-    pub fn label(&self, config: &Config) -> Option<String> {
+    pub fn label(&self, config: &Config) -> Option<Cow<'static, str>> {
         let name = |i: &usize| config.rules.get(*i).map_or("", |r| r.name.as_str());
         match self {
             Decision::Unmatched => None,
-            Decision::Allowed => Some("allowed".to_owned()),
-            Decision::Limited { rule, .. } => Some(format!("limited:{}", name(rule))),
-            Decision::ShadowLimited { rule } => Some(format!("shadow_limited:{}", name(rule))),
+            Decision::Allowed => Some(Cow::Borrowed("allowed")),
+            Decision::Limited { rule, .. } => Some(format!("limited:{}", name(rule)).into()),
+            Decision::ShadowLimited { rule } => {
+                Some(format!("shadow_limited:{}", name(rule)).into())
+            }
         }
     }
 }
