@@ -125,8 +125,8 @@ pub const OTHER: &str = "other";
 /// Raw bytes kept of one value; longer values are cut (after which they are still escaped).
 pub const MAX_VALUE_BYTES: usize = 256;
 
-/// Bytes that go into a value as they are. Everything else becomes `%XX`, `%` included, so the
-/// encoding is injective and never produces the `;` or `=` delimiters.
+/// Bytes that go into a value as they are (but a trailing `.`). Everything else becomes `%XX`,
+/// `%` included, so the encoding is injective and never produces the `;` or `=` delimiters.
 fn is_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'@' | b',')
 }
@@ -141,8 +141,12 @@ pub fn encode_value(raw: &[u8], out: &mut String) {
         out.push_str(UNKNOWN);
         return;
     }
-    for &b in raw.iter().take(MAX_VALUE_BYTES) {
-        if is_safe(b) {
+    let raw = raw.get(..MAX_VALUE_BYTES).unwrap_or(raw);
+    let last = raw.len().saturating_sub(1);
+    for (i, &b) in raw.iter().enumerate() {
+        // Envoy drops a trailing dot from tag values (`a.b.` shows as `a.b`), which would merge
+        // two series into one label set: escape it.
+        if is_safe(b) && !(b == b'.' && i == last) {
             out.push(char::from(b));
         } else {
             out.push('%');

@@ -48,8 +48,10 @@ impl SeriesIds {
 /// What a lookup found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Known or newly admitted series.
+    /// A series this worker or another one admitted before.
     Series(SeriesIds),
+    /// A series admitted now, taking one slot of the cap.
+    Admitted(SeriesIds),
     /// Over the cap (or the host failed): record in the overflow series.
     Overflow,
 }
@@ -112,7 +114,11 @@ impl SeriesRegistry {
         match SeriesIds::define(host, key) {
             Ok(ids) => {
                 self.local.insert(key.to_owned(), ids);
-                Admission::Series(ids)
+                if known {
+                    Admission::Series(ids)
+                } else {
+                    Admission::Admitted(ids)
+                }
             }
             Err(_) => Admission::Overflow,
         }

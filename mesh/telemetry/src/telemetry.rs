@@ -238,18 +238,15 @@ impl Telemetry {
     fn record<H: HttpHost>(&self, host: &H, labels: &LabelValues, sample: &Sample) {
         let key = labels.series_key();
         let admission = match self.registry.lock() {
-            Ok(mut reg) => {
-                let before = reg.len();
-                let a = reg.admit(host, &key, self.config.max_series);
-                if reg.len() > before && matches!(a, Admission::Series(_)) {
-                    bump(host, self.stats.series_admitted);
-                }
-                a
-            }
+            Ok(mut reg) => reg.admit(host, &key, self.config.max_series),
             Err(_) => Admission::Overflow,
         };
         let ids = match admission {
             Admission::Series(ids) => Some(ids),
+            Admission::Admitted(ids) => {
+                bump(host, self.stats.series_admitted);
+                Some(ids)
+            }
             Admission::Overflow => {
                 bump(host, self.stats.series_overflow);
                 *self.overflow.get_or_init(|| {
@@ -302,7 +299,7 @@ pub struct RequestTelemetry {
     decisions: Option<Decisions>,
 }
 
-/// `host[:port]` -> lowercase host (IPv6 brackets kept).
+/// `host[:port]` -> lowercase host without the root's trailing dot (IPv6 brackets kept).
 fn authority_host(authority: &[u8]) -> Vec<u8> {
     let host = match authority.iter().rposition(|b| *b == b':') {
         Some(i) if !authority.get(i..).is_some_and(|t| t.contains(&b']')) => {
@@ -310,7 +307,7 @@ fn authority_host(authority: &[u8]) -> Vec<u8> {
         }
         _ => authority,
     };
-    host.to_ascii_lowercase()
+    host.strip_suffix(b".").unwrap_or(host).to_ascii_lowercase()
 }
 
 // === impl RequestTelemetry ===

@@ -54,6 +54,14 @@ fn delimiters_and_hostile_bytes_are_escaped() {
 }
 
 #[test]
+fn a_trailing_dot_is_escaped() {
+    // Envoy would drop it from the tag value and merge `a.b.` with `a.b`.
+    assert_eq!(enc(b"a..b."), "a..b%2E");
+    assert_eq!(enc(b"."), "%2E");
+    assert_eq!(enc(b".lead"), ".lead");
+}
+
+#[test]
 fn long_values_are_cut() {
     let v = enc(&[b'a'; 10_000]);
     assert_eq!(v.len(), MAX_VALUE_BYTES);

@@ -17,8 +17,8 @@ fn admits_until_the_cap_then_overflows() {
     let h = &hosts[0];
     SeriesRegistry::seed(h);
     let mut reg = SeriesRegistry::default();
-    assert!(matches!(reg.admit(h, ";a=1", 2), Admission::Series(_)));
-    assert!(matches!(reg.admit(h, ";a=2", 2), Admission::Series(_)));
+    assert!(matches!(reg.admit(h, ";a=1", 2), Admission::Admitted(_)));
+    assert!(matches!(reg.admit(h, ";a=2", 2), Admission::Admitted(_)));
     assert_eq!(reg.admit(h, ";a=3", 2), Admission::Overflow);
     assert_eq!(reg.admit(h, ";a=4", 2), Admission::Overflow);
     // Known series keep working once full.
@@ -40,7 +40,7 @@ fn the_cap_holds_across_workers() {
     for i in 0..30 {
         let w = i % 3;
         let key = format!(";k={i}");
-        if let Admission::Series(_) = regs[w].admit(&hosts[w], &key, 10) {
+        if let Admission::Admitted(_) = regs[w].admit(&hosts[w], &key, 10) {
             admitted.insert(key);
         }
     }
@@ -66,7 +66,7 @@ fn cas_conflicts_are_retried() {
     let mut reg = SeriesRegistry::default();
     assert!(matches!(
         reg.admit(&hosts[0], ";x=1", 5),
-        Admission::Series(_)
+        Admission::Admitted(_)
     ));
     store.force_cas_conflicts(100);
     assert_eq!(reg.admit(&hosts[0], ";x=2", 5), Admission::Overflow);

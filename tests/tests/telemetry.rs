@@ -1,0 +1,701 @@
+//! The telemetry filter in the real Envoy (`--concurrency 2`): Istio metrics with real
+//! Prometheus labels and exact counts, histograms exactly as Envoy buckets the samples the
+//! access log reports, mTLS principals, peer metadata, trace context, response flags as Envoy
+//! names them, the cardinality cap, label injection, bad configurations.
+
+use mesh_e2e::{client, free_port, module_path, Envoy, Sample, Stub};
+use mesh_telemetry::histogram::EnvoyHistogram;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use serde_json::{json, Value};
+use serde_yaml::Value as Yaml;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BOOTSTRAP: &str = "envoy-config/telemetry/envoy.yaml";
+const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
+
+fn yaml(text: &str) -> Yaml {
+    serde_yaml::from_str(text).unwrap()
+}
+
+fn map(v: &mut Yaml) -> &mut serde_yaml::Mapping {
+    v.as_mapping_mut().unwrap()
+}
+
+/// The shipped bootstrap with `config`, flushing stats often so histograms show quickly.
+fn start(
+    stub: &Stub,
+    config: Value,
+    edit: impl FnOnce(&mut Yaml) + 'static,
+) -> anyhow::Result<Envoy> {
+    module_path("telemetry")?;
+    Envoy::builder(BOOTSTRAP)
+        .cluster("stub", stub)
+        .plugin_config("telemetry", config)
+        .concurrency(2)
+        .edit(move |doc| {
+            map(doc).insert("stats_flush_interval".into(), "0.2s".into());
+            edit(doc);
+        })
+        .start()
+}
+
+fn listener_chain(doc: &mut Yaml) -> &mut serde_yaml::Mapping {
+    map(&mut doc["static_resources"]["listeners"][0]["filter_chains"][0])
+}
+
+fn hcm(doc: &mut Yaml) -> &mut Yaml {
+    &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+}
+
+fn istio(samples: &[Sample], name: &str) -> Vec<Sample> {
+    samples.iter().filter(|s| s.name == name).cloned().collect()
+}
+
+/// Polls `/stats/prometheus` until `done` holds (histograms appear after a stats flush).
+fn scrape_until(envoy: &Envoy, mut done: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let samples = envoy.prometheus().unwrap();
+        if done(&samples) || Instant::now() > deadline {
+            return samples;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn total(samples: &[Sample], name: &str) -> f64 {
+    istio(samples, name).iter().map(|s| s.value).sum()
+}
+
+/// The filter's JSON access-log lines so far, from Envoy's log.
+fn access_lines(envoy: &Envoy) -> Vec<Value> {
+    envoy
+        .log()
+        .lines()
+        .filter(|l| l.contains("wasm log") && l.contains("{\"time\""))
+        .filter_map(|l| serde_json::from_str(l.get(l.find('{')?..)?).ok())
+        .collect()
+}
+
+fn wait_lines(envoy: &Envoy, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = access_lines(envoy);
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `statuses` through Envoy over three connections (so both workers see traffic), with
+/// padding headers of growing size so byte histograms cross bucket bounds.
+fn send_spread(envoy: &Envoy, statuses: &[u16]) {
+    let chunks: Vec<Vec<(usize, u16)>> = (0..3)
+        .map(|t| {
+            statuses
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(i, _)| i % 3 == t)
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for chunk in &chunks {
+            s.spawn(move || {
+                let http = client();
+                for (i, status) in chunk {
+                    let r = http
+                        .get(envoy.url(&format!("/reviews/{i}")))
+                        .header("x-stub-status", status.to_string())
+                        .header("x-pad", "p".repeat(i * 41))
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), *status);
+                    // Read the whole answer: a client hanging up early is flagged `DC`.
+                    r.bytes().unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn counts_per_code_and_histograms_match_the_access_log() {
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({"reporter": "destination"}), |_| {}).unwrap();
+    let mut statuses = vec![200u16; 14];
+    statuses.extend([404; 9]);
+    statuses.extend([503; 7]);
+    send_spread(&envoy, &statuses);
+    let n = statuses.len() as f64;
+
+    let samples = scrape_until(&envoy, |s| {
+        total(s, "istio_request_duration_milliseconds_count") >= n
+            && total(s, "istio_response_bytes_count") >= n
+    });
+    let requests = istio(&samples, "istio_requests_total");
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    for (code, count) in [("200", 14.0), ("404", 9.0), ("503", 7.0)] {
+        let s = requests
+            .iter()
+            .find(|s| s.label("response_code") == Some(code))
+            .unwrap_or_else(|| panic!("no series for {code}"));
+        assert_eq!(s.value, count, "{code}");
+        let expect = [
+            ("reporter", "destination"),
+            ("source_workload", "unknown"),
+            ("source_workload_namespace", "unknown"),
+            ("source_principal", "unknown"),
+            // From the bootstrap's node metadata, read once at configuration.
+            ("destination_workload", "reviews-v1"),
+            ("destination_workload_namespace", "default"),
+            ("destination_service", "reviews.default.svc.cluster.local"),
+            ("destination_service_name", "reviews"),
+            ("destination_canonical_revision", "v1"),
+            ("request_protocol", "http"),
+            ("response_flags", "-"),
+            ("connection_security_policy", "none"),
+        ];
+        for (k, v) in expect {
+            assert_eq!(s.label(k), Some(v), "{code} {k}");
+        }
+        assert_eq!(s.labels.len(), 18, "{:?}", s.labels);
+    }
+    assert_eq!(
+        total(&samples, "istio_request_duration_milliseconds_count"),
+        n
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.telemetry.series_overflow").unwrap(),
+        Some(0)
+    );
+
+    // One access-log line per request with every field; the histograms hold exactly the
+    // samples those lines report, bucketed and summed the way Envoy does.
+    let lines = wait_lines(&envoy, statuses.len());
+    assert_eq!(lines.len(), statuses.len());
+    for l in &lines {
+        for k in [
+            "time",
+            "method",
+            "path",
+            "authority",
+            "status",
+            "duration_ms",
+            "request_bytes",
+            "response_bytes",
+            "peer_principal",
+            "trace_id",
+            "response_flags",
+        ] {
+            assert!(l.get(k).is_some(), "{k} missing in {l}");
+        }
+        assert_eq!(l["method"], "GET");
+        assert!(l["path"].as_str().unwrap().starts_with("/reviews/"));
+        assert!(l["time"].as_str().unwrap().ends_with('Z'));
+    }
+    let mut crossed_a_bound = false;
+    for (metric, field) in [
+        ("istio_request_duration_milliseconds", "duration_ms"),
+        ("istio_request_bytes", "request_bytes"),
+        ("istio_response_bytes", "response_bytes"),
+    ] {
+        for code in [200u16, 404, 503] {
+            let mut model = EnvoyHistogram::default();
+            for l in lines.iter().filter(|l| l["status"] == code) {
+                let v = l[field].as_u64().unwrap();
+                model.record(v);
+                crossed_a_bound |= field == "request_bytes" && (1000..1100).contains(&v);
+            }
+            let of = |suffix: &str| -> Vec<Sample> {
+                istio(&samples, &format!("{metric}_{suffix}"))
+                    .into_iter()
+                    .filter(|s| s.label("response_code") == Some(&code.to_string()))
+                    .collect()
+            };
+            assert_eq!(
+                of("count")[0].value,
+                model.count() as f64,
+                "{metric} {code}"
+            );
+            let sum = of("sum")[0].value;
+            assert!(
+                (sum - model.sum()).abs() <= 1e-6 * model.sum().max(1.0),
+                "{metric} {code}: {sum} vs {}",
+                model.sum()
+            );
+            for b in of("bucket") {
+                let le = b.label("le").unwrap();
+                let expect = if le == "+Inf" {
+                    model.count()
+                } else {
+                    model.cumulative(&[le.parse().unwrap()])[0]
+                };
+                assert_eq!(b.value, expect as f64, "{metric} {code} le={le}");
+            }
+        }
+    }
+    assert!(
+        crossed_a_bound,
+        "some request should weigh 1000..1100 bytes (bin starting at a bound)"
+    );
+}
+
+// === mTLS ===
+
+struct Pki {
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "telemetry test ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            ca_pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate, key) PEMs for these SANs.
+    fn issue(&self, sans: Vec<SanType>) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // A subject of its own: a leaf named like its CA looks self-signed to the verifier.
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "telemetry test workload");
+        params.subject_alt_names = sans;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes the CA and a server certificate for localhost into `dir`.
+    fn server_files(&self, dir: &Path) -> [PathBuf; 3] {
+        std::fs::create_dir_all(dir).unwrap();
+        let (cert, key) = self.issue(vec![
+            SanType::DnsName("localhost".try_into().unwrap()),
+            SanType::IpAddress([127, 0, 0, 1].into()),
+        ]);
+        let files = [
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server-key.pem"),
+        ];
+        for (path, pem) in files.iter().zip([&self.ca_pem, &cert, &key]) {
+            std::fs::write(path, pem).unwrap();
+        }
+        files
+    }
+
+    fn client(&self, spiffe_id: &str) -> reqwest::blocking::Client {
+        let (cert, key) = self.issue(vec![SanType::URI(spiffe_id.try_into().unwrap())]);
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    }
+}
+
+/// Makes the listener require a client certificate signed by the test CA.
+fn require_mtls(files: [PathBuf; 3]) -> impl FnOnce(&mut Yaml) {
+    move |doc| {
+        let [ca, cert, key] = files.map(|p| p.display().to_string());
+        let tls = yaml(&format!(
+            r#"
+name: envoy.transport_sockets.tls
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+  require_client_certificate: true
+  common_tls_context:
+    tls_certificates: [{{certificate_chain: {{filename: "{cert}"}}, private_key: {{filename: "{key}"}}}}]
+    validation_context: {{trusted_ca: {{filename: "{ca}"}}}}
+"#
+        ));
+        listener_chain(doc).insert("transport_socket".into(), tls);
+    }
+}
+
+#[test]
+fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
+    let pki = Pki::new();
+    let dir =
+        mesh_e2e::repo_root().join(format!("target/e2e/telemetry-mtls-{}", std::process::id()));
+    let files = pki.server_files(&dir);
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(
+        &stub,
+        json!({"peer_metadata": {"enabled": true}}),
+        require_mtls(files),
+    )
+    .unwrap();
+    let web = pki.client(WEB);
+    let url = format!("https://localhost:{}/r", envoy.port());
+    let header = "x-mesh-peer-metadata";
+
+    for _ in 0..3 {
+        assert_eq!(web.get(&url).send().unwrap().status(), 200);
+    }
+    // A sidecar's metadata over mTLS names the workload; it is stripped before the app.
+    for _ in 0..2 {
+        let r = web
+            .get(&url)
+            .header(
+                header,
+                "workload=web-v2;namespace=shop;service=web;revision=v2",
+            )
+            .send()
+            .unwrap();
+        // We answer with our own metadata, over mTLS only.
+        assert_eq!(
+            r.headers()[header],
+            "workload=reviews-v1;namespace=default;service=reviews;revision=v1"
+        );
+        let echo: Value = r.json().unwrap();
+        assert!(echo["headers"].get(header).is_none(), "{echo}");
+    }
+    // Metadata contradicting the certificate's namespace is ignored.
+    let r = web
+        .get(&url)
+        .header(header, "workload=admin;namespace=kube-system")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 6.0);
+    let requests = istio(&samples, "istio_requests_total");
+    let by_workload = |w: &str| {
+        requests
+            .iter()
+            .find(|s| s.label("source_workload") == Some(w))
+            .cloned()
+    };
+    let plain = by_workload("web").expect("series from the SPIFFE ID");
+    assert_eq!(plain.value, 4.0);
+    assert_eq!(plain.label("source_principal"), Some(WEB));
+    assert_eq!(plain.label("source_workload_namespace"), Some("shop"));
+    assert_eq!(
+        plain.label("connection_security_policy"),
+        Some("mutual_tls")
+    );
+    let meta = by_workload("web-v2").expect("series from peer metadata");
+    assert_eq!(meta.value, 2.0);
+    assert_eq!(meta.label("source_canonical_service"), Some("web"));
+    assert_eq!(meta.label("source_canonical_revision"), Some("v2"));
+    assert_eq!(meta.label("source_principal"), Some(WEB));
+    assert!(by_workload("admin").is_none());
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.telemetry.peer_metadata_rejected")
+            .unwrap(),
+        Some(1)
+    );
+
+    let lines = wait_lines(&envoy, 6);
+    assert!(
+        lines.iter().all(|l| l["peer_principal"] == WEB),
+        "{lines:#?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn peer_metadata_without_mtls_is_stripped_and_ignored() {
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({"peer_metadata": {"enabled": true}}), |_| {}).unwrap();
+    let r = client()
+        .get(envoy.url("/"))
+        .header("x-mesh-peer-metadata", "workload=web;namespace=shop")
+        .send()
+        .unwrap();
+    assert!(r.headers().get("x-mesh-peer-metadata").is_none());
+    let echo: Value = r.json().unwrap();
+    assert!(echo["headers"].get("x-mesh-peer-metadata").is_none());
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 1.0);
+    assert_eq!(
+        istio(&samples, "istio_requests_total")[0].label("source_workload"),
+        Some("unknown")
+    );
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.telemetry.peer_metadata_rejected")
+            .unwrap(),
+        Some(1)
+    );
+}
+
+// === trace context ===
+
+fn echoed(r: reqwest::blocking::Response, name: &str) -> Option<String> {
+    let echo: Value = r.json().unwrap();
+    echo["headers"][name][0].as_str().map(str::to_owned)
+}
+
+#[test]
+fn traceparent_is_kept_replaced_or_started() {
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({"trace": {"start_when_absent": true}}), |_| {}).unwrap();
+    let http = client();
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let send = |tp: Option<&str>| {
+        let mut rq = http.get(envoy.url("/t")).header("tracestate", "vendor=1");
+        if let Some(tp) = tp {
+            rq = rq.header("traceparent", tp);
+        }
+        let echo: Value = rq.send().unwrap().json().unwrap();
+        let h = |n: &str| echo["headers"][n].as_array().cloned().unwrap_or_default();
+        (h("traceparent"), h("tracestate"))
+    };
+
+    let (tp, ts) = send(Some(valid));
+    assert_eq!(
+        (tp, ts),
+        (vec![json!(valid)], vec![json!("vendor=1")]),
+        "kept with its tracestate"
+    );
+
+    let (tp, ts) = send(Some(
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+    ));
+    assert_eq!(tp.len(), 1);
+    let replaced = tp[0].as_str().unwrap().to_owned();
+    assert!(replaced.starts_with("00-") && replaced.len() == 55 && replaced != valid);
+    assert!(ts.is_empty(), "tracestate of a replaced context is dropped");
+
+    let (tp, ts) = send(None);
+    let started = tp[0].as_str().unwrap().to_owned();
+    assert_eq!(started.len(), 55);
+    assert_ne!(started, replaced);
+    assert_eq!(ts, vec![json!("vendor=1")]);
+
+    let lines = wait_lines(&envoy, 3);
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [&valid[3..35], &replaced[3..35], &started[3..35]]);
+    assert_eq!(
+        envoy.stat("wasmcustom.telemetry.trace_replaced").unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.telemetry.trace_started").unwrap(),
+        Some(1)
+    );
+
+    // Without start_when_absent, a request without context stays without.
+    let envoy = start(&stub, json!({}), |_| {}).unwrap();
+    let r = client().get(envoy.url("/t")).send().unwrap();
+    assert_eq!(echoed(r, "traceparent"), None);
+}
+
+// === response flags, injection, cap, config ===
+
+#[test]
+fn response_flags_are_the_ones_envoy_logs() {
+    let stub = Stub::start("reviews").unwrap();
+    let dead = free_port().unwrap();
+    let envoy = start(&stub, json!({}), move |doc| {
+        let cluster = yaml(&format!(
+            "{{name: dead, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: dead, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {dead}}}}}}}}}]}}]}}}}"
+        ));
+        doc["static_resources"]["clusters"].as_sequence_mut().unwrap().push(cluster);
+        let routes = yaml(
+            r#"
+- match: {prefix: "/", headers: [{name: x-dead, present_match: true}]}
+  route: {cluster: dead}
+- match: {prefix: "/", headers: [{name: x-no-route, present_match: true, invert_match: true}]}
+  route: {cluster: stub}
+"#,
+        );
+        let hcm = hcm(doc);
+        hcm["route_config"]["virtual_hosts"][0]["routes"] = routes;
+        let log = yaml(
+            r#"
+- name: envoy.access_loggers.stdout
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+    log_format: {text_format_source: {inline_string: "ENVOY-FLAGS %RESPONSE_CODE% %RESPONSE_FLAGS%\n"}}
+"#,
+        );
+        map(hcm).insert("access_log".into(), log);
+    })
+    .unwrap();
+    let http = client();
+    assert_eq!(
+        http.get(envoy.url("/"))
+            .header("x-dead", "1")
+            .send()
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        http.get(envoy.url("/"))
+            .header("x-no-route", "1")
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(http.get(envoy.url("/")).send().unwrap().status(), 200);
+
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 3.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let envoy_flags: BTreeMap<String, String> = loop {
+        let found: BTreeMap<String, String> = envoy
+            .log()
+            .lines()
+            .filter_map(|l| l.strip_prefix("ENVOY-FLAGS "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(c, f)| (c.to_owned(), f.trim().to_owned()))
+            .collect();
+        if found.len() >= 3 || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(envoy_flags.len(), 3, "{envoy_flags:?}");
+    let lines = wait_lines(&envoy, 3);
+    for (code, flags) in &envoy_flags {
+        let series = istio(&samples, "istio_requests_total")
+            .into_iter()
+            .find(|s| s.label("response_code") == Some(code))
+            .unwrap();
+        assert_eq!(
+            series.label("response_flags"),
+            Some(flags.as_str()),
+            "code {code}"
+        );
+        let line = lines
+            .iter()
+            .find(|l| l["status"].to_string() == *code)
+            .unwrap();
+        assert_eq!(line["response_flags"], flags.as_str());
+    }
+    assert_eq!(envoy_flags["503"], "UF");
+    assert_eq!(envoy_flags["404"], "NR");
+    assert_eq!(envoy_flags["200"], "-");
+}
+
+#[test]
+fn a_hostile_authority_cannot_forge_labels() {
+    let stub = Stub::start("reviews").unwrap();
+    let config = json!({
+        "reporter": "source",
+        "workload": {"name": "web-v1", "namespace": "shop", "service": "web", "revision": "v1"},
+        "peer_metadata": {"enabled": true}
+    });
+    let envoy = start(&stub, config, |_| {}).unwrap();
+    let http = client();
+    let forged = "x;response_code=200;reporter=destination";
+    let r = http
+        .get(envoy.url("/"))
+        .header("host", forged)
+        .header("x-stub-status", "503")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // The source side tells the destination who calls.
+    assert_eq!(
+        echoed(r, "x-mesh-peer-metadata").as_deref(),
+        Some("workload=web-v1;namespace=shop;service=web;revision=v1")
+    );
+    // Dots in odd places go through Envoy's stat names unharmed (the root's dot is dropped).
+    let r = http
+        .get(envoy.url("/"))
+        .header("host", "a..b.:80")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 2.0);
+    let requests = istio(&samples, "istio_requests_total");
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let s = requests
+        .iter()
+        .find(|s| s.label("response_code") == Some("503"))
+        .unwrap();
+    assert_eq!(s.label("reporter"), Some("source"));
+    assert_eq!(
+        s.label("destination_service"),
+        Some("x%3Bresponse_code%3D200%3Breporter%3Ddestination")
+    );
+    assert_eq!(s.label("source_workload"), Some("web-v1"));
+    assert_eq!(s.label("connection_security_policy"), Some("unknown"));
+    assert_eq!(s.labels.len(), 18);
+    let dots = requests
+        .iter()
+        .find(|s| s.label("response_code") == Some("200"))
+        .unwrap();
+    assert_eq!(dots.label("destination_service"), Some("a..b"));
+    assert_eq!(dots.label("destination_service_name"), Some("a"));
+}
+
+#[test]
+fn the_cardinality_cap_holds_across_workers() {
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({"max_series": 3}), |_| {}).unwrap();
+    let codes = [200u16, 201, 202, 400, 401, 403, 404, 500];
+    let statuses: Vec<u16> = (0..24).map(|i| codes[i % codes.len()]).collect();
+    send_spread(&envoy, &statuses);
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 24.0);
+    let requests = istio(&samples, "istio_requests_total");
+    let (other, admitted): (Vec<Sample>, Vec<Sample>) = requests
+        .into_iter()
+        .partition(|s| s.label("response_code") == Some("other"));
+    assert!(admitted.len() <= 3 && !admitted.is_empty(), "{admitted:#?}");
+    assert_eq!(other.len(), 1);
+    let o = &other[0];
+    assert_eq!(o.label("reporter"), Some("destination"));
+    assert_eq!(o.label("source_workload"), Some("other"));
+    let in_admitted: f64 = admitted.iter().map(|s| s.value).sum();
+    assert_eq!(in_admitted + o.value, 24.0);
+    assert_eq!(
+        envoy.stat("wasmcustom.telemetry.series_overflow").unwrap(),
+        Some(o.value as u64)
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.telemetry.series_admitted").unwrap(),
+        Some(admitted.len() as u64)
+    );
+}
+
+#[test]
+fn bad_configurations_keep_envoy_from_starting() {
+    let stub = Stub::start("reviews").unwrap();
+    for (config, expected) in [
+        (
+            json!({"max_series": 0}),
+            "telemetry: invalid configuration: max_series: must be at least 1",
+        ),
+        (
+            json!({"reporter": "gateway"}),
+            "telemetry: invalid configuration: reporter: unknown variant `gateway`",
+        ),
+        (
+            json!({"workload": {"nmae": "x"}}),
+            "telemetry: invalid configuration: workload.nmae: unknown field `nmae`",
+        ),
+    ] {
+        let err = match start(&stub, config.clone(), |_| {}) {
+            Ok(_) => panic!("{config} was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(expected), "{config}: {err}");
+    }
+}
