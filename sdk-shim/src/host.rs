@@ -60,7 +60,8 @@ pub trait SharedStore {
     /// Writes `value`; with `cas: Some(v)`, `v != 0`, the write fails with
     /// [`HostError::CasMismatch`] unless the entry is still at version `v`. As in Envoy, a
     /// `cas` of `None` or `Some(0)` writes unconditionally, so two workers that both saw a key
-    /// missing both succeed: seed keys before racing on them.
+    /// missing both succeed (a CAS on a missing key writes too): seed keys before racing on
+    /// them.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
 }
 

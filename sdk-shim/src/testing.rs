@@ -79,17 +79,19 @@ impl SharedStore for FakeStore {
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
         let mut inner = self.lock();
         let current = inner.entries.get(key).map_or(0, |(_, v)| *v);
+        if cas.is_some() && inner.forced_conflicts > 0 {
+            inner.forced_conflicts -= 1;
+            let entry = inner
+                .entries
+                .entry(key.to_owned())
+                .or_insert_with(|| (value.to_vec(), 0));
+            entry.1 = entry.1.wrapping_add(1).max(1);
+            return Err(HostError::CasMismatch);
+        }
+        // As in Envoy: a CAS of 0 writes unconditionally, and a missing key is always written.
+        let exists = inner.entries.contains_key(key);
         if let Some(expected) = cas {
-            if inner.forced_conflicts > 0 {
-                inner.forced_conflicts -= 1;
-                let entry = inner
-                    .entries
-                    .entry(key.to_owned())
-                    .or_insert_with(|| (value.to_vec(), 0));
-                entry.1 = entry.1.wrapping_add(1).max(1);
-                return Err(HostError::CasMismatch);
-            }
-            if expected != 0 && expected != current {
+            if exists && expected != 0 && expected != current {
                 return Err(HostError::CasMismatch);
             }
         }

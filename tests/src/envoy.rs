@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// A change to the parsed bootstrap.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 /// How to start an Envoy: see [`Envoy::builder`].
 pub struct EnvoyBuilder {
     bootstrap: PathBuf,
     concurrency: usize,
     clusters: HashMap<String, u16>,
     plugin_configs: Vec<(String, String)>,
-    edits: Vec<Box<dyn FnOnce(&mut Value)>>,
+    edits: Vec<Edit>,
     extra_args: Vec<String>,
     log_level: String,
     as_suite: bool,
@@ -48,6 +51,26 @@ fn set_port(address: Option<&mut Value>, port: u16) {
             m.insert(key("address"), key("127.0.0.1"));
         }
     }
+}
+
+/// The `http_filters` list of the first HTTP connection manager in the bootstrap.
+pub fn http_filters_mut(doc: &mut Value) -> Option<&mut Vec<Value>> {
+    let listeners = get(doc, &["static_resources", "listeners"])?.as_sequence_mut()?;
+    listeners.iter_mut().find_map(|l| {
+        l.get_mut("filter_chains")?
+            .as_sequence_mut()?
+            .iter_mut()
+            .find_map(|fc| {
+                fc.get_mut("filters")?
+                    .as_sequence_mut()?
+                    .iter_mut()
+                    .find_map(|f| {
+                        f.get_mut("typed_config")?
+                            .get_mut("http_filters")?
+                            .as_sequence_mut()
+                    })
+            })
+    })
 }
 
 /// Applies `f` to every mapping in the tree.

@@ -396,10 +396,7 @@ fn measure(
         .concurrency(1)
         .log_level("warn")
         .edit(move |doc| {
-            let chain = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-                ["typed_config"]["http_filters"]
-                .as_sequence_mut();
-            if let Some(chain) = chain {
+            if let Some(chain) = mesh_e2e::envoy::http_filters_mut(doc) {
                 for (i, f) in filters.into_iter().enumerate() {
                     chain.insert(i, f);
                 }

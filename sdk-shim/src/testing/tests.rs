@@ -66,3 +66,16 @@ fn metrics_are_defined_once_by_name() {
     h.record_metric(hist, 7).unwrap();
     assert_eq!(h.metrics().samples("h"), vec![7]);
 }
+
+#[test]
+fn cas_on_a_missing_key_writes_as_envoy_does() {
+    let h = FakeHost::new();
+    assert_eq!(h.shared_set("new", b"1", Some(42)), Ok(()));
+    let v = h.shared_get("new").unwrap().unwrap();
+    assert_eq!(v.value, b"1");
+    assert_eq!(
+        h.shared_set("new", b"2", Some(v.cas + 1)),
+        Err(HostError::CasMismatch)
+    );
+    assert_eq!(h.shared_set("new", b"3", Some(0)), Ok(()));
+}

@@ -8,6 +8,9 @@ mod telemetry;
 
 use crate::build;
 
+/// A demo section's entry point.
+type Section = fn(&DemoEnv) -> anyhow::Result<()>;
+
 /// What every demo section gets.
 pub struct DemoEnv {
     /// `--quick`: less traffic, same steps.
@@ -36,7 +39,7 @@ pub fn demo(args: &[String]) -> anyhow::Result<()> {
     build::build()?;
     let envoy = mesh_e2e::install::envoy_bin()?;
     println!("{}", mesh_e2e::install::envoy_version(&envoy)?);
-    let sections: [(&str, fn(&DemoEnv) -> anyhow::Result<()>); 5] = [
+    let sections: [(&str, Section); 5] = [
         ("harness", harness::run),
         ("canary", canary::run),
         ("ratelimit", ratelimit::run),
