@@ -620,3 +620,28 @@ fn the_istio_wasmplugin_example_is_accepted_by_the_filter() {
         r#""api-per-key";r=199;t=1, "total";r=1999;t=1"#
     );
 }
+
+#[test]
+fn heavy_contention_on_one_bucket_stays_exact_at_concurrency_4() {
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", per_key_config(3000, "1h"))
+        .concurrency(4)
+        .edit(with_direct_route)
+        .start()
+        .unwrap();
+    let statuses = concurrent(&envoy.url("/direct/x"), 64, 5000, &[("x-api-key", "one")]);
+    assert_eq!(count(&statuses, 200), 3000);
+    assert_eq!(count(&statuses, 429), 2000);
+    let stats = envoy
+        .wait_for_stats(Duration::from_secs(10), |s| {
+            s.get("wasmcustom.ratelimit.per-key.limited") == Some(&2000)
+        })
+        .unwrap();
+    assert_eq!(stats["wasmcustom.ratelimit.per-key.allowed"], 3000);
+    assert_eq!(stats["wasmcustom.ratelimit.per-key.failures"], 0);
+    eprintln!(
+        "contention: 3000/5000 admitted over 64 connections, cas_retries {}",
+        stats["wasmcustom.ratelimit.per-key.cas_retries"]
+    );
+}
