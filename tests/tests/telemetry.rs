@@ -1,7 +1,16 @@
 //! The telemetry filter in the real Envoy (`--concurrency 2`): Istio metrics with real
 //! Prometheus labels and exact counts, histograms exactly as Envoy buckets the samples the
 //! access log reports, mTLS principals, peer metadata, trace context, response flags as Envoy
-//! names them, the cardinality cap, label injection, bad configurations.
+//! names them, the cardinality cap, label injection, bad configurations; and the shipped
+//! stats tags, bootstrap and Istio resources against the filter's encoding.
+
+// Test code: helpers outside #[test] functions may panic on unexpected input too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use mesh_e2e::{client, free_port, module_path, Envoy, Sample, Stub};
 use mesh_telemetry::histogram::EnvoyHistogram;
@@ -583,7 +592,7 @@ fn response_flags_are_the_ones_envoy_logs() {
         );
         let line = lines
             .iter()
-            .find(|l| l["status"].to_string() == *code)
+            .find(|l| l["status"].as_u64().map(|s| s.to_string()).as_deref() == Some(code.as_str()))
             .unwrap();
         assert_eq!(line["response_flags"], flags.as_str());
     }
@@ -698,4 +707,109 @@ fn bad_configurations_keep_envoy_from_starting() {
         };
         assert!(err.contains(expected), "{config}: {err}");
     }
+}
+
+// === shipped configuration files ===
+
+fn read_config(name: &str) -> String {
+    std::fs::read_to_string(
+        mesh_e2e::repo_root()
+            .join("envoy-config/telemetry")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The stats tags the filter's encoding needs, in label order.
+fn expected_tags() -> Vec<(String, String)> {
+    use mesh_telemetry::labels::{tag_regex, Label};
+    Label::ALL
+        .iter()
+        .map(|l| (l.name().to_owned(), tag_regex(*l)))
+        .collect()
+}
+
+fn tags_of(list: &Yaml) -> Vec<(String, String)> {
+    list.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag_name"].as_str().unwrap().to_owned(),
+                t["regex"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn istio_docs() -> Vec<Yaml> {
+    read_config("istio-wasmplugin.yaml")
+        .split("\n---\n")
+        .map(yaml)
+        .collect()
+}
+
+#[test]
+fn shipped_stats_tags_bootstrap_and_istio_resources_agree() {
+    // The snippet: one key, `stats_tags`, matching the encoding.
+    let snippet: Yaml = yaml(&read_config("stats-tags.yaml"));
+    assert_eq!(snippet.as_mapping().unwrap().len(), 1);
+    assert_eq!(tags_of(&snippet["stats_tags"]), expected_tags());
+
+    // The bootstrap uses the same list and byte buckets the filter documents.
+    let boot: Yaml = yaml(&read_config("envoy.yaml"));
+    assert_eq!(
+        tags_of(&boot["stats_config"]["stats_tags"]),
+        expected_tags()
+    );
+    let buckets: Vec<f64> = boot["stats_config"]["histogram_bucket_settings"][0]["buckets"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_f64().unwrap())
+        .collect();
+    assert_eq!(buckets, mesh_telemetry::histogram::SIZE_BUCKETS);
+
+    // Istio: a WasmPlugin in the STATS phase that fails open, with a config the filter
+    // accepts, and a bootstrap override with the same tags.
+    let docs: Vec<Yaml> = istio_docs();
+    let plugin = docs.iter().find(|d| d["kind"] == "WasmPlugin").unwrap();
+    assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert_eq!(plugin["spec"]["phase"], "STATS");
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_OPEN");
+    let config = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
+    mesh_telemetry::TelemetryConfig::from_json(&config).unwrap();
+    let map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let json: Value =
+        serde_json::from_str(map["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
+    let override_tags: Yaml = serde_yaml::to_value(&json["stats_config"]["stats_tags"]).unwrap();
+    assert_eq!(tags_of(&override_tags), expected_tags());
+}
+
+#[test]
+fn the_istio_bootstrap_override_is_valid_for_envoy() {
+    let docs: Vec<Yaml> = istio_docs();
+    let map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let mut boot: Value =
+        serde_json::from_str(map["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
+    boot["static_resources"] = json!({});
+    let dir = mesh_e2e::repo_root().join(format!(
+        "target/e2e/telemetry-override-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("override.json");
+    std::fs::write(&path, boot.to_string()).unwrap();
+    let out = std::process::Command::new(mesh_e2e::install::envoy_bin().unwrap())
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
