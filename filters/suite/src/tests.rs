@@ -105,3 +105,33 @@ fn every_capability_runs_in_one_pass_and_decisions_stay_in_memory() {
         .header_strings(HeaderMap::Request, "x-canary-subset")
         .is_empty());
 }
+
+/// Every suite configuration shipped in envoy-config/suite parses and validates.
+#[test]
+fn shipped_configurations_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy-config/suite");
+    let mut configs = vec![std::fs::read_to_string(format!("{dir}/plugin-config.json")).unwrap()];
+    let bootstrap = std::fs::read_to_string(format!("{dir}/envoy.yaml")).unwrap();
+    // The bootstrap embeds the same JSON as plugin-config.json.
+    let start = bootstrap.find("value: |").unwrap();
+    let embedded: String = bootstrap[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("vm_config:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let a: serde_json::Value = serde_json::from_str(&embedded).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&configs[0]).unwrap();
+    assert_eq!(a, b, "envoy.yaml and plugin-config.json differ");
+    // The Istio resources' pluginConfig blocks, as JSON.
+    let istio = std::fs::read_to_string(format!("{dir}/istio-wasmplugin.yaml")).unwrap();
+    for doc in istio.split("\n---\n") {
+        let v: serde_json::Value = serde_yaml::from_str(doc).unwrap();
+        configs.push(v["spec"]["pluginConfig"].to_string());
+    }
+    assert_eq!(configs.len(), 3);
+    for c in configs {
+        let (_, host, ok) = configure(&c);
+        assert!(ok, "{c}: {:?}", host.logs());
+    }
+}
