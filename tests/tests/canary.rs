@@ -3,7 +3,12 @@
 //! configurations Envoy must refuse.
 
 // Test code: helpers fail the test by panicking.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use mesh_e2e::{client, Envoy, Stub};
 use reqwest::blocking::{Client, Response};

@@ -1,7 +1,12 @@
 //! Self-test of the e2e harness against the real Envoy: traffic routed through Envoy reaches
 //! the right stub, statuses pass through, admin readers parse, a bad bootstrap is reported.
 // Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use mesh_e2e::{client, Envoy, Stub};
 use serde_json::Value;
