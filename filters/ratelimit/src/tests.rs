@@ -195,6 +195,17 @@ fn workers_share_one_limit() {
     }
     assert_eq!(admitted, 2);
     assert_eq!(p.store.len(), 65, "seeded once: 64 slots and the marker");
+    // Only the first configuration (Envoy's main thread) seeds; the others find it done.
+    let p = Proxy::new(CONFIG, 0);
+    let first = p.host();
+    assert!(RateLimitRoot::default().on_configure(&first, CONFIG.as_bytes()));
+    assert_eq!(
+        first.logs_at(LogLevel::Info),
+        ["ratelimit: seeded 64 bucket slots (max_keys 64)"]
+    );
+    let second = p.host();
+    assert!(RateLimitRoot::default().on_configure(&second, CONFIG.as_bytes()));
+    assert!(second.logs_at(LogLevel::Info).is_empty());
 }
 
 #[test]

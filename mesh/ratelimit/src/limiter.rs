@@ -128,7 +128,15 @@ impl Limiter {
             });
         }
         if !config.rules.is_empty() {
-            table::seed(host, config.max_keys)?;
+            let created = table::seed(host, config.max_keys)?;
+            if created > 0 {
+                host_log!(
+                    host,
+                    LogLevel::Info,
+                    "ratelimit: seeded {created} bucket slots (max_keys {})",
+                    config.max_keys
+                );
+            }
         }
         Ok(Self { config, stats })
     }

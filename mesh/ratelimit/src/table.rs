@@ -15,8 +15,9 @@
 //!
 //! Envoy treats a CAS of 0 as "write unconditionally" and creates a missing key whatever CAS
 //! is given, so the request path never writes a slot it did not read: [`seed`] creates every
-//! slot at configuration time (before any request), and a slot found missing or without a
-//! version later is a store failure, not something to create on the fly.
+//! slot at configuration time, and a slot found missing or without a version later is a
+//! store failure, not something to create on the fly. Envoy configures a plugin on its main
+//! thread before any worker gets it, so seeding completes before the first request.
 
 use crate::gcra::{Limit, Outcome};
 use crate::key::EMPTY_FINGERPRINT;
