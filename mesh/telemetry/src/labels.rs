@@ -9,6 +9,8 @@
 //! another label. The last label has a closed vocabulary, so Envoy's default `$`-anchored tag
 //! extractors (`_rq_200`) never match a client-chosen value.
 
+use std::borrow::Cow;
+
 /// The four Istio standard metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
@@ -156,28 +158,30 @@ pub fn encode_value(raw: &[u8], out: &mut String) {
     }
 }
 
-/// One value per label, already encoded.
+/// One value per label, already encoded. A request's labels borrow the configuration's
+/// fixed ones ([`LabelValues::borrowed`]) and own only what it sets itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelValues {
-    values: [String; LABEL_COUNT],
+pub struct LabelValues<'a> {
+    values: [Cow<'a, str>; LABEL_COUNT],
 }
 
-impl Default for LabelValues {
+impl Default for LabelValues<'_> {
     fn default() -> Self {
         Self {
-            values: std::array::from_fn(|_| UNKNOWN.to_owned()),
+            values: std::array::from_fn(|_| Cow::Borrowed(UNKNOWN)),
         }
     }
 }
 
 // === impl LabelValues ===
 
-impl LabelValues {
+impl<'a> LabelValues<'a> {
     /// Sets `label` from raw bytes, encoding them.
     pub fn set(&mut self, label: Label, raw: &[u8]) {
         if let Some(slot) = self.values.get_mut(label.index()) {
-            slot.clear();
-            encode_value(raw, slot);
+            let mut v = String::with_capacity(raw.len().min(MAX_VALUE_BYTES));
+            encode_value(raw, &mut v);
+            *slot = Cow::Owned(v);
         }
     }
 
@@ -187,18 +191,14 @@ impl LabelValues {
 
     /// The encoded value of `label`.
     pub fn get(&self, label: Label) -> &str {
-        self.values
-            .get(label.index())
-            .map_or(UNKNOWN, String::as_str)
+        self.values.get(label.index()).map_or(UNKNOWN, |v| v)
     }
 
-    /// The overflow series: every label `other` but the reporter.
-    pub fn overflow(reporter: &str) -> Self {
-        let mut v = Self {
-            values: std::array::from_fn(|_| OTHER.to_owned()),
-        };
-        v.set_str(Label::Reporter, reporter);
-        v
+    /// A copy borrowing every value from `self`: no allocation.
+    pub fn borrowed(&self) -> LabelValues<'_> {
+        LabelValues {
+            values: self.values.each_ref().map(|v| Cow::Borrowed(&**v)),
+        }
     }
 
     /// The label part of a stat name: `;reporter=..;source_workload=..` in [`Label::ALL`] order.
@@ -216,6 +216,36 @@ impl LabelValues {
             key.push_str(value);
         }
         key
+    }
+}
+
+impl LabelValues<'static> {
+    /// The overflow series: every label `other` but the reporter.
+    pub fn overflow(reporter: &str) -> Self {
+        let mut v = Self {
+            values: std::array::from_fn(|_| Cow::Borrowed(OTHER)),
+        };
+        v.set_str(Label::Reporter, reporter);
+        v
+    }
+}
+
+/// Values of closed vocabularies, set without encoding or allocation.
+pub mod plain {
+    pub const HTTP: &str = "http";
+    pub const GRPC: &str = "grpc";
+    pub const MUTUAL_TLS: &str = "mutual_tls";
+    pub const NONE: &str = "none";
+    pub const NO_FLAGS: &str = "-";
+}
+
+impl LabelValues<'_> {
+    /// Sets one of the [`plain`] constants (safe, non-empty) without encoding or allocating.
+    pub fn set_const(&mut self, label: Label, value: &'static str) {
+        debug_assert!(!value.is_empty() && value.bytes().all(is_safe));
+        if let Some(slot) = self.values.get_mut(label.index()) {
+            *slot = Cow::Borrowed(value);
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::access_log::AccessRecord;
 use crate::config::{Reporter, TelemetryConfig, WorkloadSpec};
 use crate::flags;
 use crate::histogram::nanos_to_millis;
-use crate::labels::{Label, LabelValues, UNKNOWN};
+use crate::labels::{plain, Label, LabelValues, UNKNOWN};
 use crate::peer::{valid_value, PeerMetadata};
 use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
@@ -144,7 +144,7 @@ pub struct Telemetry {
     pub config: TelemetryConfig,
     pub workload: Workload,
     /// Labels fixed by the reporter's own identity; requests fill in the rest.
-    template: LabelValues,
+    template: LabelValues<'static>,
     /// Our peer metadata header value, when the exchange is on.
     own_peer_value: Option<String>,
     stats: OwnStats,
@@ -235,7 +235,7 @@ impl Telemetry {
     }
 
     /// Records one finished request in the series of `labels`.
-    fn record<H: HttpHost>(&self, host: &H, labels: &LabelValues, sample: &Sample) {
+    fn record<H: HttpHost>(&self, host: &H, labels: &LabelValues<'_>, sample: &Sample) {
         let key = labels.series_key();
         let admission = match self.registry.lock() {
             Ok(mut reg) => reg.admit(host, &key, self.config.max_series),
@@ -496,13 +496,17 @@ impl RequestTelemetry {
         let Some(max_field_bytes) = cfg.access_log else {
             return;
         };
+        let from_host;
         let decisions = match &self.decisions {
-            Some(d) => d.clone(),
-            None => Decisions {
-                canary: decision::read(host, decision::CANARY),
-                ratelimit: decision::read(host, decision::RATELIMIT),
-                intentions: decision::read(host, decision::INTENTIONS),
-            },
+            Some(d) => d,
+            None => {
+                from_host = Decisions {
+                    canary: decision::read(host, decision::CANARY),
+                    ratelimit: decision::read(host, decision::RATELIMIT),
+                    intentions: decision::read(host, decision::INTENTIONS),
+                };
+                &from_host
+            }
         };
         let time_nanos = prop_u64(host, attr::REQUEST_TIME).or_else(|| Some(host.now_nanos()));
         let trace_id = self.trace.trace().map(|t| t.trace_id_hex());
@@ -537,10 +541,11 @@ impl RequestTelemetry {
     fn destination_labels<H: HttpHost>(
         &mut self,
         host: &H,
-        labels: &mut LabelValues,
+        labels: &mut LabelValues<'_>,
     ) -> Option<Vec<u8>> {
         let mtls = self.mtls(host);
-        let san = self.peer_san(host);
+        // Without mTLS there is no peer certificate (nor a local one to name us by).
+        let san = if mtls { self.peer_san(host) } else { None };
         let spiffe = san
             .as_deref()
             .and_then(|s| std::str::from_utf8(s).ok())
@@ -559,13 +564,14 @@ impl RequestTelemetry {
                 Label::SourceCanonicalRevision,
             ],
         );
-        if let Some(local) = prop_bytes(host, attr::LOCAL_URI_SAN) {
+        if let Some(local) = mtls
+            .then(|| prop_bytes(host, attr::LOCAL_URI_SAN))
+            .flatten()
+        {
             labels.set(Label::DestinationPrincipal, &local);
         }
-        labels.set_str(
-            Label::ConnectionSecurityPolicy,
-            if mtls { "mutual_tls" } else { "none" },
-        );
+        let policy = if mtls { plain::MUTUAL_TLS } else { plain::NONE };
+        labels.set_const(Label::ConnectionSecurityPolicy, policy);
         san
     }
 
@@ -573,7 +579,7 @@ impl RequestTelemetry {
     fn source_labels<H: HttpHost>(
         &mut self,
         host: &H,
-        labels: &mut LabelValues,
+        labels: &mut LabelValues<'_>,
     ) -> Option<Vec<u8>> {
         if let Some(local) = prop_bytes(host, attr::UPSTREAM_LOCAL_URI_SAN) {
             labels.set(Label::SourcePrincipal, &local);
@@ -619,7 +625,7 @@ impl RequestTelemetry {
 /// Workload, namespace, canonical service and revision of the other side: trusted peer
 /// metadata first, else what the SPIFFE ID says.
 fn fill_peer(
-    labels: &mut LabelValues,
+    labels: &mut LabelValues<'_>,
     peer: Option<&PeerMetadata>,
     spiffe: Option<&SpiffeId>,
     [workload, namespace, service, revision]: [Label; 4],

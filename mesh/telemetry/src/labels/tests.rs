@@ -178,3 +178,16 @@ mod props {
         }
     }
 }
+
+#[test]
+fn borrowed_labels_leave_the_template_alone() {
+    let mut template = LabelValues::default();
+    template.set_str(Label::DestinationWorkload, "reviews-v1");
+    let mut req = template.borrowed();
+    req.set_str(Label::ResponseCode, "200");
+    req.set_const(Label::RequestProtocol, plain::GRPC);
+    assert_eq!(req.get(Label::DestinationWorkload), "reviews-v1");
+    assert_eq!(req.get(Label::ResponseCode), "200");
+    assert_eq!(req.get(Label::RequestProtocol), "grpc");
+    assert_eq!(template.get(Label::ResponseCode), UNKNOWN);
+}
