@@ -813,3 +813,74 @@ fn the_istio_bootstrap_override_is_valid_for_envoy() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A Wasm HTTP filter entry for `name`'s module with `config`.
+fn wasm_filter(name: &str, config: &Value) -> Yaml {
+    let module = module_path(name).unwrap();
+    yaml(&format!(
+        r#"
+name: envoy.filters.http.wasm
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+  config:
+    name: {name}
+    root_id: {name}
+    configuration:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: '{config}'
+    vm_config:
+      vm_id: {name}
+      runtime: envoy.wasm.runtime.v8
+      code: {{local: {{filename: "{}"}}}}
+"#,
+        module.display()
+    ))
+}
+
+#[test]
+fn the_access_log_carries_the_other_filters_decisions() {
+    let stub = Stub::start("reviews").unwrap();
+    let canary = json!({"route_header": "x-canary-subset", "services": [{"host": "reviews",
+        "subsets": [{"name": "v1", "weight": 0}, {"name": "v2", "weight": 100}]}]});
+    let ratelimit = json!({"rules": [{"name": "all", "match": {"path_prefix": "/"},
+        "limit": {"requests": 2, "per": "1m"}}]});
+    let envoy = start(&stub, json!({}), move |doc| {
+        // telemetry first, then the other modules (each in its own VM), then the router.
+        let filters = hcm(doc)["http_filters"].as_sequence_mut().unwrap();
+        filters.insert(1, wasm_filter("ratelimit", &ratelimit));
+        filters.insert(2, wasm_filter("canary", &canary));
+    })
+    .unwrap();
+    let http = client();
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            let r = http
+                .get(envoy.url("/"))
+                .header("host", "reviews")
+                .send()
+                .unwrap();
+            let status = r.status().as_u16();
+            r.bytes().unwrap();
+            status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let lines = wait_lines(&envoy, 3);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for l in &lines[..2] {
+        assert_eq!(l["ratelimit"], "allowed", "{l}");
+        assert_eq!(l["canary"], "v2", "{l}");
+    }
+    assert_eq!(lines[2]["status"], 429);
+    assert_eq!(lines[2]["ratelimit"], "limited:all", "{}", lines[2]);
+    assert!(
+        lines[2].get("canary").is_none(),
+        "canary never ran on the limited request"
+    );
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 3.0);
+    let limited = istio(&samples, "istio_requests_total")
+        .into_iter()
+        .find(|s| s.label("response_code") == Some("429"))
+        .unwrap();
+    assert_eq!(limited.value, 1.0);
+}
