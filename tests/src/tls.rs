@@ -162,17 +162,47 @@ pub fn client_config(
     identity: Option<&Identity>,
     proto: Proto,
 ) -> anyhow::Result<Arc<ClientConfig>> {
+    let id = identity.map(|id| {
+        (
+            id.der.clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der.clone())),
+        )
+    });
+    build_config(ca.der.clone(), id, proto)
+}
+
+/// The same from PEM files: the CA to trust, and a certificate and key to present.
+pub fn client_config_from_pem(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+    proto: Proto,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = CertificateDer::from_pem_slice(ca_pem).context("ca pem")?;
+    let id = identity
+        .map(|(cert, key)| -> anyhow::Result<_> {
+            Ok((
+                CertificateDer::from_pem_slice(cert).context("certificate pem")?,
+                PrivateKeyDer::from_pem_slice(key).context("key pem")?,
+            ))
+        })
+        .transpose()?;
+    build_config(ca, id, proto)
+}
+
+fn build_config(
+    ca: CertificateDer<'static>,
+    identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    proto: Proto,
+) -> anyhow::Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
-    roots.add(ca.der.clone())?;
+    roots.add(ca)?;
     let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
     let mut config = match identity {
-        Some(id) => builder.with_client_auth_cert(
-            vec![id.der.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der.clone())),
-        )?,
+        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key)?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![match proto {

@@ -550,7 +550,10 @@ fn audit_mode_lets_denials_through_and_counts_them() {
     assert!(
         log.contains("intentions: would refuse (audit) invalid path (encoded slash or backslash)")
     );
-    let want = ["/x 200 audit_deny:legacy.any", "/api%2Fadmin 200 audit_deny:invalid_path"];
+    let want = [
+        "/x 200 audit_deny:legacy.any",
+        "/api%2Fadmin 200 audit_deny:invalid_path",
+    ];
     let access = access_log_with(&envoy, &want);
     for w in want {
         assert!(access.contains(w), "{w}\n{access}");
