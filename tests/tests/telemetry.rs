@@ -884,3 +884,31 @@ fn the_access_log_carries_the_other_filters_decisions() {
         .unwrap();
     assert_eq!(limited.value, 1.0);
 }
+
+#[test]
+fn hostile_header_bytes_are_survived_and_counted() {
+    let stub = Stub::start("reviews").unwrap();
+    let config = json!({"peer_metadata": {"enabled": true}, "trace": {"start_when_absent": true}});
+    let envoy = start(&stub, config, |_| {}).unwrap();
+    let http = client();
+    let bin = |b: &[u8]| reqwest::header::HeaderValue::from_bytes(b).unwrap();
+    let r = http
+        .get(envoy.url("/%ff%00/\u{e9}?q=\"}"))
+        .header("traceparent", bin(&[0xff; 55]))
+        .header("tracestate", bin(&[0x80, b'x', 0xfe]))
+        .header("x-mesh-peer-metadata", bin(&[0xc3, 0x28, b';', b'=']))
+        .header("x-big", "b".repeat(30_000))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().unwrap();
+    let tp = echo["headers"]["traceparent"][0].as_str().unwrap();
+    assert!(tp.starts_with("00-") && tp.len() == 55, "{tp}");
+    assert!(echo["headers"].get("tracestate").is_none());
+    assert!(echo["headers"].get("x-mesh-peer-metadata").is_none());
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 1.0);
+    assert_eq!(total(&samples, "istio_requests_total"), 1.0);
+    let lines = wait_lines(&envoy, 1);
+    assert_eq!(lines[0]["trace_id"].as_str(), tp.get(3..35));
+    assert!(lines[0]["path"].as_str().unwrap().starts_with("/%ff%00/"));
+}
