@@ -5,6 +5,7 @@ pub mod envoy;
 pub mod install;
 pub mod prometheus;
 pub mod stub;
+pub mod tls;
 
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use prometheus::Sample;

@@ -11,7 +11,7 @@
 //! merged, method case ignored, comma lists split) and none of those readings may be a
 //! resource the policy denies to the caller.
 
-use crate::tls::{self, Ca, Identity, Proto, RawResponse};
+use mesh_e2e::tls::{self, Ca, Identity, Proto, RawResponse};
 use std::fmt;
 
 /// The identities the suite sends as.
