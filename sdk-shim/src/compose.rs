@@ -1,8 +1,10 @@
 //! Running several filters in one proxy-wasm filter pass (the suite module).
 //!
 //! [`InMemoryDecisions`] wraps a host and keeps what filters publish through
-//! [`crate::decision`] in memory, so the filters of one pass hand their verdicts to each other
-//! without host calls. Every other call goes straight to the wrapped host.
+//! [`crate::decision`] in memory, so the filters of one pass read each other's verdicts
+//! without host calls. With `write_through` the verdicts also reach the host (Envoy filter
+//! state, for `%FILTER_STATE(wasm.mesh.*)%` in access logs and for other modules), as the
+//! single-capability modules do. Every other call goes straight to the wrapped host.
 
 use crate::{
     decision, Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId,
@@ -37,6 +39,8 @@ impl Decisions {
 pub struct InMemoryDecisions<'a, H> {
     pub host: &'a H,
     pub decisions: &'a Decisions,
+    /// Also publish each verdict to the host.
+    pub write_through: bool,
 }
 
 impl<H> InMemoryDecisions<'_, H> {
@@ -58,6 +62,9 @@ impl<H: Properties> Properties for InMemoryDecisions<'_, H> {
             Some(i) => {
                 if let Some(slot) = self.decisions.values.borrow_mut().get_mut(i) {
                     *slot = Some(value.to_vec());
+                }
+                if self.write_through {
+                    self.host.set_property(path, value)?;
                 }
                 Ok(())
             }

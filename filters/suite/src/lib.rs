@@ -4,8 +4,10 @@
 //! key optional and each value exactly that filter's own configuration. Per request the order
 //! is telemetry (start), intentions, ratelimit, canary, then telemetry (finish) in `on_log`.
 //! A capability that answers the request itself (403, 400, 429) stops the ones after it.
-//! Verdicts travel between capabilities in memory ([`sdk_shim::compose`]), not through
-//! host properties. Stats and logs are those of the single-capability modules.
+//! Verdicts travel between capabilities in memory ([`sdk_shim::compose`]); they are also
+//! written to Envoy filter state (`wasm.mesh.*`) as the single modules do, unless
+//! `"export_decisions": false` saves those host calls. Stats and logs are those of the
+//! single-capability modules.
 
 use filter_canary::CanaryRoot;
 use filter_intentions::IntentionsRoot;
@@ -31,6 +33,9 @@ struct SuiteSpec {
     ratelimit: Option<Value>,
     #[serde(default)]
     canary: Option<Value>,
+    /// Write verdicts to filter state too (default true).
+    #[serde(default)]
+    export_decisions: Option<bool>,
 }
 
 /// One configured capability root, or none when its key is absent.
@@ -65,6 +70,7 @@ impl<R: RootFilter + Default> Part<R> {
 /// The root context: the configured capabilities.
 #[derive(Debug, Default)]
 pub struct SuiteRoot {
+    export_decisions: bool,
     telemetry: Part<TelemetryRoot>,
     intentions: Part<IntentionsRoot>,
     ratelimit: Part<RateLimitRoot>,
@@ -77,6 +83,7 @@ impl SuiteRoot {
     fn configure<H: Host>(host: &H, config: &[u8]) -> Result<Self, ConfigError> {
         let spec: SuiteSpec = mesh_core::parse_json(config)?;
         Ok(Self {
+            export_decisions: spec.export_decisions.unwrap_or(true),
             telemetry: Part::configure(host, "telemetry", spec.telemetry)?,
             intentions: Part::configure(host, "intentions", spec.intentions)?,
             ratelimit: Part::configure(host, "ratelimit", spec.ratelimit)?,
@@ -108,11 +115,13 @@ impl RootFilter for SuiteRoot {
             ratelimit: self.ratelimit.new_http(),
             canary: self.canary.new_http(),
             decisions: Decisions::default(),
+            export_decisions: self.export_decisions,
         }
     }
 
     fn on_tick<H: Host>(&mut self, host: &H) {
         let Self {
+            export_decisions: _,
             telemetry,
             intentions,
             ratelimit,
@@ -141,6 +150,7 @@ pub struct SuiteFilter {
     ratelimit: Option<<RateLimitRoot as RootFilter>::Http>,
     canary: Option<<CanaryRoot as RootFilter>::Http>,
     decisions: Decisions,
+    export_decisions: bool,
 }
 
 /// Runs `f` on a capability's filter if it is configured; `Continue` otherwise.
@@ -155,6 +165,7 @@ impl HttpFilter for SuiteFilter {
         let h = &InMemoryDecisions {
             host,
             decisions: &self.decisions,
+            write_through: self.export_decisions,
         };
         // Telemetry only observes; its answer never stops the request.
         each(&mut self.telemetry, |f| f.on_request_headers(h, eos));
@@ -172,6 +183,7 @@ impl HttpFilter for SuiteFilter {
         let h = &InMemoryDecisions {
             host,
             decisions: &self.decisions,
+            write_through: self.export_decisions,
         };
         each(&mut self.canary, |f| f.on_response_headers(h, eos));
         each(&mut self.ratelimit, |f| f.on_response_headers(h, eos));
@@ -184,6 +196,7 @@ impl HttpFilter for SuiteFilter {
         let h = &InMemoryDecisions {
             host,
             decisions: &self.decisions,
+            write_through: self.export_decisions,
         };
         if let Some(f) = &mut self.canary {
             f.on_log(h);
@@ -203,6 +216,7 @@ impl HttpFilter for SuiteFilter {
         let h = &InMemoryDecisions {
             host,
             decisions: &self.decisions,
+            write_through: self.export_decisions,
         };
         if let Some(f) = &mut self.ratelimit {
             f.on_http_call_response(h, response.clone());

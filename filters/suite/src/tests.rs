@@ -58,7 +58,34 @@ const ALL: &str = r#"{
 }"#;
 
 #[test]
-fn every_capability_runs_in_one_pass_and_decisions_stay_in_memory() {
+fn export_decisions_false_keeps_verdicts_off_the_host() {
+    let json = ALL.replacen('{', r#"{"export_decisions": false,"#, 1);
+    let (root, host, ok) = configure(&json);
+    assert!(ok, "{:?}", host.logs());
+    let req = FakeHost::new()
+        .with_store(host.store())
+        .request("GET", "reviews", "/api");
+    let mut f = root.new_http();
+    f.on_request_headers(&req, true);
+    req.upstream_responds(200, &[]);
+    f.on_response_headers(&req, true);
+    f.on_log(&req);
+    let line = req
+        .logs_at(LogLevel::Info)
+        .pop()
+        .expect("one access log line");
+    assert!(line.contains(r#""canary":"v2""#), "{line}");
+    for key in [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS] {
+        assert_eq!(
+            req.property_value(&[key]),
+            None,
+            "{key} must not reach the host"
+        );
+    }
+}
+
+#[test]
+fn every_capability_runs_in_one_pass_and_hands_over_its_verdicts() {
     let (root, host, ok) = configure(ALL);
     assert!(ok, "{:?}", host.logs());
     let req = FakeHost::new()
@@ -85,13 +112,16 @@ fn every_capability_runs_in_one_pass_and_decisions_stay_in_memory() {
     assert_eq!(log["canary"], "v2");
     assert_eq!(log["ratelimit"], "allowed");
     assert_eq!(log["intentions"], "allow:default");
-    for key in [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS] {
-        assert_eq!(
-            req.property_value(&[key]),
-            None,
-            "{key} must not reach the host"
-        );
-    }
+    // By default the verdicts also reach filter state, as with the single modules.
+    assert_eq!(req.property_value(&[decision::CANARY]).unwrap(), b"v2");
+    assert_eq!(
+        req.property_value(&[decision::RATELIMIT]).unwrap(),
+        b"allowed"
+    );
+    assert_eq!(
+        req.property_value(&[decision::INTENTIONS]).unwrap(),
+        b"allow:default"
+    );
 
     // The second request exceeds the 1-per-hour rule: 429 and canary does not run.
     let req2 = FakeHost::new()
