@@ -8,6 +8,9 @@
 //! `audit_deny:<name>`, with `<name>` an intention's name, `default`, `invalid_path` (400) or
 //! `error`.
 //!
+//! Denials and refused paths are logged at info (source, destination, method, path, deciding
+//! intention); allows are not logged, the published decision shows them.
+//!
 //! Stats (Envoy shows them under `wasmcustom.`): `intentions.intention.<name>.allowed`,
 //! `.denied` (and `.audit_denied` in audit mode), the same under `intentions.default.`, plus
 //! `intentions.invalid_path` and `intentions.error`.
@@ -70,6 +73,8 @@ struct Stats {
 pub struct Compiled {
     pub policy: Policy,
     stats: Stats,
+    /// `NS/NAME` of this workload, or `-`, for log lines.
+    destination: String,
 }
 
 /// The root context: one per plugin configuration.
@@ -153,7 +158,15 @@ impl Compiled {
 
     pub fn from_policy<H: Host>(host: &H, policy: Policy) -> Self {
         let stats = Stats::define(host, &policy);
-        Self { policy, stats }
+        let destination = policy
+            .destination
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        Self {
+            policy,
+            stats,
+            destination,
+        }
     }
 }
 
@@ -266,10 +279,7 @@ impl IntentionsFilter {
             Ok(h) => h,
             Err(e) => return fail("request headers", e),
         };
-        let dest = policy
-            .destination
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        let dest = &c.destination;
         let path = match normalize_path(&head.path) {
             Ok(p) => p,
             Err(e) => {
@@ -291,13 +301,9 @@ impl IntentionsFilter {
         let name = policy.decider_name(d.by);
         match d.action {
             Verb::Allow => {
+                // Allows are not logged (the published decision shows them): no log-level
+                // host call on the common path.
                 bump(host, counters.allowed);
-                host_log!(
-                    host,
-                    LogLevel::Debug,
-                    "intentions: allowed source={peer} destination={dest} method={} path={path} intention={name}",
-                    printable(&head.method),
-                );
                 Verdict {
                     outcome: Outcome::Allow,
                     decision,
