@@ -11,8 +11,9 @@ use crate::{HostError, Properties};
 pub const CANARY: &str = "mesh.canary";
 /// Rate limit: `allowed`, `limited:<rule>` or `shadow_limited:<rule>`.
 pub const RATELIMIT: &str = "mesh.ratelimit";
-/// Intentions: `allow:<intention>`, `deny:<intention>`, `audit_deny:<intention>` or
-/// `deny:default`.
+/// Intentions: `allow:<name>`, `deny:<name>` or `audit_deny:<name>`, where `<name>` is an
+/// intention's name, `default` (the default action decided), `invalid_path` (refused with 400)
+/// or `error` (the peer identity could not be read; fails closed).
 pub const INTENTIONS: &str = "mesh.intentions";
 
 /// Publishes `value` under `key` for this request.
