@@ -330,6 +330,11 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "a proxy-wasm filter that does nothing (the floor)".into(),
             filters: vec![wasm_filter("empty", "empty", empty, "")],
         },
+        Config {
+            name: "empty-wasm-10-calls".into(),
+            what: "the empty filter reading :path 10 times (cost of a host call)".into(),
+            filters: vec![wasm_filter("empty", "empty", empty, "10")],
+        },
     ];
     for cap in CAPABILITIES {
         if module(cap).exists() {

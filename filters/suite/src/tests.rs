@@ -165,3 +165,37 @@ fn shipped_configurations_are_valid() {
         assert!(ok, "{c}: {:?}", host.logs());
     }
 }
+
+/// Host calls of one request (after a first request warmed per-series state).
+fn calls_per_request(config: &str) -> u64 {
+    let (root, host, ok) = configure(config);
+    assert!(ok, "{config}: {:?}", host.logs());
+    let run = || {
+        let req = FakeHost::new()
+            .with_store(host.store())
+            .with_metrics(host.metrics())
+            .request("GET", "reviews", "/api");
+        let mut f = root.new_http();
+        f.on_request_headers(&req, true);
+        req.upstream_responds(200, &[]);
+        f.on_response_headers(&req, true);
+        f.on_log(&req);
+        req.host_calls() - 4 // the builder's own four header writes are not counted
+    };
+    run();
+    run()
+}
+
+#[test]
+fn one_pass_costs_fewer_host_calls_than_four_modules() {
+    let all: serde_json::Value = serde_json::from_str(ALL).unwrap();
+    let singles: u64 = ["telemetry", "intentions", "ratelimit", "canary"]
+        .iter()
+        .map(|cap| calls_per_request(&serde_json::json!({ *cap: all[*cap] }).to_string()))
+        .sum();
+    let suite = calls_per_request(ALL);
+    // Telemetry reads the three verdicts from memory instead of filter state.
+    assert_eq!(suite, singles - 3, "suite {suite}, four modules {singles}");
+    let quiet = calls_per_request(&ALL.replacen('{', r#"{"export_decisions": false,"#, 1));
+    assert_eq!(quiet, singles - 6, "without exporting the verdicts");
+}
