@@ -1,6 +1,6 @@
 //! End-to-end tests of the ratelimit filter in the real Envoy (`envoy-config/ratelimit/`):
 //! exact limits across workers, separate keys, the 429 fields and body, bounded memory under
-//! a flood of keys, shadow mode and config rejection.
+//! a flood of keys, the keyed slot table, shadow mode and config rejection.
 
 // Test code: helpers fail the test by panicking.
 #![allow(
@@ -643,5 +643,95 @@ fn heavy_contention_on_one_bucket_stays_exact_at_concurrency_4() {
     eprintln!(
         "contention: 3000/5000 admitted over 64 connections, cas_retries {}",
         stats["wasmcustom.ratelimit.per-key.cas_retries"]
+    );
+}
+
+#[test]
+fn the_hash_secret_is_drawn_once_on_the_main_thread_before_the_workers() {
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", per_key_config(3, "1h"))
+        .concurrency(4)
+        .edit(with_direct_route)
+        .start()
+        .unwrap();
+    // Every worker keys the table with the same secret: one key, one limit.
+    let statuses = concurrent(&envoy.url("/direct/x"), 8, 40, &[("x-api-key", "one")]);
+    assert_eq!(count(&statuses, 200), 3, "{statuses:?}");
+    let log = envoy.log();
+    let drawn = "ratelimit: generated the bucket table's hash secret";
+    assert_eq!(log.matches(drawn).count(), 1, "{log}");
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {log}"))
+    };
+    assert!(at(drawn) < at("starting workers"), "{log}");
+    assert_eq!(
+        log.matches("ratelimit: seeded 1000 bucket slots").count(),
+        1
+    );
+}
+
+/// The previous module's unkeyed fingerprint (FNV-1a and a final mix), which anyone could
+/// compute offline.
+fn unkeyed_fingerprint(rule: &str, key: &[u8]) -> u64 {
+    let fnv = |h: u64, bytes: &[u8]| {
+        bytes.iter().fold(h, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let h = fnv(0xcbf2_9ce4_8422_2325, rule.as_bytes());
+    let mut z = fnv(fnv(h, &[0xff, b'h']), key);
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    (z ^ (z >> 33)).max(1)
+}
+
+#[test]
+fn keys_aimed_offline_at_a_victims_slot_no_longer_limit_it_early() {
+    // The value the previous module's unit tests pinned: this is the hash it used.
+    assert_eq!(
+        unkeyed_fingerprint("api", b"key-1"),
+        14_908_386_014_606_783_729
+    );
+    let max_keys = 100_000u64;
+    let slot = |k: &[u8]| unkeyed_fingerprint("per-key", k) % max_keys;
+    let victim = "victim";
+    let aimed: Vec<String> = (0..)
+        .map(|i| format!("attacker-{i}"))
+        .filter(|k| slot(k.as_bytes()) == slot(victim.as_bytes()))
+        .take(10)
+        .collect();
+    let config = json!({"rules": [{"name": "per-key", "key": {"header": "x-api-key"},
+        "limit": {"requests": 5, "per": "1h"}}], "max_keys": max_keys});
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", config)
+        .concurrency(2)
+        .edit(with_direct_route)
+        .start()
+        .unwrap();
+    let http = client();
+    let send = |key: &str| {
+        http.get(envoy.url("/direct/x"))
+            .header("x-api-key", key)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Each aimed key spends its own bucket (with the unkeyed hash they would all have
+    // drained, then shared, the victim's one slot).
+    for k in &aimed {
+        let statuses: Vec<u16> = (0..6).map(|_| send(k)).collect();
+        assert_eq!(statuses, [200, 200, 200, 200, 200, 429], "{k}");
+    }
+    let victim_statuses: Vec<u16> = (0..6).map(|_| send(victim)).collect();
+    assert_eq!(victim_statuses, [200, 200, 200, 200, 200, 429]);
+    let stats = envoy.stats().unwrap();
+    eprintln!(
+        "{} keys aimed at the victim's unkeyed slot: victim kept its 5, slot_collisions {}",
+        aimed.len(),
+        stats["wasmcustom.ratelimit.per-key.slot_collisions"]
     );
 }

@@ -14,14 +14,14 @@ use std::sync::Arc;
 /// Where the verdict is published: `allowed`, `limited:<rule>` or `shadow_limited:<rule>`.
 pub const DECISION_KEY: &str = decision::RATELIMIT;
 
-/// Parses, validates and sets up (metrics, bucket table) a configuration; the error is the
-/// one log line to write.
+/// Parses, validates and sets up (metrics, the bucket table and its hash secret) a
+/// configuration; the error is the one log line to write.
 pub fn compile<H: Host>(host: &H, config: &[u8]) -> Result<Arc<Limiter>, String> {
     let config =
         Config::parse(config).map_err(|e| format!("ratelimit: invalid configuration: {e}"))?;
-    Limiter::new(host, config)
-        .map(Arc::new)
-        .map_err(|e| format!("ratelimit: cannot set up the bucket table or metrics: {e}"))
+    Limiter::new(host, config).map(Arc::new).map_err(|e| {
+        format!("ratelimit: cannot set up the bucket table, its secret or metrics: {e}")
+    })
 }
 
 /// The root context: one compiled configuration.

@@ -1,4 +1,6 @@
 use super::*;
+use mesh_core::hash::SipKey;
+use mesh_ratelimit::table::{slot_of, SECRET_KEY};
 use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
 use sdk_shim::LogLevel;
 
@@ -21,9 +23,11 @@ impl Proxy {
             metrics: FakeMetrics::default(),
             roots: Vec::new(),
         };
-        for _ in 0..workers {
+        for w in 0..workers {
+            // Each worker is its own VM with its own randomness.
             let mut root = RateLimitRoot::default();
-            assert!(root.on_configure(&p.host(), config.as_bytes()));
+            let host = p.host().random_seed(w as u64 + 1);
+            assert!(root.on_configure(&host, config.as_bytes()));
             p.roots.push(root);
         }
         p
@@ -194,18 +198,75 @@ fn workers_share_one_limit() {
         }
     }
     assert_eq!(admitted, 2);
-    assert_eq!(p.store.len(), 65, "seeded once: 64 slots and the marker");
-    // Only the first configuration (Envoy's main thread) seeds; the others find it done.
+    assert_eq!(
+        p.store.len(),
+        66,
+        "seeded once: 64 slots, the marker and the secret"
+    );
+    // Only the first configuration (Envoy's main thread) seeds and draws the secret; the
+    // others find both done.
     let p = Proxy::new(CONFIG, 0);
-    let first = p.host();
+    let first = p.host().random_seed(1);
     assert!(RateLimitRoot::default().on_configure(&first, CONFIG.as_bytes()));
     assert_eq!(
         first.logs_at(LogLevel::Info),
-        ["ratelimit: seeded 64 bucket slots (max_keys 64)"]
+        [
+            "ratelimit: generated the bucket table's hash secret",
+            "ratelimit: seeded 64 bucket slots (max_keys 64)"
+        ]
     );
-    let second = p.host();
+    let second = p.host().random_seed(2);
     assert!(RateLimitRoot::default().on_configure(&second, CONFIG.as_bytes()));
     assert!(second.logs_at(LogLevel::Info).is_empty());
+}
+
+#[test]
+fn roots_sharing_a_store_share_the_secret_and_the_slots() {
+    let p = Proxy::new(CONFIG, 2);
+    let stored = p.store.get(SECRET_KEY).unwrap();
+    let secret = SipKey::from_bytes(&stored.clone().try_into().unwrap());
+    let [a, b] = [&p.roots[0], &p.roots[1]].map(|r| r.limiter().unwrap().clone());
+    for key in [b"alice".as_slice(), b"bob", b"", b"\xff\x00"] {
+        let fa = a.header_fingerprint(0, key).unwrap();
+        let fb = b.header_fingerprint(0, key).unwrap();
+        assert_eq!(fa, fb);
+        assert_eq!(slot_of(fa, 64), slot_of(fb, 64));
+        let expected = mesh_ratelimit::key::Fingerprint::for_rule(secret, "api")
+            .byte(b'h')
+            .bytes(key)
+            .finish();
+        assert_eq!(fa, expected, "both use the stored secret");
+    }
+    // A separate proxy (another Envoy, other randomness) draws its own secret.
+    let other = Proxy::new(CONFIG, 0);
+    let mut root = RateLimitRoot::default();
+    assert!(root.on_configure(&other.host().random_seed(1000), CONFIG.as_bytes()));
+    assert_ne!(other.store.get(SECRET_KEY).unwrap(), stored);
+    let fo = root.limiter().unwrap().header_fingerprint(0, b"alice");
+    assert_ne!(fo, a.header_fingerprint(0, b"alice"));
+}
+
+#[test]
+fn a_config_update_keeps_the_secret_so_buckets_survive() {
+    let mut p = Proxy::new(CONFIG, 1);
+    let secret = p.store.get(SECRET_KEY).unwrap();
+    let req = |p: &Proxy| {
+        let host = p
+            .host()
+            .request("GET", "svc", "/api/x")
+            .request_header("x-api-key", "k1");
+        p.run(0, &host)
+    };
+    assert_eq!(req(&p), Action::Continue);
+    assert_eq!(req(&p), Action::Continue);
+    assert_eq!(req(&p), Action::Pause);
+    // Envoy hands the same root a new configuration (a wider match, same rule).
+    let updated = CONFIG.replace("/api/", "/");
+    let host = p.host().random_seed(77);
+    assert!(p.roots[0].on_configure(&host, updated.as_bytes()));
+    assert!(host.logs_at(LogLevel::Info).is_empty(), "nothing redrawn");
+    assert_eq!(p.store.get(SECRET_KEY).unwrap(), secret);
+    assert_eq!(req(&p), Action::Pause, "k1's bucket is still empty");
 }
 
 #[test]

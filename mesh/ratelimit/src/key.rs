@@ -1,5 +1,5 @@
-//! Bucket keys: where they come from in a request, how they are normalized, and the 64-bit
-//! fingerprint that places them in the slot table.
+//! Bucket keys: where they come from in a request, how they are normalized, and the keyed
+//! 64-bit fingerprint that places them in the slot table.
 //!
 //! - Header keys use the header's *first* value, read with one host call. A client that sends
 //!   the header twice gains nothing it could not get by changing the value, and a component
@@ -14,6 +14,7 @@
 //! A request without the input (header absent, no peer address, no client certificate or a
 //! non-SPIFFE SAN) is not limited by that rule.
 
+use mesh_core::hash::{SipHasher13, SipKey};
 use std::net::IpAddr;
 
 /// Envoy property holding the downstream peer address (`ip:port`, `[ip6]:port`, or a pipe).
@@ -24,40 +25,43 @@ pub const PRINCIPAL_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certifica
 /// Fingerprint of "no owner": seeded slots and never a real key's fingerprint.
 pub const EMPTY_FINGERPRINT: u64 = 0;
 
-/// A streaming 64-bit hash (FNV-1a with a final avalanche so every bit counts when taken
-/// modulo the table size). The same on every worker and on 32-bit wasm.
+/// A key's 64-bit fingerprint: SipHash-1-3 under the table's secret [`SipKey`] (see
+/// [`crate::table::load_or_create_secret`]), over the rule's name and the key's bytes.
+///
+/// Keyed so that clients cannot compute offline which of their keys land in someone else's
+/// slot (an unkeyed hash let a client who picks key values aim them at a victim's busy slot
+/// and have it limited early). The same on every worker, since they share the secret, and on
+/// 32-bit wasm. Streams into a fixed state: no allocation, whatever the key's size.
 #[derive(Debug, Clone, Copy)]
-pub struct Fingerprint(u64);
+pub struct Fingerprint(SipHasher13);
 
 // === impl Fingerprint ===
 
 impl Fingerprint {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
     /// Starts a fingerprint for a rule; the rule's name keeps rules apart in the shared table.
-    pub fn for_rule(rule: &str) -> Self {
-        Self(Self::OFFSET).bytes(rule.as_bytes()).byte(0xff)
+    /// `Copy`: build it once per configuration, finish a copy per request.
+    pub fn for_rule(secret: SipKey, rule: &str) -> Self {
+        let mut h = SipHasher13::new(secret);
+        h.write(rule.as_bytes());
+        h.write_u8(0xff);
+        Self(h)
     }
 
-    pub fn byte(self, b: u8) -> Self {
-        Self((self.0 ^ u64::from(b)).wrapping_mul(Self::PRIME))
+    pub fn byte(mut self, b: u8) -> Self {
+        self.0.write_u8(b);
+        self
     }
 
-    pub fn bytes(self, bs: &[u8]) -> Self {
-        bs.iter().fold(self, |h, b| h.byte(*b))
+    pub fn bytes(mut self, bs: &[u8]) -> Self {
+        self.0.write(bs);
+        self
     }
 
     /// The final value, never [`EMPTY_FINGERPRINT`].
     pub fn finish(self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        z ^= z >> 33;
-        if z == EMPTY_FINGERPRINT {
-            1
-        } else {
-            z
+        match self.0.finish() {
+            EMPTY_FINGERPRINT => 1,
+            z => z,
         }
     }
 }

@@ -43,6 +43,9 @@ pub const STAT_NAMES: [&str; 6] = [
 pub struct Limiter {
     config: Config,
     stats: Vec<RuleStats>,
+    /// Per rule, the fingerprint state after the table's secret and the rule's name: a
+    /// request copies it and adds its key, with no host call and no allocation.
+    fingerprints: Vec<Fingerprint>,
 }
 
 /// What the filter does with a request.
@@ -107,8 +110,8 @@ enum KeyRead {
 }
 
 impl Limiter {
-    /// Defines the metrics and seeds the bucket table (before any request, see
-    /// [`crate::table`]).
+    /// Defines the metrics, reads (or, first of all, generates) the table's hash secret and
+    /// seeds the bucket table, before any request (see [`crate::table`]).
     pub fn new<H: Host>(host: &H, config: Config) -> Result<Self, HostError> {
         let mut stats = Vec::with_capacity(config.rules.len());
         for rule in &config.rules {
@@ -127,7 +130,22 @@ impl Limiter {
                 failures,
             });
         }
+        let mut fingerprints = Vec::with_capacity(config.rules.len());
         if !config.rules.is_empty() {
+            let secret = table::load_or_create_secret(host)?;
+            if secret.created {
+                host_log!(
+                    host,
+                    LogLevel::Info,
+                    "ratelimit: generated the bucket table's hash secret"
+                );
+            }
+            fingerprints.extend(
+                config
+                    .rules
+                    .iter()
+                    .map(|r| Fingerprint::for_rule(secret.key, &r.name)),
+            );
             let created = table::seed(host, config.max_keys)?;
             if created > 0 {
                 host_log!(
@@ -138,11 +156,23 @@ impl Limiter {
                 );
             }
         }
-        Ok(Self { config, stats })
+        Ok(Self {
+            config,
+            stats,
+            fingerprints,
+        })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The fingerprint a header key `value` gets under rule `rule` (the slot is
+    /// [`table::slot_of`] of it). Only meaningful inside this proxy: it depends on the secret.
+    pub fn header_fingerprint(&self, rule: usize, value: &[u8]) -> Option<u64> {
+        self.fingerprints
+            .get(rule)
+            .map(|fp| header_fingerprint(*fp, value))
     }
 
     /// The 429 answer for a [`Decision::Limited`].
@@ -188,7 +218,8 @@ impl Limiter {
             .headers_on_allowed
             .then(|| (String::new(), String::new()));
 
-        for (i, rule) in config.rules.iter().enumerate() {
+        let rules = config.rules.iter().zip(&self.fingerprints);
+        for (i, (rule, fp)) in rules.enumerate() {
             let failed = |e: HostError| (i, Failure::Store(e));
             let result = if let Some(m) = &rule.matcher {
                 match &head {
@@ -200,15 +231,16 @@ impl Limiter {
             } else {
                 Ok(())
             };
-            let acquired = result.and_then(|()| match self.key(host, rule, &head, &mut props) {
-                KeyRead::Fingerprint(fp) => {
-                    table::acquire(host, &rule.limit, fp, config.max_keys, now)
-                        .map(Some)
-                        .map_err(|f| (i, f))
-                }
-                KeyRead::Missing => Ok(None),
-                KeyRead::Failed(e) => Err(failed(e)),
-            });
+            let acquired =
+                result.and_then(|()| match self.key(host, rule, *fp, &head, &mut props) {
+                    KeyRead::Fingerprint(fp) => {
+                        table::acquire(host, &rule.limit, fp, config.max_keys, now)
+                            .map(Some)
+                            .map_err(|f| (i, f))
+                    }
+                    KeyRead::Missing => Ok(None),
+                    KeyRead::Failed(e) => Err(failed(e)),
+                });
             match acquired {
                 Ok(None) => continue,
                 Ok(Some(a)) => {
@@ -286,20 +318,20 @@ impl Limiter {
         verdict
     }
 
-    /// The fingerprint of `rule`'s key for this request.
+    /// The fingerprint of `rule`'s key for this request; `fp` is the rule's prepared state.
     fn key<H: HttpHost>(
         &self,
         host: &H,
         rule: &Rule,
+        fp: Fingerprint,
         head: &Option<Result<RequestHead, HostError>>,
         props: &mut Props,
     ) -> KeyRead {
-        let fp = Fingerprint::for_rule(&rule.name);
         match &rule.key {
             KeySource::Rule => KeyRead::Fingerprint(fp.byte(b'r').finish()),
             KeySource::Header(name) => {
                 // Reuse the whole map when matchers already read it; else one host call.
-                let hash = |v: &[u8]| KeyRead::Fingerprint(fp.byte(b'h').bytes(v).finish());
+                let hash = |v: &[u8]| KeyRead::Fingerprint(header_fingerprint(fp, v));
                 match head {
                     Some(Ok(h)) if !h.headers.is_empty() => h
                         .headers
@@ -341,6 +373,10 @@ impl Limiter {
             }
         }
     }
+}
+
+fn header_fingerprint(fp: Fingerprint, value: &[u8]) -> u64 {
+    fp.byte(b'h').bytes(value).finish()
 }
 
 #[cfg(test)]

@@ -18,15 +18,24 @@
 //! slot at configuration time, and a slot found missing or without a version later is a
 //! store failure, not something to create on the fly. Envoy configures a plugin on its main
 //! thread before any worker gets it, so seeding completes before the first request.
+//!
+//! Fingerprints are keyed by a 128-bit secret kept next to the table under [`SECRET_KEY`]
+//! (see [`load_or_create_secret`]): the first configuration draws it from the host's random
+//! source, every later one (other workers, reconfigurations) reads it, so all workers agree
+//! on every key's slot and buckets survive a configuration update, while clients, who never
+//! see it, cannot predict which keys share a slot.
 
 use crate::gcra::{Limit, Outcome};
 use crate::key::EMPTY_FINGERPRINT;
-use sdk_shim::{HostError, SharedStore};
+use mesh_core::hash::SipKey;
+use sdk_shim::{HostError, Random, SharedStore};
 
 /// Shared-data key prefix of the slots.
 pub const SLOT_PREFIX: &str = "mesh.ratelimit/";
 /// Shared-data key recording how many slots are already seeded.
 pub const SEEDED_KEY: &str = "mesh.ratelimit/seeded";
+/// Shared-data key of the table's hash secret (16 bytes).
+pub const SECRET_KEY: &str = "mesh.ratelimit/secret";
 /// CAS conflicts tolerated per rule per request before giving up.
 pub const MAX_CAS_RETRIES: u32 = 16;
 
@@ -42,6 +51,14 @@ pub struct Entry {
 pub struct SlotKey {
     buf: [u8; 32],
     len: usize,
+}
+
+/// The table's hash secret, as one configuration found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secret {
+    pub key: SipKey,
+    /// This configuration generated it (the first one on this proxy).
+    pub created: bool,
 }
 
 /// The outcome of one rule for one request.
@@ -168,6 +185,44 @@ pub fn seed<S: SharedStore>(store: &S, max_keys: u32) -> Result<u32, HostError> 
         }
     }
     Ok(created)
+}
+
+/// Reads the table's hash secret, generating it from the host's random source if there is
+/// none yet. Runs at configuration time, like [`seed`] and for the same reason: a write can
+/// only be guarded by CAS once the key exists, so the secret is created by the first
+/// configuration (Envoy's main thread, before any worker), and every later configuration
+/// reads it and never overwrites it. After writing, it reads the value back and uses what the
+/// store holds, so of two writers the later one's secret is kept by both unless the earlier
+/// one read back before the later one wrote (which needs two first configurations at once;
+/// Envoy runs the main thread's alone). A value of the wrong size (not written by this
+/// module) is replaced with a CAS on the version read, so racing replacements leave one
+/// winner.
+pub fn load_or_create_secret<H: SharedStore + Random>(host: &H) -> Result<Secret, HostError> {
+    let mut written = None;
+    for _ in 0..=MAX_CAS_RETRIES {
+        let current = host.shared_get(SECRET_KEY)?;
+        if let Some(key) = current.as_ref().and_then(|v| decode_secret(&v.value)) {
+            return Ok(Secret {
+                key,
+                created: written == Some(key),
+            });
+        }
+        let mut bytes = [0u8; SipKey::LEN];
+        host.fill_random(&mut bytes)?;
+        let cas = current.map(|v| v.cas).filter(|c| *c != 0);
+        match host.shared_set(SECRET_KEY, &bytes, cas) {
+            Ok(()) => written = Some(SipKey::from_bytes(&bytes)),
+            Err(HostError::CasMismatch) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(HostError::CasMismatch)
+}
+
+fn decode_secret(value: &[u8]) -> Option<SipKey> {
+    <&[u8; SipKey::LEN]>::try_from(value)
+        .ok()
+        .map(SipKey::from_bytes)
 }
 
 fn seeded_count<S: SharedStore>(store: &S) -> Result<Option<(u32, u32)>, HostError> {

@@ -1,6 +1,9 @@
 use super::*;
-use crate::table::MAX_CAS_RETRIES;
+use crate::table::{slot_of, MAX_CAS_RETRIES, SECRET_KEY};
+use mesh_core::hash::SipKey;
 use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::SharedStore;
+use std::cell::Cell;
 use std::time::Duration;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -11,11 +14,17 @@ struct Proxy {
     clock: FakeClock,
     metrics: FakeMetrics,
     limiter: Limiter,
+    /// Random seed of the next worker, so workers never draw the same "random" bytes.
+    next_seed: Cell<u64>,
 }
 
 impl Proxy {
     fn new(json: &str) -> Self {
-        let store = FakeStore::default();
+        Self::on(FakeStore::default(), json)
+    }
+
+    /// A proxy whose shared data already holds `store`'s entries.
+    fn on(store: FakeStore, json: &str) -> Self {
         let clock = FakeClock::at_nanos(1_700_000_000_000_000_000);
         let metrics = FakeMetrics::default();
         let host = FakeHost::new()
@@ -28,12 +37,21 @@ impl Proxy {
             clock,
             metrics,
             limiter,
+            next_seed: Cell::new(1),
         }
     }
 
-    /// Another worker: its own limiter (its own VM), same store, clock and metrics.
+    /// Another worker: its own limiter (its own VM, its own randomness), same store, clock
+    /// and metrics.
     fn worker(&self, json: &str) -> Limiter {
-        Limiter::new(&self.host(), Config::parse(json.as_bytes()).unwrap()).unwrap()
+        let seed = self.next_seed.get();
+        self.next_seed.set(seed + 1);
+        let host = self.host().random_seed(seed);
+        Limiter::new(&host, Config::parse(json.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn secret(&self) -> SipKey {
+        SipKey::from_bytes(&self.store.get(SECRET_KEY).unwrap().try_into().unwrap())
     }
 
     fn host(&self) -> FakeHost {
@@ -150,7 +168,7 @@ fn hostile_key_values_are_just_keys() {
             assert_eq!(decide(&p.limiter, &h) == Decision::Allowed, expect);
         }
     }
-    assert_eq!(p.store.len(), 101, "the table never grows");
+    assert_eq!(p.store.len(), 102, "the table never grows");
 }
 
 #[test]
@@ -382,8 +400,8 @@ fn a_flood_of_keys_stays_in_the_table_and_the_hot_key_stays_limited() {
     }
     assert_eq!(
         p.store.len(),
-        51,
-        "50 slots and the marker, whatever the keys"
+        52,
+        "50 slots, the marker and the secret, whatever the keys"
     );
     assert!(p.stat("k", "slot_collisions") > 0);
     assert!(matches!(
@@ -393,11 +411,123 @@ fn a_flood_of_keys_stays_in_the_table_and_the_hot_key_stays_limited() {
 }
 
 #[test]
+fn every_worker_uses_the_secret_the_first_configuration_drew() {
+    let store = FakeStore::default();
+    let config = || Config::parse(ONE_RULE_PER_KEY.as_bytes()).unwrap();
+    let first = FakeHost::new().with_store(&store).random_seed(11);
+    let l1 = Limiter::new(&first, config()).unwrap();
+    assert_eq!(
+        first.logs_at(LogLevel::Info),
+        [
+            "ratelimit: generated the bucket table's hash secret",
+            "ratelimit: seeded 100 bucket slots (max_keys 100)"
+        ]
+    );
+    let stored = store.get(SECRET_KEY).unwrap();
+    assert_eq!(stored.len(), 16);
+    let second = FakeHost::new().with_store(&store).random_seed(22);
+    let l2 = Limiter::new(&second, config()).unwrap();
+    assert!(second.logs_at(LogLevel::Info).is_empty());
+    assert_eq!(store.get(SECRET_KEY).unwrap(), stored, "never overwritten");
+    let secret = SipKey::from_bytes(&stored.try_into().unwrap());
+    let expected = Fingerprint::for_rule(secret, "api")
+        .byte(b'h')
+        .bytes(b"k")
+        .finish();
+    assert_eq!(l1.header_fingerprint(0, b"k"), Some(expected));
+    assert_eq!(l2.header_fingerprint(0, b"k"), Some(expected));
+    assert_eq!(l1.header_fingerprint(1, b"k"), None);
+}
+
+#[test]
+fn another_proxy_draws_another_secret() {
+    let fp = |seed: u64| {
+        let host = FakeHost::new().random_seed(seed);
+        let config = Config::parse(ONE_RULE_PER_KEY.as_bytes()).unwrap();
+        let limiter = Limiter::new(&host, config).unwrap();
+        (0..8u8)
+            .map(|i| limiter.header_fingerprint(0, &[i]).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fp(5), fp(5), "the secret is all that varies");
+    let (a, b) = (fp(5), fp(6));
+    assert!(a.iter().zip(&b).all(|(x, y)| x != y), "{a:?} {b:?}");
+}
+
+#[test]
+fn a_reconfiguration_keeps_the_secret_and_the_buckets() {
+    let p = Proxy::new(ONE_RULE_PER_KEY);
+    let before = p.secret();
+    for _ in 0..3 {
+        let h = p.get("/").request_header("x-api-key", "k");
+        assert_eq!(decide(&p.limiter, &h), Decision::Allowed);
+    }
+    // A config update: new limiter, new randomness, same rule (now with response fields).
+    let updated = r#"{"headers_on_allowed":true,"rules":[{"name":"api","key":{"header":"x-api-key"},
+        "limit":{"requests":3,"per":"1h"}}],"max_keys":100}"#;
+    let host = p.host().random_seed(99);
+    let limiter = Limiter::new(&host, Config::parse(updated.as_bytes()).unwrap()).unwrap();
+    assert!(host.logs_at(LogLevel::Info).is_empty(), "nothing new drawn");
+    assert_eq!(p.secret(), before);
+    let h = p.get("/").request_header("x-api-key", "k");
+    assert!(
+        matches!(decide(&limiter, &h), Decision::Limited { .. }),
+        "the bucket survived the update"
+    );
+    let h = p.get("/").request_header("x-api-key", "other");
+    assert_eq!(decide(&limiter, &h), Decision::Allowed);
+}
+
+/// The attack a keyed fingerprint stops: keys chosen offline to share a victim's slot.
+#[test]
+fn keys_aimed_at_a_slot_without_the_secret_miss_it() {
+    let json = r#"{"max_keys":1000,"rules":[{"name":"api","key":{"header":"x-api-key"},
+        "limit":{"requests":3,"per":"1h"}}]}"#;
+    // The attacker computes with a key they know (as anyone could with an unkeyed hash).
+    let guessed = SipKey::new(7, 7);
+    let slot = |k: &[u8]| {
+        let fp = Fingerprint::for_rule(guessed, "api").byte(b'h').bytes(k);
+        slot_of(fp.finish(), 1000)
+    };
+    let victim = b"victim".as_slice();
+    let aimed: Vec<String> = (0..)
+        .map(|i| format!("attacker-{i}"))
+        .filter(|k| slot(k.as_bytes()) == slot(victim))
+        .take(5)
+        .collect();
+    let run = |p: &Proxy| {
+        for k in &aimed {
+            for _ in 0..3 {
+                decide(&p.limiter, &p.get("/").request_header("x-api-key", k));
+            }
+        }
+        (0..3)
+            .filter(|_| {
+                let h = p.get("/").request_header("x-api-key", victim);
+                decide(&p.limiter, &h) == Decision::Allowed
+            })
+            .count()
+    };
+    // Had the guess been the table's secret, the victim would get nothing.
+    let known = FakeStore::default();
+    known
+        .shared_set(SECRET_KEY, &guessed.to_bytes(), None)
+        .unwrap();
+    let p = Proxy::on(known, json);
+    assert_eq!(run(&p), 0);
+    assert!(p.stat("api", "slot_collisions") >= 4);
+    // With a secret the attacker does not know, the victim keeps its whole limit.
+    let p = Proxy::new(json);
+    assert_eq!(run(&p), 3);
+    assert_eq!(p.stat("api", "slot_collisions"), 0);
+}
+
+#[test]
 fn the_hot_path_is_a_handful_of_host_calls() {
     let p = Proxy::new(ONE_RULE_PER_KEY);
     let host = p.get("/").request_header("x-api-key", "k");
     decide(&p.limiter, &host);
-    // clock, header, get, set, allowed counter
+    // clock, header, get, set, allowed counter: the secret is never read per request
     assert_eq!(host.host_calls(), 5);
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use sdk_shim::testing::FakeStore;
+use sdk_shim::testing::{FakeHost, FakeStore};
 use sdk_shim::Versioned;
 use std::cell::{Cell, RefCell};
 #[cfg(target_arch = "wasm32")]
@@ -217,4 +217,137 @@ fn two_workers_racing_for_the_last_request_admit_it_once() {
     assert!(matches!(ours.outcome, Outcome::Deny { .. }));
     assert_eq!(ours.cas_retries, 1);
     assert_eq!(store.sets.get(), 1);
+}
+
+// === the hash secret ===
+
+fn host(store: &FakeStore, seed: u64) -> FakeHost {
+    FakeHost::new().with_store(store).random_seed(seed)
+}
+
+#[test]
+fn the_first_configuration_draws_the_secret_and_later_ones_read_it() {
+    let store = FakeStore::default();
+    let first = load_or_create_secret(&host(&store, 1)).unwrap();
+    assert!(first.created);
+    assert_eq!(
+        store.get(SECRET_KEY).unwrap(),
+        first.key.to_bytes(),
+        "16 bytes"
+    );
+    // Other workers and later configurations draw other bytes but keep the first secret.
+    for seed in 2..6 {
+        let later = load_or_create_secret(&host(&store, seed)).unwrap();
+        assert_eq!(
+            later,
+            Secret {
+                key: first.key,
+                created: false
+            }
+        );
+    }
+    assert_eq!(store.len(), 1);
+    // Another proxy (another store) gets its own.
+    let elsewhere = load_or_create_secret(&host(&FakeStore::default(), 2)).unwrap();
+    assert_ne!(elsewhere.key, first.key);
+}
+
+#[test]
+fn a_malformed_secret_is_replaced() {
+    let store = FakeStore::default();
+    store.shared_set(SECRET_KEY, b"not 16 bytes", None).unwrap();
+    let s = load_or_create_secret(&host(&store, 3)).unwrap();
+    assert!(s.created);
+    assert_eq!(store.get(SECRET_KEY).unwrap(), s.key.to_bytes());
+}
+
+/// A store where a rival that also found the secret missing writes its own right after our
+/// write, before our read-back.
+struct RivalSecret {
+    inner: FakeStore,
+    rival: [u8; 16],
+    raced: Cell<bool>,
+}
+
+impl SharedStore for RivalSecret {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        self.inner.shared_get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.inner.shared_set(key, value, cas)?;
+        if !self.raced.replace(true) {
+            // The rival saw the key missing, so its write has no version to check: it lands.
+            self.inner.shared_set(key, &self.rival, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl Random for RivalSecret {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        host(&self.inner, 1).fill_random(buf)
+    }
+}
+
+#[test]
+fn a_writer_uses_what_the_store_holds_after_its_write() {
+    let store = RivalSecret {
+        inner: FakeStore::default(),
+        rival: [9; 16],
+        raced: Cell::new(false),
+    };
+    let ours = load_or_create_secret(&store).unwrap();
+    assert!(!ours.created, "the rival's write came last");
+    assert_eq!(ours.key, SipKey::from_bytes(&[9; 16]));
+}
+
+/// A host whose random source or store fails.
+struct Broken {
+    inner: FakeStore,
+    random: bool,
+    reads: bool,
+}
+
+impl SharedStore for Broken {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        if !self.reads {
+            return Err(HostError::Internal);
+        }
+        self.inner.shared_get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.inner.shared_set(key, value, cas)
+    }
+}
+
+impl Random for Broken {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        if !self.random {
+            return Err(HostError::Unsupported);
+        }
+        host(&self.inner, 1).fill_random(buf)
+    }
+}
+
+#[test]
+fn without_randomness_or_a_store_there_is_no_secret() {
+    let no_random = Broken {
+        inner: FakeStore::default(),
+        random: false,
+        reads: true,
+    };
+    assert_eq!(
+        load_or_create_secret(&no_random),
+        Err(HostError::Unsupported)
+    );
+    assert!(no_random.inner.is_empty(), "nothing guessable written");
+    // An existing secret needs no randomness.
+    let s = load_or_create_secret(&host(&no_random.inner, 1)).unwrap();
+    assert_eq!(load_or_create_secret(&no_random).unwrap().key, s.key);
+    let no_reads = Broken {
+        inner: FakeStore::default(),
+        random: true,
+        reads: false,
+    };
+    assert_eq!(load_or_create_secret(&no_reads), Err(HostError::Internal));
 }
