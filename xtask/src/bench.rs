@@ -42,6 +42,11 @@ struct Settings {
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    let rounds_arg = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|r| r.parse().ok());
     let s = if quick {
         Settings {
             rounds: 1,
@@ -55,13 +60,26 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             connections: 16,
         }
     };
+    let s = Settings {
+        rounds: rounds_arg.unwrap_or(s.rounds),
+        ..s
+    };
     ensure_tools()?;
     let modules = crate::build::build()?;
     let empty = build_empty_fixture()?;
     let plugins: Json = serde_json::from_str(&std::fs::read_to_string(
         root().join("envoy-config/bench/plugins.json"),
     )?)?;
-    let configs = configs(&plugins, &empty)?;
+    let mut configs = configs(&plugins, &empty)?;
+    // `--only a,b`: just those configurations (the no-filter baseline is always kept).
+    if let Some(only) = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+    {
+        let keep: Vec<&str> = only.split(',').collect();
+        configs.retain(|c| c.name == "no-filter" || keep.contains(&c.name.as_str()));
+    }
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     let pin = Pinning::detect();
