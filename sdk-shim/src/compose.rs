@@ -19,6 +19,9 @@ const KEYS: [&str; 3] = [decision::CANARY, decision::RATELIMIT, decision::INTENT
 #[derive(Debug, Default)]
 pub struct Decisions {
     values: RefCell<[Option<Vec<u8>>; 3]>,
+    /// Keys this pass decides itself. The others (a capability running in another module
+    /// of the same filter chain) are read from the host.
+    owned: [bool; 3],
 }
 
 impl Decisions {
@@ -28,9 +31,12 @@ impl Decisions {
             _ => None,
         }
     }
-    /// Forgets every decision (for a new request).
-    pub fn clear(&self) {
-        *self.values.borrow_mut() = Default::default();
+    /// Decisions for a pass that runs the capabilities marked `true`; `Default` owns none.
+    pub fn owning(canary: bool, ratelimit: bool, intentions: bool) -> Self {
+        Self {
+            values: RefCell::default(),
+            owned: [canary, ratelimit, intentions],
+        }
     }
 }
 
@@ -53,8 +59,10 @@ impl<H> InMemoryDecisions<'_, H> {
 impl<H: Properties> Properties for InMemoryDecisions<'_, H> {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         match self.local(path) {
-            Some(i) => Ok(self.decisions.values.borrow().get(i).cloned().flatten()),
-            None => self.host.property(path),
+            Some(i) if self.decisions.owned.get(i).copied().unwrap_or(false) => {
+                Ok(self.decisions.values.borrow().get(i).cloned().flatten())
+            }
+            _ => self.host.property(path),
         }
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {

@@ -114,7 +114,11 @@ impl RootFilter for SuiteRoot {
             intentions: self.intentions.new_http(),
             ratelimit: self.ratelimit.new_http(),
             canary: self.canary.new_http(),
-            decisions: Decisions::default(),
+            decisions: Decisions::owning(
+                self.canary.0.is_some(),
+                self.ratelimit.0.is_some(),
+                self.intentions.0.is_some(),
+            ),
             export_decisions: self.export_decisions,
         }
     }

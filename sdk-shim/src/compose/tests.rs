@@ -4,7 +4,7 @@ use crate::testing::FakeHost;
 #[test]
 fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
     let host = FakeHost::new().property(&["source", "address"], "10.0.0.1:5");
-    let decisions = Decisions::default();
+    let decisions = Decisions::owning(true, true, true);
     let h = InMemoryDecisions {
         host: &host,
         decisions: &decisions,
@@ -23,14 +23,12 @@ fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
     );
     h.set_property(&["other"], b"x").unwrap();
     assert_eq!(host.property_value(&["other"]).unwrap(), b"x");
-    decisions.clear();
-    assert_eq!(decision::read(&h, decision::CANARY), None);
 }
 
 #[test]
 fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
     let host = FakeHost::new();
-    let decisions = Decisions::default();
+    let decisions = Decisions::owning(true, true, true);
     let h = InMemoryDecisions {
         host: &host,
         decisions: &decisions,
@@ -47,4 +45,25 @@ fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
         Some("allowed")
     );
     assert_eq!(host.host_calls(), calls, "a read is served from memory");
+}
+
+#[test]
+fn verdicts_of_capabilities_outside_the_pass_come_from_the_host() {
+    // This pass runs ratelimit only; canary ran in another module of the chain.
+    let host = FakeHost::new().property(&[decision::CANARY], "v1");
+    let decisions = Decisions::owning(false, true, false);
+    let h = InMemoryDecisions {
+        host: &host,
+        decisions: &decisions,
+        write_through: false,
+    };
+    assert_eq!(decision::read(&h, decision::CANARY).as_deref(), Some("v1"));
+    assert_eq!(decision::read(&h, decision::RATELIMIT), None);
+    let calls = host.host_calls();
+    decision::publish(&h, decision::RATELIMIT, "allowed").unwrap();
+    assert_eq!(
+        decision::read(&h, decision::RATELIMIT).as_deref(),
+        Some("allowed")
+    );
+    assert_eq!(host.host_calls(), calls);
 }
