@@ -1,10 +1,14 @@
 //! Running several filters in one proxy-wasm filter pass (the suite module).
 //!
-//! [`InMemoryDecisions`] wraps a host and keeps what filters publish through
-//! [`crate::decision`] in memory, so the filters of one pass read each other's verdicts
-//! without host calls. With `write_through` the verdicts also reach the host (Envoy filter
-//! state, for `%FILTER_STATE(wasm.mesh.*)%` in access logs and for other modules), as the
-//! single-capability modules do. Every other call goes straight to the wrapped host.
+//! [`PassHost`] wraps a host for the filters of one pass and saves host calls two ways:
+//! - what filters publish through [`crate::decision`] stays in memory, so they read each
+//!   other's verdicts without host calls (with `write_through` the verdicts also reach the
+//!   host: Envoy filter state, for `%FILTER_STATE(wasm.mesh.*)%` in access logs and for other
+//!   modules, as the single-capability modules do);
+//! - properties of the connection (`connection.*`, `source.*`), which cannot change during a
+//!   request, are read from the host once per request however many filters ask.
+//!
+//! Every other call goes straight to the wrapped host.
 
 use crate::{
     decision, Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId,
@@ -15,60 +19,77 @@ use std::time::Duration;
 
 const KEYS: [&str; 3] = [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS];
 
-/// Decisions of one request, kept in memory.
+/// What one pass keeps for a request: verdicts and connection properties.
 #[derive(Debug, Default)]
-pub struct Decisions {
+pub struct PassState {
     values: RefCell<[Option<Vec<u8>>; 3]>,
     /// Keys this pass decides itself. The others (a capability running in another module
     /// of the same filter chain) are read from the host.
     owned: [bool; 3],
+    /// Connection properties already read: (path, value).
+    connection: RefCell<Vec<(Vec<String>, Option<Vec<u8>>)>>,
 }
 
-impl Decisions {
+/// Properties fixed for the life of a connection, safe to read once per request.
+fn connection_scoped(path: &[&str]) -> bool {
+    matches!(path.first(), Some(&"connection" | &"source"))
+}
+
+impl PassState {
     fn slot(path: &[&str]) -> Option<usize> {
         match path {
             [key] => KEYS.iter().position(|k| k == key),
             _ => None,
         }
     }
-    /// Decisions for a pass that runs the capabilities marked `true`; `Default` owns none.
+    /// State for a pass that runs the capabilities marked `true`; `Default` owns none.
     pub fn owning(canary: bool, ratelimit: bool, intentions: bool) -> Self {
         Self {
-            values: RefCell::default(),
             owned: [canary, ratelimit, intentions],
+            ..Self::default()
         }
     }
 }
 
-/// A host whose decision properties live in memory; see the module docs.
+/// A host for the filters of one pass; see the module docs.
 #[derive(Debug)]
-pub struct InMemoryDecisions<'a, H> {
+pub struct PassHost<'a, H> {
     pub host: &'a H,
-    pub decisions: &'a Decisions,
+    pub state: &'a PassState,
     /// Also publish each verdict to the host.
     pub write_through: bool,
 }
 
-impl<H> InMemoryDecisions<'_, H> {
+impl<H> PassHost<'_, H> {
     /// Whether `path` is a decision key (kept in memory) rather than a host property.
     fn local(&self, path: &[&str]) -> Option<usize> {
-        Decisions::slot(path)
+        PassState::slot(path)
     }
 }
 
-impl<H: Properties> Properties for InMemoryDecisions<'_, H> {
+impl<H: Properties> Properties for PassHost<'_, H> {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         match self.local(path) {
-            Some(i) if self.decisions.owned.get(i).copied().unwrap_or(false) => {
-                Ok(self.decisions.values.borrow().get(i).cloned().flatten())
+            Some(i) if self.state.owned.get(i).copied().unwrap_or(false) => {
+                Ok(self.state.values.borrow().get(i).cloned().flatten())
             }
-            _ => self.host.property(path),
+            Some(_) => self.host.property(path),
+            None if connection_scoped(path) => {
+                let mut cache = self.state.connection.borrow_mut();
+                if let Some((_, v)) = cache.iter().find(|(p, _)| p.iter().eq(path.iter())) {
+                    return Ok(v.clone());
+                }
+                let v = self.host.property(path)?;
+                cache.push((path.iter().map(|s| (*s).to_owned()).collect(), v.clone()));
+                Ok(v)
+            }
+            None => self.host.property(path),
         }
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         match self.local(path) {
             Some(i) => {
-                if let Some(slot) = self.decisions.values.borrow_mut().get_mut(i) {
+                if let Some(slot) = self.state.values.borrow_mut().get_mut(i) {
                     *slot = Some(value.to_vec());
                 }
                 if self.write_through {
@@ -81,7 +102,7 @@ impl<H: Properties> Properties for InMemoryDecisions<'_, H> {
     }
 }
 
-impl<H: Log> Log for InMemoryDecisions<'_, H> {
+impl<H: Log> Log for PassHost<'_, H> {
     fn log(&self, level: LogLevel, message: &str) {
         self.host.log(level, message);
     }
@@ -90,19 +111,19 @@ impl<H: Log> Log for InMemoryDecisions<'_, H> {
     }
 }
 
-impl<H: Clock> Clock for InMemoryDecisions<'_, H> {
+impl<H: Clock> Clock for PassHost<'_, H> {
     fn now_nanos(&self) -> u64 {
         self.host.now_nanos()
     }
 }
 
-impl<H: Random> Random for InMemoryDecisions<'_, H> {
+impl<H: Random> Random for PassHost<'_, H> {
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
         self.host.fill_random(buf)
     }
 }
 
-impl<H: SharedStore> SharedStore for InMemoryDecisions<'_, H> {
+impl<H: SharedStore> SharedStore for PassHost<'_, H> {
     fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
         self.host.shared_get(key)
     }
@@ -111,7 +132,7 @@ impl<H: SharedStore> SharedStore for InMemoryDecisions<'_, H> {
     }
 }
 
-impl<H: Metrics> Metrics for InMemoryDecisions<'_, H> {
+impl<H: Metrics> Metrics for PassHost<'_, H> {
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
         self.host.define_metric(kind, name)
     }
@@ -126,13 +147,13 @@ impl<H: Metrics> Metrics for InMemoryDecisions<'_, H> {
     }
 }
 
-impl<H: Timer> Timer for InMemoryDecisions<'_, H> {
+impl<H: Timer> Timer for PassHost<'_, H> {
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
         self.host.set_tick_period(period)
     }
 }
 
-impl<H: HttpHeaders> HttpHeaders for InMemoryDecisions<'_, H> {
+impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
         self.host.header(map, name)
     }
@@ -153,7 +174,7 @@ impl<H: HttpHeaders> HttpHeaders for InMemoryDecisions<'_, H> {
     }
 }
 
-impl<H: LocalReply> LocalReply for InMemoryDecisions<'_, H> {
+impl<H: LocalReply> LocalReply for PassHost<'_, H> {
     fn send_local_reply(
         &self,
         status: u16,
@@ -164,7 +185,7 @@ impl<H: LocalReply> LocalReply for InMemoryDecisions<'_, H> {
     }
 }
 
-impl<H: OutboundCalls> OutboundCalls for InMemoryDecisions<'_, H> {
+impl<H: OutboundCalls> OutboundCalls for PassHost<'_, H> {
     fn http_call(
         &self,
         cluster: &str,

@@ -14,7 +14,7 @@ use filter_intentions::IntentionsRoot;
 use filter_ratelimit::RateLimitRoot;
 use filter_telemetry::TelemetryRoot;
 use mesh_core::ConfigError;
-use sdk_shim::compose::{Decisions, InMemoryDecisions};
+use sdk_shim::compose::{PassHost, PassState};
 use sdk_shim::{
     host_log, Action, Host, HttpCallResponse, HttpFilter, HttpHost, LogLevel, RootFilter,
 };
@@ -114,7 +114,7 @@ impl RootFilter for SuiteRoot {
             intentions: self.intentions.new_http(),
             ratelimit: self.ratelimit.new_http(),
             canary: self.canary.new_http(),
-            decisions: Decisions::owning(
+            state: PassState::owning(
                 self.canary.0.is_some(),
                 self.ratelimit.0.is_some(),
                 self.intentions.0.is_some(),
@@ -153,7 +153,7 @@ pub struct SuiteFilter {
     intentions: Option<<IntentionsRoot as RootFilter>::Http>,
     ratelimit: Option<<RateLimitRoot as RootFilter>::Http>,
     canary: Option<<CanaryRoot as RootFilter>::Http>,
-    decisions: Decisions,
+    state: PassState,
     export_decisions: bool,
 }
 
@@ -166,9 +166,9 @@ fn each<F: HttpFilter>(f: &mut Option<F>, run: impl FnOnce(&mut F) -> Action) ->
 
 impl HttpFilter for SuiteFilter {
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
-        let h = &InMemoryDecisions {
+        let h = &PassHost {
             host,
-            decisions: &self.decisions,
+            state: &self.state,
             write_through: self.export_decisions,
         };
         // Telemetry only observes; its answer never stops the request.
@@ -184,9 +184,9 @@ impl HttpFilter for SuiteFilter {
     }
 
     fn on_response_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
-        let h = &InMemoryDecisions {
+        let h = &PassHost {
             host,
-            decisions: &self.decisions,
+            state: &self.state,
             write_through: self.export_decisions,
         };
         each(&mut self.canary, |f| f.on_response_headers(h, eos));
@@ -197,9 +197,9 @@ impl HttpFilter for SuiteFilter {
     }
 
     fn on_log<H: HttpHost>(&mut self, host: &H) {
-        let h = &InMemoryDecisions {
+        let h = &PassHost {
             host,
-            decisions: &self.decisions,
+            state: &self.state,
             write_through: self.export_decisions,
         };
         if let Some(f) = &mut self.canary {
@@ -217,9 +217,9 @@ impl HttpFilter for SuiteFilter {
     }
 
     fn on_http_call_response<H: HttpHost>(&mut self, host: &H, response: HttpCallResponse) {
-        let h = &InMemoryDecisions {
+        let h = &PassHost {
             host,
-            decisions: &self.decisions,
+            state: &self.state,
             write_through: self.export_decisions,
         };
         if let Some(f) = &mut self.ratelimit {

@@ -4,10 +4,10 @@ use crate::testing::FakeHost;
 #[test]
 fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
     let host = FakeHost::new().property(&["source", "address"], "10.0.0.1:5");
-    let decisions = Decisions::owning(true, true, true);
-    let h = InMemoryDecisions {
+    let decisions = PassState::owning(true, true, true);
+    let h = PassHost {
         host: &host,
-        decisions: &decisions,
+        state: &decisions,
         write_through: false,
     };
     decision::publish(&h, decision::CANARY, "v2").unwrap();
@@ -28,10 +28,10 @@ fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
 #[test]
 fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
     let host = FakeHost::new();
-    let decisions = Decisions::owning(true, true, true);
-    let h = InMemoryDecisions {
+    let decisions = PassState::owning(true, true, true);
+    let h = PassHost {
         host: &host,
-        decisions: &decisions,
+        state: &decisions,
         write_through: true,
     };
     decision::publish(&h, decision::RATELIMIT, "allowed").unwrap();
@@ -51,10 +51,10 @@ fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
 fn verdicts_of_capabilities_outside_the_pass_come_from_the_host() {
     // This pass runs ratelimit only; canary ran in another module of the chain.
     let host = FakeHost::new().property(&[decision::CANARY], "v1");
-    let decisions = Decisions::owning(false, true, false);
-    let h = InMemoryDecisions {
+    let decisions = PassState::owning(false, true, false);
+    let h = PassHost {
         host: &host,
-        decisions: &decisions,
+        state: &decisions,
         write_through: false,
     };
     assert_eq!(decision::read(&h, decision::CANARY).as_deref(), Some("v1"));
@@ -66,4 +66,31 @@ fn verdicts_of_capabilities_outside_the_pass_come_from_the_host() {
         Some("allowed")
     );
     assert_eq!(host.host_calls(), calls);
+}
+
+#[test]
+fn connection_properties_are_read_once_per_request() {
+    let host = FakeHost::new()
+        .property(&["connection", "mtls"], [1])
+        .property(&["request", "path"], "/a");
+    let state = PassState::default();
+    let h = PassHost {
+        host: &host,
+        state: &state,
+        write_through: false,
+    };
+    let before = host.host_calls();
+    for _ in 0..3 {
+        assert_eq!(h.property(&["connection", "mtls"]).unwrap().unwrap(), [1]);
+        assert_eq!(h.property(&["source", "address"]).unwrap(), None);
+    }
+    assert_eq!(
+        host.host_calls() - before,
+        2,
+        "one read each, absent ones included"
+    );
+    // Request properties are not cached: they change as the request goes on.
+    h.property(&["request", "path"]).unwrap();
+    h.property(&["request", "path"]).unwrap();
+    assert_eq!(host.host_calls() - before, 4);
 }
