@@ -26,9 +26,12 @@ pub struct PassState {
     /// Keys this pass decides itself. The others (a capability running in another module
     /// of the same filter chain) are read from the host.
     owned: [bool; 3],
-    /// Connection properties already read: (path, value).
-    connection: RefCell<Vec<(Vec<String>, Option<Vec<u8>>)>>,
+    /// Connection properties already read.
+    connection: RefCell<Vec<CachedProperty>>,
 }
+
+/// A property path and the value the host gave for it (`None`: absent).
+type CachedProperty = (Vec<String>, Option<Vec<u8>>);
 
 /// Properties fixed for the life of a connection, safe to read once per request.
 fn connection_scoped(path: &[&str]) -> bool {
