@@ -29,19 +29,25 @@ pub fn compile_regex(pattern: &str, ignore_case: bool, field: &str) -> Result<Re
             format!("regex longer than {MAX_REGEX_LEN} bytes"),
         ));
     }
-    RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .case_insensitive(ignore_case)
-        .size_limit(MAX_REGEX_PROGRAM)
-        .nest_limit(64)
-        .build()
-        .map_err(|e| {
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid regex");
-            ConfigError::new(
-                field,
-                format!("regex does not compile: {}", first.to_lowercase()),
-            )
-        })
+    let build = |p: &str| {
+        RegexBuilder::new(p)
+            .case_insensitive(ignore_case)
+            .size_limit(MAX_REGEX_PROGRAM)
+            .nest_limit(64)
+            .build()
+            .map_err(|e| {
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or("invalid regex");
+                ConfigError::new(
+                    field,
+                    format!("regex does not compile: {}", first.to_lowercase()),
+                )
+            })
+    };
+    // The pattern must stand alone: `a)|(b` is unbalanced, but balanced once wrapped, and
+    // would then match outside the anchors.
+    build(pattern)?;
+    build(&format!("^(?:{pattern})$"))
 }
 
 /// A path condition as written in a config.

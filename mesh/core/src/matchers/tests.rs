@@ -162,3 +162,21 @@ fn bad_specs_name_the_field() {
         .reason
         .contains("longer than"));
 }
+
+#[test]
+fn a_regex_cannot_break_out_of_its_anchors() {
+    // Unbalanced on their own, balanced once wrapped in `^(?:...)$`: accepted, they would
+    // match unanchored (`/x/admin` by a pattern meant for `/public`).
+    for pattern in [r"/public)|(?:.*", r"/public)|.*(?:", r"a)(b"] {
+        let json = serde_json::json!({ "path_regex": pattern }).to_string();
+        let e = spec(&json).compile("m").unwrap_err();
+        assert_eq!(e.field, "m.path_regex", "{pattern}: {e}");
+        let json = serde_json::json!({ "headers": [{"name": "x", "regex": pattern}] }).to_string();
+        let e = spec(&json).compile("m").unwrap_err();
+        assert_eq!(e.field, "m.headers[0].regex", "{pattern}: {e}");
+    }
+    // A `(?m)`-style flag inside the pattern does not unanchor either.
+    let m = compile(r#"{"path_regex":"(?m)/a"}"#);
+    let host = FakeHost::new().request("GET", "s", "/a/b");
+    assert!(!matches(&m, &host));
+}
