@@ -312,6 +312,11 @@ impl HttpMatch {
         !self.headers.is_empty()
     }
 
+    /// The (lowercase) names of the headers this condition looks at.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.headers.iter().map(HeaderMatch::name)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.path.is_none() && self.methods.is_empty() && self.headers.is_empty()
     }

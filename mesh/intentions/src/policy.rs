@@ -230,7 +230,7 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
         deny_input.method = &upper;
     }
     let trimmed = input.path.strip_suffix('/').filter(|t| !t.is_empty());
-    let split = split_lists(input.headers);
+    let split = split_lists(perms, input.headers);
     perms.iter().enumerate().find_map(|(i, p)| {
         let matched = match p.action {
             Action::Allow => p.http.matches(input),
@@ -252,14 +252,26 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
     })
 }
 
-/// The header pairs plus one pair per comma-separated element of each listed value; `None`
-/// when no value has a comma.
-fn split_lists(headers: &[(String, Vec<u8>)]) -> Option<Vec<(String, Vec<u8>)>> {
-    if !headers.iter().any(|(_, v)| v.contains(&b',')) {
+/// The header pairs plus one pair per comma-separated element of each listed value of a
+/// header some deny permission looks at; `None` when there is none. Only those headers: an
+/// element's pair copies the header's name, so a long unrelated name with a value full of
+/// commas would otherwise cost its length times the number of commas.
+fn split_lists(
+    perms: &[Permission],
+    headers: &[(String, Vec<u8>)],
+) -> Option<Vec<(String, Vec<u8>)>> {
+    let denied = |name: &str| {
+        perms
+            .iter()
+            .filter(|p| p.action == Action::Deny)
+            .any(|p| p.http.header_names().any(|n| n.eq_ignore_ascii_case(name)))
+    };
+    let listed = |(k, v): &&(String, Vec<u8>)| v.contains(&b',') && denied(k);
+    if !headers.iter().any(|h| listed(&h)) {
         return None;
     }
     let mut out = headers.to_vec();
-    for (k, v) in headers.iter().filter(|(_, v)| v.contains(&b',')) {
+    for (k, v) in headers.iter().filter(listed) {
         for part in v.split(|b| *b == b',') {
             out.push((k.clone(), part.trim_ascii().to_vec()));
         }

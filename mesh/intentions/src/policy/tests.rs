@@ -392,3 +392,39 @@ fn deny_header_matchers_see_list_elements() {
     // Allows are not lenient: "yes, no" is not "yes".
     assert_eq!(d(&[gold, ("x-ok", "yes, no")]), "deny:default");
 }
+
+#[test]
+fn list_splitting_costs_at_most_a_small_multiple_of_the_request() {
+    // A long header name with a value of commas: each element used to become a pair with its
+    // own copy of the name (quadratic: a 60 KiB header could ask for gigabytes).
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","intentions":[{{"source":"web","permissions":[
+            {{"action":"deny","http":{{"headers":[{{"name":"x-tenant","exact":"admin"}}]}}}},
+            {{"action":"allow","http":{{"headers":[{{"name":"x-ok","exact":"yes"}}]}}}}]}}]}}"#
+    ));
+    let long_name = "x".repeat(2_000);
+    let commas = ",".repeat(4_000);
+    let headers = vec![
+        (long_name, commas.clone().into_bytes()),
+        ("x-tenant".to_owned(), commas.into_bytes()),
+        ("x-ok".to_owned(), b"yes".to_vec()),
+    ];
+    let size = |h: &[(String, Vec<u8>)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let Rule::L7(perms) = &p.intentions[0].rule else {
+        panic!("l7 expected")
+    };
+    let split = split_lists(perms, &headers).unwrap_or_default();
+    assert!(
+        size(&split) <= 8 * size(&headers),
+        "{} bytes split from {}",
+        size(&split),
+        size(&headers)
+    );
+    let web = peer("default", "web");
+    let input = MatchInput {
+        method: b"GET",
+        path: "/",
+        headers: &headers,
+    };
+    assert_eq!(p.label(p.select(&web).decide(&input)), "allow:default.web");
+}
