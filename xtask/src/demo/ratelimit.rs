@@ -100,7 +100,16 @@ pub fn run(env: &DemoEnv) -> anyhow::Result<()> {
             println!("    {name}: {}", v.to_str().unwrap_or("?"));
         }
     }
-    let limited = http.get(&url).header("x-api-key", "alice").send()?;
+    // A fresh key spends its allowance right now, so its next request is refused (an older
+    // key may have earned a token back while the burst ran).
+    let mut limited = http.get(&url).header("x-api-key", "erin").send()?;
+    for _ in 0..20 {
+        if limited.status() == 429 {
+            break;
+        }
+        limited.bytes()?;
+        limited = http.get(&url).header("x-api-key", "erin").send()?;
+    }
     println!("  a limited client receives {}:", limited.status());
     for name in [
         "retry-after",
