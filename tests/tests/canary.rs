@@ -456,3 +456,26 @@ fn the_shipped_configurations_agree_and_envoy_runs_them() {
     let r = get(&http, &envoy, &[("x-user-id", b"bob")]);
     assert!(["v1", "v2"].contains(&upstream(&r).as_str()));
 }
+
+#[test]
+fn a_repeated_forged_route_header_is_replaced_whole() {
+    // Envoy's replace of a header value only touches its first occurrence: a client sending
+    // the route header twice must not keep its second copy.
+    let (v1, v2) = stubs();
+    let mut cfg = shipped();
+    cfg["services"][0]["subsets"] =
+        json!([{"name": "v1", "weight": 1}, {"name": "v2", "weight": 0}]);
+    let envoy = start(&v1, &v2, cfg).unwrap();
+    let http = client();
+    for _ in 0..20 {
+        let r = get(
+            &http,
+            &envoy,
+            &[("x-canary-subset", b"v2"), ("x-canary-subset", b"v2")],
+        );
+        assert_eq!(upstream(&r), "v1");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["headers"]["x-canary-subset"], json!(["v1"]));
+    }
+    assert_eq!(v2.hits(), 0);
+}

@@ -1,6 +1,7 @@
 //! The parts of a request that matchers look at, read from the host with few calls.
 
 use sdk_shim::{HeaderMap, HostError, HttpHeaders};
+use std::borrow::Cow;
 
 /// What a matcher sees: method (case-sensitive bytes), a path already prepared by the caller
 /// (query stripped, maybe normalized), and all header pairs when a matcher needs them.
@@ -57,6 +58,17 @@ impl RequestHead {
     pub fn path_only(&self) -> Option<&str> {
         let p = std::str::from_utf8(&self.path).ok()?;
         p.split(['?', '#']).next()
+    }
+
+    /// The path without query or fragment, invalid UTF-8 replaced by U+FFFD: a stray byte
+    /// must not take a request out of a prefix rule it belongs to.
+    pub fn path_lossy(&self) -> Cow<'_, str> {
+        let end = self
+            .path
+            .iter()
+            .position(|b| *b == b'?' || *b == b'#')
+            .unwrap_or(self.path.len());
+        String::from_utf8_lossy(self.path.get(..end).unwrap_or_default())
     }
 
     pub fn input<'a>(&'a self, path: &'a str) -> MatchInput<'a> {

@@ -209,8 +209,8 @@ impl Limiter {
             None
         };
         let path = match &head {
-            Some(Ok(h)) => h.path_only().unwrap_or(""),
-            _ => "",
+            Some(Ok(h)) => h.path_lossy(),
+            _ => Cow::Borrowed(""),
         };
         let now = host.now_nanos();
         let mut props = Props::default();
@@ -223,7 +223,7 @@ impl Limiter {
             let failed = |e: HostError| (i, Failure::Store(e));
             let result = if let Some(m) = &rule.matcher {
                 match &head {
-                    Some(Ok(h)) if m.matches(&h.input(path)) => Ok(()),
+                    Some(Ok(h)) if m.matches(&h.input(&path)) => Ok(()),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => Err(failed(*e)),
                     None => continue,

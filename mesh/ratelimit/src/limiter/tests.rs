@@ -575,3 +575,22 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_path_rule_limits_paths_that_are_not_utf8() {
+    // A byte that makes the path invalid UTF-8 must not take the request out of a rule.
+    let json = r#"{"rules":[{"name":"api","match":{"path_prefix":"/api"},
+        "limit":{"requests":2,"per":"1h"}}]}"#;
+    let p = Proxy::new(json);
+    let req = || {
+        p.host()
+            .request_header(":method", "GET")
+            .request_header(":path", b"/api/x\xff?q=\xfe")
+    };
+    assert_eq!(decide(&p.limiter, &req()), Decision::Allowed);
+    assert_eq!(decide(&p.limiter, &req()), Decision::Allowed);
+    assert!(matches!(
+        decide(&p.limiter, &req()),
+        Decision::Limited { rule: 0, .. }
+    ));
+}
