@@ -177,8 +177,8 @@ impl Service {
         }
 
         if let Some(h) = &head {
-            let path = h.path_only().unwrap_or("");
-            let input = h.input(path);
+            let path = h.path_lossy();
+            let input = h.input(&path);
             if let Some((n, o)) = self
                 .overrides
                 .iter()

@@ -441,3 +441,16 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_path_override_applies_to_paths_that_are_not_utf8() {
+    let c = reviews(
+        r#","overrides":[{"match":{"path_prefix":"/beta"},"subset":"v2"}]"#,
+        (100, 0),
+    );
+    let h = FakeHost::new()
+        .request_header(":method", "GET")
+        .request_header(":authority", "reviews")
+        .request_header(":path", b"/beta/\xff");
+    assert_eq!(routed(&c, &h).as_deref(), Some("v2"));
+}
