@@ -97,7 +97,9 @@
 //! - its `methods` also catch any case variant (`delete` is denied by a deny on `DELETE`);
 //! - it is also tried on the path without its trailing slash (many servers serve `/x/` as `/x`);
 //! - its header matchers also see each comma-separated element of a value (`x-tenant: guest,
-//!   admin` is denied by a deny on `x-tenant` exact `admin`, as two `x-tenant` lines are).
+//!   admin` is denied by a deny on `x-tenant` exact `admin`, as two `x-tenant` lines are),
+//!   and a value that is not UTF-8 with invalid bytes replaced by U+FFFD (a regex never
+//!   matches raw bytes, so `curl\xff` is denied by a deny on `curl.*`).
 //!
 //! # Audit mode
 //!

@@ -1,6 +1,7 @@
 //! The compiled, validated intentions of one destination and how a request is decided.
 
 use mesh_core::{HttpMatch, MatchInput};
+use std::borrow::Cow;
 
 use crate::identity::Peer;
 use crate::pattern::{NamePattern, ServiceName};
@@ -252,10 +253,12 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
     })
 }
 
-/// The header pairs plus one pair per comma-separated element of each listed value of a
-/// header some deny permission looks at; `None` when there is none. Only those headers: an
-/// element's pair copies the header's name, so a long unrelated name with a value full of
-/// commas would otherwise cost its length times the number of commas.
+/// The header pairs plus, for each header some deny permission looks at, one pair per
+/// comma-separated element of a listed value and, for a value that is not UTF-8, its lossy
+/// reading (a regex never matches raw non-UTF-8 bytes, so `curl\xff` would slip past a deny
+/// on `curl.*`); `None` when no such header needs it. Only those headers: an extra pair
+/// copies the header's name, so a long unrelated name with a value full of commas would
+/// otherwise cost its length times the number of commas.
 fn split_lists(
     perms: &[Permission],
     headers: &[(String, Vec<u8>)],
@@ -266,14 +269,25 @@ fn split_lists(
             .filter(|p| p.action == Action::Deny)
             .any(|p| p.http.header_names().any(|n| n.eq_ignore_ascii_case(name)))
     };
-    let listed = |(k, v): &&(String, Vec<u8>)| v.contains(&b',') && denied(k);
+    let odd = |v: &[u8]| v.contains(&b',') || std::str::from_utf8(v).is_err();
+    let listed = |(k, v): &&(String, Vec<u8>)| odd(v) && denied(k);
     if !headers.iter().any(|h| listed(&h)) {
         return None;
     }
     let mut out = headers.to_vec();
     for (k, v) in headers.iter().filter(listed) {
-        for part in v.split(|b| *b == b',') {
-            out.push((k.clone(), part.trim_ascii().to_vec()));
+        let lossy = String::from_utf8_lossy(v);
+        let readings: &[&[u8]] = match &lossy {
+            Cow::Borrowed(_) => &[v],
+            Cow::Owned(l) => {
+                out.push((k.clone(), l.as_bytes().to_vec()));
+                &[v, l.as_bytes()]
+            }
+        };
+        for value in readings.iter().filter(|r| r.contains(&b',')) {
+            for part in value.split(|b| *b == b',') {
+                out.push((k.clone(), part.trim_ascii().to_vec()));
+            }
         }
     }
     Some(out)

@@ -428,3 +428,35 @@ fn list_splitting_costs_at_most_a_small_multiple_of_the_request() {
     };
     assert_eq!(p.label(p.select(&web).decide(&input)), "allow:default.web");
 }
+
+#[test]
+fn deny_header_regexes_see_values_that_are_not_utf8() {
+    // A regex never matches raw non-UTF-8 bytes; a deny must not be evaded by appending one.
+    let p = policy(&format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","intentions":[{{"source":"web","permissions":[
+            {{"action":"deny","http":{{"headers":[{{"name":"user-agent","regex":"curl.*"}}]}}}},
+            {{"action":"deny","http":{{"headers":[{{"name":"x-tenant","regex":"admin"}}]}}}},
+            {{"action":"allow","http":{{"path_prefix":"/"}}}}]}}]}}"#
+    ));
+    let web = peer("default", "web");
+    let d = |h: &[(&str, &[u8])]| {
+        let headers: Vec<(String, Vec<u8>)> = h
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect();
+        let input = MatchInput {
+            method: b"GET",
+            path: "/",
+            headers: &headers,
+        };
+        p.label(p.select(&web).decide(&input))
+    };
+    assert_eq!(d(&[("user-agent", b"curl/8")]), "deny:default.web");
+    assert_eq!(d(&[("user-agent", b"curl/8\xff")]), "deny:default.web");
+    assert_eq!(d(&[("user-agent", b"curl\x80, x")]), "deny:default.web");
+    assert_eq!(
+        d(&[("x-tenant", b"guest, admin, \xfe")]),
+        "deny:default.web"
+    );
+    assert_eq!(d(&[("user-agent", b"wget\xff")]), "allow:default.web");
+}
