@@ -696,3 +696,44 @@ fn regenerate_demo_certs() {
         std::fs::write(dir.join(format!("{file}-key.pem")), &id.key_pem).unwrap();
     }
 }
+
+#[test]
+fn deny_header_regexes_catch_values_that_are_not_utf8() {
+    // Envoy passes obs-text bytes in header values; a regex never matches raw non-UTF-8
+    // bytes, so a deny on `curl.*` must also read the value with them replaced.
+    let pki = Pki::new();
+    let stub = Stub::start("reviews").unwrap();
+    let policy = json!({
+        "trust_domain": TD, "destination": "reviews", "default_action": "deny",
+        "intentions": [{"name": "web", "source": "web", "permissions": [
+            {"action": "deny", "http": {"headers": [{"name": "user-agent", "regex": "curl.*"}]}},
+            {"action": "allow", "http": {"path_prefix": "/"}}]}]
+    });
+    let envoy = start(
+        &pki,
+        &stub,
+        Setup {
+            policy,
+            optional_client_cert: false,
+            forward_xfcc: false,
+        },
+    )
+    .unwrap();
+    let web = pki.istio("default", "web");
+    let port = envoy.listener_port("mtls").unwrap();
+    for proto in [Proto::H1, Proto::H2] {
+        let cfg = pki.config(Some(&web), proto);
+        let send = |ua: &[u8]| {
+            match proto {
+                Proto::H1 => tls::h1(&cfg, port, b"GET", b"/x", &[("user-agent", ua)]),
+                Proto::H2 => tls::h2(&cfg, port, b"GET", b"/x", &[("user-agent", ua)]),
+            }
+            .unwrap()
+        };
+        assert_upstream(&send(b"wget/1"), "wget");
+        assert_denied(&send(b"curl/8"), "curl");
+        // Before the fix this passed the filter (the stub, which takes only ASCII, then
+        // failed it with a 503).
+        assert_denied(&send(b"curl/8\xff"), "curl/8\\xff");
+    }
+}
