@@ -76,7 +76,8 @@
 //!    `/x/..;/admin` as `/admin`, some frameworks strip `;...` after decoding), so no single
 //!    reading is safe, and a deny must not be evaded by `/admin;x` nor an allow stretched by it.
 //! 4. Percent-escapes: `%` must be followed by two hex digits. An escape of an unreserved
-//!    character (`A-Z a-z 0-9 - . _ ~`) is decoded, exactly once (`%2541` stays `%2541`).
+//!    character (`A-Z a-z 0-9 - . _ ~`) is decoded, exactly once; an escape that would
+//!    decode to another escape is double encoding and refused (below).
 //!    Escapes of `/`, `\` or `;` (`%2F`, `%5C`, `%3B`), of control bytes (`%00`-`%1F`, `%7F`) are refused,
 //!    as are escapes of non-ASCII bytes that do not decode to valid UTF-8 (overlong forms such
 //!    as `%C0%AF`), and double encoding: `%25` followed by two hex digits (`%252F`), which a

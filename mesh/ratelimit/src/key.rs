@@ -19,8 +19,11 @@ use std::net::IpAddr;
 
 /// Envoy property holding the downstream peer address (`ip:port`, `[ip6]:port`, or a pipe).
 pub const ADDRESS_PROPERTY: [&str; 2] = ["source", "address"];
-/// Envoy property holding the first URI SAN of the verified peer certificate.
+/// Envoy property holding the first URI SAN of the peer certificate.
 pub const PRINCIPAL_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+/// Envoy property that is `[1]` when the connection presented a client certificate the
+/// listener accepted (mTLS); a SAN is only a principal then.
+pub const MTLS_PROPERTY: [&str; 2] = ["connection", "mtls"];
 
 /// Fingerprint of "no owner": seeded slots and never a real key's fingerprint.
 pub const EMPTY_FINGERPRINT: u64 = 0;

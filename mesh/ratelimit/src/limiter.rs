@@ -103,6 +103,15 @@ struct Props {
     principal: Option<Result<Option<Vec<u8>>, HostError>>,
 }
 
+/// Whether Envoy's `connection.mtls` says the peer presented an accepted client certificate.
+fn is_mtls(v: &Result<Option<Vec<u8>>, HostError>) -> Result<bool, HostError> {
+    match v {
+        Ok(Some(b)) => Ok(b.as_slice() == [1]),
+        Ok(None) | Err(HostError::NotFound) => Ok(false),
+        Err(e) => Err(*e),
+    }
+}
+
 enum KeyRead {
     Fingerprint(u64),
     Missing,
@@ -359,9 +368,15 @@ impl Limiter {
                 }
             }
             KeySource::Principal => {
-                let raw = props
-                    .principal
-                    .get_or_insert_with(|| host.property(&key::PRINCIPAL_PROPERTY));
+                // Without mTLS a SAN names nobody (as in the intentions filter).
+                let principal = props.principal.get_or_insert_with(|| {
+                    match is_mtls(&host.property(&key::MTLS_PROPERTY)) {
+                        Ok(true) => host.property(&key::PRINCIPAL_PROPERTY),
+                        Ok(false) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                });
+                let raw = principal;
                 match raw {
                     Ok(Some(v)) => match key::principal(v) {
                         Some(p) => KeyRead::Fingerprint(fp.byte(b'p').bytes(p).finish()),

@@ -207,11 +207,19 @@ fn principal_keys_come_from_the_peer_certificate() {
         r#"{"rules":[{"name":"svc","key":{"source":"principal"},"limit":{"requests":1,"per":"1m"}}]}"#,
     );
     let web = |h: FakeHost| {
-        h.property(
+        h.property(&["connection", "mtls"], [1]).property(
             &["connection", "uri_san_peer_certificate"],
             "spiffe://cluster.local/ns/default/sa/web",
         )
     };
+    // A SAN on a connection Envoy does not report as mTLS names nobody.
+    let unverified = p.get("/").property(
+        &["connection", "uri_san_peer_certificate"],
+        "spiffe://cluster.local/ns/default/sa/web",
+    );
+    assert_eq!(decide(&p.limiter, &unverified), Decision::Unmatched);
+    let plaintext = unverified.property(&["connection", "mtls"], [0]);
+    assert_eq!(decide(&p.limiter, &plaintext), Decision::Unmatched);
     assert_eq!(decide(&p.limiter, &web(p.get("/"))), Decision::Allowed);
     assert!(matches!(
         decide(&p.limiter, &web(p.get("/"))),
@@ -225,6 +233,7 @@ fn principal_keys_come_from_the_peer_certificate() {
     assert_eq!(decide(&p.limiter, &forged), Decision::Unmatched);
     let not_spiffe = p
         .get("/")
+        .property(&["connection", "mtls"], [1])
         .property(&["connection", "uri_san_peer_certificate"], "https://x");
     assert_eq!(decide(&p.limiter, &not_spiffe), Decision::Unmatched);
 }
