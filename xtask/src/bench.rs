@@ -353,6 +353,11 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "the empty filter reading :path 10 times (cost of a host call)".into(),
             filters: vec![wasm_filter("empty", "empty", empty, "10")],
         },
+        Config {
+            name: "empty-wasm-map-read".into(),
+            what: "the empty filter reading the whole request header map once".into(),
+            filters: vec![wasm_filter("empty", "empty", empty, "map")],
+        },
     ];
     for cap in CAPABILITIES {
         if module(cap).exists() {
@@ -374,15 +379,32 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
         });
     }
     if module("suite").exists() {
-        out.push(Config {
-            name: "suite".into(),
-            what: "the suite module running all four".into(),
-            filters: vec![wasm_filter(
+        let suite = |config: &Json| {
+            vec![wasm_filter(
                 "suite",
                 "suite",
                 &module("suite"),
-                &plugins.to_string(),
-            )],
+                &config.to_string(),
+            )]
+        };
+        out.push(Config {
+            name: "suite".into(),
+            what: "the suite module running all four".into(),
+            filters: suite(plugins),
+        });
+        // The same without the two per-request extras a deployment may not need: the JSON
+        // access log line and the verdicts copied to Envoy filter state.
+        let mut lean = plugins.clone();
+        if let Some(all) = lean.as_object_mut() {
+            all.insert("export_decisions".into(), Json::Bool(false));
+            if let Some(t) = all.get_mut("telemetry").and_then(Json::as_object_mut) {
+                t.insert("access_log".into(), json!({"enabled": false}));
+            }
+        }
+        out.push(Config {
+            name: "suite-lean".into(),
+            what: "the suite without access log lines or filter-state verdicts".into(),
+            filters: suite(&lean),
         });
     }
     Ok(out)
