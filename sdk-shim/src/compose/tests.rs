@@ -94,3 +94,44 @@ fn connection_properties_are_read_once_per_request() {
     h.property(&["request", "path"]).unwrap();
     assert_eq!(host.host_calls() - before, 4);
 }
+
+#[test]
+fn a_header_is_read_once_per_pass_and_writes_keep_it_right() {
+    let host = FakeHost::new()
+        .request("GET", "reviews", "/a")
+        .request_header("x-route", "v1");
+    let state = PassState::default();
+    let h = PassHost {
+        host: &host,
+        state: &state,
+        write_through: false,
+    };
+    let before = host.host_calls();
+    for _ in 0..3 {
+        assert_eq!(
+            h.header(HeaderMap::Request, ":path").unwrap().unwrap(),
+            b"/a"
+        );
+        assert_eq!(h.header(HeaderMap::Request, "x-absent").unwrap(), None);
+    }
+    assert_eq!(host.host_calls() - before, 2);
+    // A write replaces what was remembered; the host sees it too.
+    h.set_header(HeaderMap::Request, "X-Route", b"v2").unwrap();
+    assert_eq!(
+        h.header(HeaderMap::Request, "x-route").unwrap().unwrap(),
+        b"v2"
+    );
+    assert_eq!(host.request_header_str("x-route").as_deref(), Some("v2"));
+    h.remove_header(HeaderMap::Request, "x-route").unwrap();
+    assert_eq!(h.header(HeaderMap::Request, "x-route").unwrap(), None);
+    // An added value is read back from the host (it may not be the first).
+    h.add_header(HeaderMap::Request, ":path", b"/b").unwrap();
+    let calls = host.host_calls();
+    assert_eq!(
+        h.header(HeaderMap::Request, ":path").unwrap().unwrap(),
+        b"/a"
+    );
+    assert_eq!(host.host_calls() - calls, 1);
+    // Maps are kept apart.
+    assert_eq!(h.header(HeaderMap::Response, ":path").unwrap(), None);
+}
