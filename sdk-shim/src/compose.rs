@@ -6,10 +6,7 @@
 //!   host: Envoy filter state, for `%FILTER_STATE(wasm.mesh.*)%` in access logs and for other
 //!   modules, as the single-capability modules do);
 //! - properties of the connection (`connection.*`, `source.*`), which cannot change during a
-//!   request, are read from the host once per request however many filters ask;
-//! - a header read with [`HttpHeaders::header`] (its first value) is read from the host once
-//!   per request; writes through this host keep the remembered value right. Whole-map and
-//!   all-values reads always go to the host.
+//!   request, are read from the host once per request however many filters ask.
 //!
 //! Every other call goes straight to the wrapped host.
 
@@ -31,12 +28,7 @@ pub struct PassState {
     owned: [bool; 3],
     /// Connection properties already read.
     connection: RefCell<Vec<CachedProperty>>,
-    /// First values of headers already read (or written) in this pass.
-    headers: RefCell<Vec<CachedHeader>>,
 }
-
-/// A header of one map and its first value (`None`: absent).
-type CachedHeader = (HeaderMap, String, Option<Vec<u8>>);
 
 /// A property path and the value the host gave for it (`None`: absent).
 type CachedProperty = (Vec<String>, Option<Vec<u8>>);
@@ -164,32 +156,9 @@ impl<H: Timer> Timer for PassHost<'_, H> {
     }
 }
 
-impl<H> PassHost<'_, H> {
-    /// Remembers `value` as the first value of `name` in `map` (`None`: forgets it).
-    fn remember(&self, map: HeaderMap, name: &str, value: Option<Option<Vec<u8>>>) {
-        let mut cache = self.state.headers.borrow_mut();
-        cache.retain(|(m, n, _)| !(*m == map && n.eq_ignore_ascii_case(name)));
-        if let Some(v) = value {
-            cache.push((map, name.to_ascii_lowercase(), v));
-        }
-    }
-}
-
 impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        let cached = self
-            .state
-            .headers
-            .borrow()
-            .iter()
-            .find(|(m, n, _)| *m == map && n.eq_ignore_ascii_case(name))
-            .map(|(_, _, v)| v.clone());
-        if let Some(v) = cached {
-            return Ok(v);
-        }
-        let v = self.host.header(map, name)?;
-        self.remember(map, name, Some(v.clone()));
-        Ok(v)
+        self.host.header(map, name)
     }
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
         self.host.header_values(map, name)
@@ -198,20 +167,13 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
         self.host.headers(map)
     }
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        let res = self.host.set_header(map, name, value);
-        // After a failed write the header's state is unknown: forget it.
-        let known = res.is_ok().then(|| Some(value.to_vec()));
-        self.remember(map, name, known);
-        res
+        self.host.set_header(map, name, value)
     }
     fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        self.remember(map, name, None);
         self.host.add_header(map, name, value)
     }
     fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
-        let res = self.host.remove_header(map, name);
-        self.remember(map, name, res.is_ok().then_some(None));
-        res
+        self.host.remove_header(map, name)
     }
 }
 
