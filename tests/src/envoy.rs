@@ -73,6 +73,57 @@ pub fn http_filters_mut(doc: &mut Value) -> Option<&mut Vec<Value>> {
     })
 }
 
+/// An `envoy.filters.http.wasm` filter entry loading `file` (V8) under `name`, which is also
+/// its root id and VM id, with the plugin configuration `config`.
+pub fn wasm_filter(name: &str, file: &Path, config: &str) -> Value {
+    let map = |pairs: Vec<(&str, Value)>| {
+        Value::Mapping(pairs.into_iter().map(|(k, v)| (key(k), v)).collect())
+    };
+    map(vec![
+        ("name", key("envoy.filters.http.wasm")),
+        (
+            "typed_config",
+            map(vec![
+                (
+                    "@type",
+                    key("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"),
+                ),
+                (
+                    "config",
+                    map(vec![
+                        ("name", key(name)),
+                        ("root_id", key(name)),
+                        (
+                            "configuration",
+                            map(vec![
+                                (
+                                    "@type",
+                                    key("type.googleapis.com/google.protobuf.StringValue"),
+                                ),
+                                ("value", key(config)),
+                            ]),
+                        ),
+                        (
+                            "vm_config",
+                            map(vec![
+                                ("vm_id", key(name)),
+                                ("runtime", key("envoy.wasm.runtime.v8")),
+                                (
+                                    "code",
+                                    map(vec![(
+                                        "local",
+                                        map(vec![("filename", key(&file.display().to_string()))]),
+                                    )]),
+                                ),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
 /// Applies `f` to every mapping in the tree.
 fn walk_mappings(v: &mut Value, f: &mut dyn FnMut(&mut Mapping)) {
     match v {

@@ -40,6 +40,26 @@ fn start(v1: &Stub, v2: &Stub, cfg: Value) -> Envoy {
         .unwrap()
 }
 
+/// GET /api for host `reviews` as client `who`; returns the status.
+fn get_as(envoy: &Envoy, who: &str) -> u16 {
+    let r = client()
+        .get(envoy.url("/api"))
+        .header("host", "reviews")
+        .header("x-client", who)
+        .send()
+        .unwrap();
+    r.status().as_u16()
+}
+
+/// Waits until telemetry has counted `n` requests answered `code` (stats flush async).
+fn wait_counter(envoy: &Envoy, code: &str, n: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counter(envoy, code) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    counter(envoy, code)
+}
+
 fn counter(envoy: &Envoy, code: &str) -> f64 {
     envoy
         .prometheus()
@@ -71,15 +91,7 @@ fn one_pass_routes_limits_and_reports() {
     assert_eq!(body["headers"]["x-canary-subset"], json!(["v2"]));
 
     // Rate limit: client a has 3 per hour; the 4th is refused, client b is separate.
-    for _ in 0..2 {
-        let r = http
-            .get(envoy.url("/api"))
-            .header("host", "reviews")
-            .header("x-client", "a")
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    assert_eq!([get_as(&envoy, "a"), get_as(&envoy, "a")], [200, 200]);
     let r = http
         .get(envoy.url("/api"))
         .header("host", "reviews")
@@ -88,20 +100,10 @@ fn one_pass_routes_limits_and_reports() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
-    let r = http
-        .get(envoy.url("/api"))
-        .header("host", "reviews")
-        .header("x-client", "b")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(get_as(&envoy, "b"), 200);
 
     // Telemetry saw all five requests, the local 429 included.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while counter(&envoy, "200") < 4.0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(counter(&envoy, "200"), 4.0);
+    assert_eq!(wait_counter(&envoy, "200", 4.0), 4.0);
     assert_eq!(counter(&envoy, "429"), 1.0);
     assert_eq!(v1.hits() + v2.hits(), 4);
 
@@ -121,22 +123,11 @@ fn one_pass_routes_limits_and_reports() {
 fn a_denial_stops_the_pass_and_is_reported() {
     let (v1, v2) = (Stub::start("v1").unwrap(), Stub::start("v2").unwrap());
     let envoy = start(&v1, &v2, config("deny", 100));
-    let http = client();
     for _ in 0..3 {
-        let r = http
-            .get(envoy.url("/api"))
-            .header("host", "reviews")
-            .header("x-client", "a")
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 403);
+        assert_eq!(get_as(&envoy, "a"), 403);
     }
     assert_eq!(v1.hits() + v2.hits(), 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while counter(&envoy, "403") < 3.0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(counter(&envoy, "403"), 3.0);
+    assert_eq!(wait_counter(&envoy, "403", 3.0), 3.0);
     // The rate limit never ran: denied requests consume nothing.
     let stats = envoy.stats().unwrap();
     let allowed = stats.get("wasmcustom.ratelimit.per-client.allowed");

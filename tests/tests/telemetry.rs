@@ -816,25 +816,7 @@ fn the_istio_bootstrap_override_is_valid_for_envoy() {
 
 /// A Wasm HTTP filter entry for `name`'s module with `config`.
 fn wasm_filter(name: &str, config: &Value) -> Yaml {
-    let module = module_path(name).unwrap();
-    yaml(&format!(
-        r#"
-name: envoy.filters.http.wasm
-typed_config:
-  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-  config:
-    name: {name}
-    root_id: {name}
-    configuration:
-      "@type": type.googleapis.com/google.protobuf.StringValue
-      value: '{config}'
-    vm_config:
-      vm_id: {name}
-      runtime: envoy.wasm.runtime.v8
-      code: {{local: {{filename: "{}"}}}}
-"#,
-        module.display()
-    ))
+    mesh_e2e::envoy::wasm_filter(name, &module_path(name).unwrap(), &config.to_string())
 }
 
 #[test]

@@ -300,27 +300,8 @@ fn h2load(pin: &Pinning, url: &str, secs: u64, rate: f64, log: &Path) -> anyhow:
 
 // === configurations ===
 
-fn wasm_filter(name: &str, root_id: &str, file: &Path, config: &str) -> Value {
-    let yaml = format!(
-        r#"
-name: envoy.filters.http.wasm
-typed_config:
-  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-  config:
-    name: {name}
-    root_id: {root_id}
-    vm_config:
-      vm_id: {name}
-      runtime: envoy.wasm.runtime.v8
-      code: {{local: {{filename: "{file}"}}}}
-    configuration:
-      "@type": type.googleapis.com/google.protobuf.StringValue
-      value: {config}
-"#,
-        file = file.display(),
-        config = serde_json::to_string(config).unwrap_or_default(),
-    );
-    serde_yaml::from_str(&yaml).unwrap_or(Value::Null)
+fn wasm_filter(name: &str, file: &Path, config: &str) -> Value {
+    mesh_e2e::envoy::wasm_filter(name, file, config)
 }
 
 fn module(name: &str) -> PathBuf {
@@ -346,17 +327,17 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
         Config {
             name: "empty-wasm".into(),
             what: "a proxy-wasm filter that does nothing (the floor)".into(),
-            filters: vec![wasm_filter("empty", "empty", empty, "")],
+            filters: vec![wasm_filter("empty", empty, "")],
         },
         Config {
             name: "empty-wasm-10-calls".into(),
             what: "the empty filter reading :path 10 times (cost of a host call)".into(),
-            filters: vec![wasm_filter("empty", "empty", empty, "10")],
+            filters: vec![wasm_filter("empty", empty, "10")],
         },
         Config {
             name: "empty-wasm-map-read".into(),
             what: "the empty filter reading the whole request header map once".into(),
-            filters: vec![wasm_filter("empty", "empty", empty, "map")],
+            filters: vec![wasm_filter("empty", empty, "map")],
         },
     ];
     for cap in CAPABILITIES {
@@ -364,7 +345,7 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             out.push(Config {
                 name: cap.into(),
                 what: format!("our {cap} module alone"),
-                filters: vec![wasm_filter(cap, cap, &module(cap), &cfg(cap))],
+                filters: vec![wasm_filter(cap, &module(cap), &cfg(cap))],
             });
         }
     }
@@ -374,19 +355,13 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "our four modules chained".into(),
             filters: CAPABILITIES
                 .iter()
-                .map(|c| wasm_filter(c, c, &module(c), &cfg(c)))
+                .map(|c| wasm_filter(c, &module(c), &cfg(c)))
                 .collect(),
         });
     }
     if module("suite").exists() {
-        let suite = |config: &Json| {
-            vec![wasm_filter(
-                "suite",
-                "suite",
-                &module("suite"),
-                &config.to_string(),
-            )]
-        };
+        let suite =
+            |config: &Json| vec![wasm_filter("suite", &module("suite"), &config.to_string())];
         out.push(Config {
             name: "suite".into(),
             what: "the suite module running all four".into(),

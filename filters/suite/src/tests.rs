@@ -9,6 +9,15 @@ fn configure(json: &str) -> (SuiteRoot, FakeHost, bool) {
     (root, host, ok)
 }
 
+/// Runs one request through a new filter of `root`, the upstream answering 200.
+fn serve<R: RootFilter>(root: &R, req: &FakeHost) {
+    let mut f = root.new_http();
+    f.on_request_headers(req, true);
+    req.upstream_responds(200, &[]);
+    f.on_response_headers(req, true);
+    f.on_log(req);
+}
+
 #[test]
 fn unknown_capability_is_rejected_with_its_name() {
     let (_, host, ok) = configure(r#"{"tracing": {}}"#);
@@ -65,11 +74,7 @@ fn export_decisions_false_keeps_verdicts_off_the_host() {
     let req = FakeHost::new()
         .with_store(host.store())
         .request("GET", "reviews", "/api");
-    let mut f = root.new_http();
-    f.on_request_headers(&req, true);
-    req.upstream_responds(200, &[]);
-    f.on_response_headers(&req, true);
-    f.on_log(&req);
+    serve(&root, &req);
     let line = req
         .logs_at(LogLevel::Info)
         .pop()
@@ -180,11 +185,7 @@ fn calls_per_request<R: RootFilter + Default>(config: &str) -> u64 {
             .with_store(host.store())
             .with_metrics(host.metrics())
             .request("GET", "reviews", "/api");
-        let mut f = root.new_http();
-        f.on_request_headers(&req, true);
-        req.upstream_responds(200, &[]);
-        f.on_response_headers(&req, true);
-        f.on_log(&req);
+        serve(&root, &req);
         req.host_calls()
     };
     run();
