@@ -634,6 +634,24 @@ pub fn h2(
     h2_raw(config, port, &fields)
 }
 
+/// Writes the demo PKI of `envoy-config/intentions/certs/` into `dir`: a CA, the server
+/// certificate and client certificates for `default/frontend`, `default/web` and
+/// `legacy/billing` in trust domain `mesh.local` (`cargo xtask demo-certs`).
+pub fn write_demo_certs(dir: &Path) -> anyhow::Result<()> {
+    let ca = Ca::new("mesh demo CA (do not trust)")?;
+    ca.write_server_files(dir)?;
+    for (file, ns, sa) in [
+        ("frontend", "default", "frontend"),
+        ("web", "default", "web"),
+        ("legacy", "legacy", "billing"),
+    ] {
+        let id = ca.workload(&format!("spiffe://mesh.local/ns/{ns}/sa/{sa}"))?;
+        std::fs::write(dir.join(format!("{file}.pem")), &id.cert_pem)?;
+        std::fs::write(dir.join(format!("{file}-key.pem")), &id.key_pem)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

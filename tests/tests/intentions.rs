@@ -675,28 +675,6 @@ fn shipped_examples_are_valid() {
         mesh_intentions::IntentionsConfig::parse(c.as_bytes()).unwrap();
     }
 }
-
-/// Regenerates the demo certificates committed under `envoy-config/intentions/certs/`:
-/// `cargo test -p mesh-e2e --test intentions -- --ignored regenerate_demo_certs`.
-#[test]
-#[ignore]
-fn regenerate_demo_certs() {
-    let dir = mesh_e2e::repo_root().join("envoy-config/intentions/certs");
-    let ca = Ca::new("mesh demo CA (do not trust)").unwrap();
-    ca.write_server_files(&dir).unwrap();
-    for (file, ns, sa) in [
-        ("frontend", "default", "frontend"),
-        ("web", "default", "web"),
-        ("legacy", "legacy", "billing"),
-    ] {
-        let id = ca
-            .workload(&format!("spiffe://{TD}/ns/{ns}/sa/{sa}"))
-            .unwrap();
-        std::fs::write(dir.join(format!("{file}.pem")), &id.cert_pem).unwrap();
-        std::fs::write(dir.join(format!("{file}-key.pem")), &id.key_pem).unwrap();
-    }
-}
-
 #[test]
 fn deny_header_regexes_catch_values_that_are_not_utf8() {
     // Envoy passes obs-text bytes in header values; a regex never matches raw non-UTF-8

@@ -18,6 +18,7 @@ commands:
   test       every test tier, with a summary (fails on any failure)
   e2e        build, then only the end-to-end tests against the real Envoy
   bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
+  demo-certs regenerate the demo CA and certificates in envoy-config/intentions/certs
   demo       a small local mesh with every filter, real traffic and a readable summary
 ";
 
@@ -47,6 +48,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "test" => test::test(rest),
         "e2e" => test::e2e_only(),
         "demo" => demo::demo(rest),
+        "demo-certs" => {
+            let dir = mesh_e2e::repo_root().join("envoy-config/intentions/certs");
+            mesh_e2e::tls::write_demo_certs(&dir)?;
+            println!("wrote the demo PKI into {}", dir.display());
+            Ok(())
+        }
         "bench" => bench::bench(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
