@@ -116,7 +116,7 @@ impl Canary {
         &self.services
     }
 
-    /// Seeds or re-arms every guard's shared record; call when the configuration is applied.
+    /// Seeds every guard's shared record if missing; call when the configuration is applied.
     /// Returns how many records were written fresh.
     pub fn arm_guards<S: SharedStore>(&self, store: &S, now: u64) -> Result<usize, HostError> {
         let mut fresh = 0;

@@ -10,18 +10,15 @@
 //! seeds it itself.
 //!
 //! Windows are tumbling: the first response after a window ends starts the next one. Once
-//! tripped, the record stays tripped: a new configuration has a new fingerprint, hence a fresh
-//! key; applying a configuration identical to an earlier one re-arms its key when the record
-//! is older than [`REARM_AFTER_NANOS`] (workers apply one configuration within that time of
-//! each other, so they share one record).
+//! tripped, the record stays tripped for the life of the Envoy process: a changed
+//! configuration has a new fingerprint, hence a fresh key, while the same configuration
+//! applied again (a listener rebuilt by an unrelated update, say) finds its tripped record and
+//! keeps the canary out. Shared data lives as long as the process, so a restart re-arms.
 
 use sdk_shim::{HostError, SharedStore};
 
 /// Compare-and-swap attempts before an update is given up.
 pub const MAX_CAS_ATTEMPTS: u32 = 8;
-/// A record armed this long before a worker applies the same configuration is from an
-/// earlier application of it, and is reset.
-pub const REARM_AFTER_NANOS: u64 = 10_000_000_000;
 
 const RECORD_VERSION: u8 = 1;
 const RECORD_LEN: usize = 34;
@@ -137,18 +134,17 @@ impl GuardPolicy {
     }
 }
 
-/// Seeds (or re-arms) the record at `key` when a worker applies its configuration at `now`.
-/// Returns whether a fresh record was written.
+/// Seeds the record at `key` when a worker applies its configuration at `now`, unless a
+/// readable one is there already (from another worker, or an earlier application of the same
+/// configuration, tripped or not). Returns whether a fresh record was written.
 pub fn arm<S: SharedStore>(store: &S, key: &str, now: u64) -> Result<bool, HostError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let current = store.shared_get(key)?;
         let cas = match &current {
             None => None,
             Some(v) => match GuardRecord::decode(&v.value) {
-                Some(rec) if rec.armed_at.saturating_add(REARM_AFTER_NANOS) >= now => {
-                    return Ok(false)
-                }
-                _ => Some(v.cas),
+                Some(_) => return Ok(false),
+                None => Some(v.cas),
             },
         };
         match store.shared_set(key, &GuardRecord::fresh(now).encode(), cas) {

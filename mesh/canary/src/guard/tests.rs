@@ -192,24 +192,28 @@ fn unreadable_records_are_replaced() {
 }
 
 #[test]
-fn arming_keeps_a_recent_record_and_resets_an_old_one() {
+fn arming_again_keeps_the_record_and_its_trip() {
     let p = policy(0, 1, 60);
     let clock = FakeClock::at_nanos(100_000_000_000);
     let host = FakeHost::new().with_clock(&clock);
     assert_eq!(arm(&host, KEY, host.now_nanos()), Ok(true));
+    let armed_at = record(&host).armed_at;
     assert_eq!(
         observe(&host, KEY, &p, host.now_nanos(), true),
         Ok(Observation::Tripped)
     );
-    // Another worker applying the same configuration a moment later keeps the trip.
-    clock.advance(Duration::from_secs(2));
-    assert_eq!(arm(&host, KEY, host.now_nanos()), Ok(false));
-    assert!(is_tripped(&host, KEY));
-    // The same configuration applied again much later starts afresh.
-    clock.advance(Duration::from_secs(60));
+    // Another worker applying the same configuration a moment later keeps the trip, and so
+    // does the same configuration applied again much later (a rebuilt listener, say).
+    for later in [Duration::from_secs(2), Duration::from_secs(3600)] {
+        clock.advance(later);
+        assert_eq!(arm(&host, KEY, host.now_nanos()), Ok(false));
+        assert!(is_tripped(&host, KEY));
+        assert_eq!(record(&host).armed_at, armed_at);
+    }
+    // An unreadable record is replaced by a fresh one.
+    host.shared_set(KEY, b"garbage", None).unwrap();
     assert_eq!(arm(&host, KEY, host.now_nanos()), Ok(true));
     assert!(!is_tripped(&host, KEY));
-    assert_eq!(record(&host).armed_at, host.now_nanos());
 }
 
 #[test]
