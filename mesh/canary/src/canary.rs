@@ -92,7 +92,21 @@ impl Canary {
                     format!("duplicate host {:?}", s.host),
                 ));
             }
-            services.push(Service::compile(s, &pattern, &field)?);
+            let service = Service::compile(s, &pattern, &field)?;
+            // Two hosts with one stats label would silently share counters.
+            if let Some(j) = services
+                .iter()
+                .position(|o: &Service| o.stat_label == service.stat_label)
+            {
+                return Err(ConfigError::new(
+                    format!("{field}.host"),
+                    format!(
+                        "its stats label {:?} is already that of services[{j}].host",
+                        service.stat_label
+                    ),
+                ));
+            }
+            services.push(service);
             patterns.push(pattern);
         }
         Ok(Self {

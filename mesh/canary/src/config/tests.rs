@@ -117,6 +117,11 @@ fn bad_configs_name_the_field_and_reason() {
             "services[1].host",
             "duplicate host \"A\"",
         ),
+        (
+            r#"{"services":[{"host":"*.example.com","subsets":[{"name":"v1","weight":1}]},{"host":"wildcard.example.com","subsets":[{"name":"v1","weight":1}]}]}"#.into(),
+            "services[1].host",
+            "its stats label \"wildcard_example_com\" is already that of services[0].host",
+        ),
         (r#"{"services":[{"host":"a","subsets":[]}]}"#.into(), "services[0].subsets", "must not be empty"),
         (
             r#"{"services":[{"host":"a","subsets":[{"name":"v1","weight":1},{"name":"v1","weight":2}]}]}"#.into(),
