@@ -364,7 +364,13 @@ impl FakeHost {
 
 impl Log for FakeHost {
     fn log(&self, level: LogLevel, message: &str) {
+        self.count();
         self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+    /// Every level is enabled; the check is counted, as it is a host call in proxy-wasm.
+    fn log_enabled(&self, _level: LogLevel) -> bool {
+        self.count();
+        true
     }
 }
 
