@@ -54,12 +54,6 @@ impl RequestHead {
         }
     }
 
-    /// The path without query or fragment, if it is UTF-8.
-    pub fn path_only(&self) -> Option<&str> {
-        let p = std::str::from_utf8(&self.path).ok()?;
-        p.split(['?', '#']).next()
-    }
-
     /// The path without query or fragment, invalid UTF-8 replaced by U+FFFD: a stray byte
     /// must not take a request out of a prefix rule it belongs to.
     pub fn path_lossy(&self) -> Cow<'_, str> {

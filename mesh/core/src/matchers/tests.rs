@@ -18,7 +18,7 @@ fn head(host: &FakeHost) -> RequestHead {
 
 fn matches(m: &HttpMatch, host: &FakeHost) -> bool {
     let h = head(host);
-    m.matches(&h.input(h.path_only().unwrap_or("")))
+    m.matches(&h.input(&h.path_lossy()))
 }
 
 #[test]
