@@ -1,28 +1,31 @@
 //! Stub upstreams: each answers with its name, the request's method, path and every header as
 //! JSON, with a status it can be told to return (`set_status`, or per request with the
 //! `x-stub-status` header).
+//!
+//! Served by hyper on a tokio runtime of its own: every connection Envoy opens is served at
+//! once, however many stay open (a fixed thread pool could leave a new connection waiting
+//! behind idle keep-alive ones, which Envoy reports as a 504 after its route timeout).
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-
-const WORKERS: usize = 16;
 
 struct Shared {
     name: String,
     status: AtomicU16,
     hits: AtomicU64,
-    stop: AtomicBool,
 }
 
 /// A running stub upstream on 127.0.0.1; stopped on drop.
 pub struct Stub {
     port: u16,
     shared: Arc<Shared>,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    // Dropping the runtime closes the listener and every connection.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Stub {
@@ -34,31 +37,23 @@ impl std::fmt::Debug for Stub {
 impl Stub {
     /// Starts a stub called `name` on a free port.
     pub fn start(name: &str) -> anyhow::Result<Self> {
-        let server = Arc::new(
-            tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("stub: {e}"))?,
-        );
-        let port = server
-            .server_addr()
-            .to_ip()
-            .map(|a| a.port())
-            .ok_or_else(|| anyhow::anyhow!("stub has no ip address"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("stub-{name}"))
+            .enable_io()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             status: AtomicU16::new(200),
             hits: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
         });
-        let threads = (0..WORKERS)
-            .map(|_| {
-                let (server, shared) = (server.clone(), shared.clone());
-                std::thread::spawn(move || serve(&server, &shared))
-            })
-            .collect();
+        runtime.spawn(accept(listener, shared.clone()));
         Ok(Self {
             port,
             shared,
-            server,
-            threads,
+            runtime: Some(runtime),
         })
     }
 
@@ -80,51 +75,71 @@ impl Stub {
 
 impl Drop for Stub {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        for _ in 0..WORKERS {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
 
-fn serve(server: &tiny_http::Server, shared: &Shared) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        let mut req = match server.recv() {
-            Ok(r) => r,
-            Err(_) => return,
+async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
         };
-        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut status = shared.status.load(Ordering::SeqCst);
-        for h in req.headers() {
-            let name = h.field.as_str().as_str().to_ascii_lowercase();
-            let value = h.value.as_str().to_owned();
-            if name == "x-stub-status" {
-                status = value.parse().unwrap_or(status);
-            }
-            headers.entry(name).or_default().push(value);
-        }
-        // Drain the body so keep-alive connections stay usable.
-        let mut sink = Vec::new();
-        let _ = req.as_reader().read_to_end(&mut sink);
-        let body = json!({
-            "upstream": shared.name,
-            "method": req.method().as_str(),
-            "path": req.url(),
-            "headers": headers,
-            "body_bytes": sink.len(),
-        })
-        .to_string();
-        shared.hits.fetch_add(1, Ordering::SeqCst);
-        let content_type = tiny_http::Header::from_bytes("content-type", "application/json").ok();
-        let upstream = tiny_http::Header::from_bytes("x-upstream", shared.name.as_bytes()).ok();
-        let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
-        for h in [content_type, upstream].into_iter().flatten() {
-            resp.add_header(h);
-        }
-        let _ = req.respond(resp);
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| answer(req, shared.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
     }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut status = shared.status.load(Ordering::SeqCst);
+    for (name, value) in req.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == "x-stub-status" {
+            status = value.parse().unwrap_or(status);
+        }
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(value);
+    }
+    let method = req.method().as_str().to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    // Read the whole body so keep-alive connections stay usable.
+    let body_bytes = req.into_body().collect().await?.to_bytes().len();
+    let body = json!({
+        "upstream": shared.name,
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "body_bytes": body_bytes,
+    })
+    .to_string();
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&shared.name) {
+        h.insert("x-upstream", v);
+    }
+    Ok(resp)
 }

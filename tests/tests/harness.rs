@@ -110,3 +110,51 @@ fn a_bootstrap_envoy_refuses_comes_back_with_its_log() {
     assert!(msg.contains("envoy exited during start-up"), "{msg}");
     assert!(msg.contains("NOT_A_TYPE"), "{msg}");
 }
+
+/// The stub serves a new connection while many keep-alive connections sit idle (Envoy keeps
+/// its upstream connections open; a stub that queued new ones behind them answered late).
+#[test]
+fn the_stub_serves_new_connections_while_idle_ones_stay_open() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    let stub = Stub::start("a").unwrap();
+    let ask = |conn: &mut BufReader<TcpStream>| {
+        conn.get_mut()
+            .write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+            .unwrap();
+        let mut status = String::new();
+        conn.read_line(&mut status).unwrap();
+        // Skip the rest of the response: headers, then the JSON body of content-length bytes.
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len];
+        std::io::Read::read_exact(conn, &mut body).unwrap();
+        status
+    };
+    let open = |_| {
+        let tcp = TcpStream::connect(("127.0.0.1", stub.port())).unwrap();
+        // A stuck stub fails the test here instead of hanging it.
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        BufReader::new(tcp)
+    };
+    let mut idle: Vec<_> = (0..40).map(open).collect();
+    for conn in &mut idle {
+        assert!(ask(conn).starts_with("HTTP/1.1 200"));
+    }
+    let mut fresh = open(0);
+    assert!(ask(&mut fresh).starts_with("HTTP/1.1 200"));
+    for conn in &mut idle {
+        assert!(ask(conn).starts_with("HTTP/1.1 200"));
+    }
+    assert_eq!(stub.hits(), 81);
+}
