@@ -55,3 +55,197 @@ fn within_joins_paths() {
     assert_eq!(join("a", "[1]"), "a[1]");
     assert_eq!(join("", "b"), "b");
 }
+
+// === field_at against serde_path_to_error ===
+
+#[cfg(not(target_arch = "wasm32"))]
+mod oracle {
+    use super::super::parse_json;
+    use proptest::prelude::*;
+    use serde::de::DeserializeOwned;
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        rules: Vec<Rule>,
+        #[serde(default)]
+        mode: Option<Mode>,
+        #[serde(default)]
+        tags: BTreeMap<String, u32>,
+    }
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rule {
+        name: String,
+        #[serde(default, rename = "match")]
+        matcher: Option<Match>,
+        limit: Limit,
+    }
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Match {
+        #[serde(default)]
+        methods: Vec<String>,
+        #[serde(default)]
+        headers: Vec<Header>,
+    }
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Header {
+        name: String,
+        #[serde(default)]
+        exact: Option<String>,
+        #[serde(default)]
+        invert: bool,
+    }
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Limit {
+        requests: u64,
+        per: String,
+        #[serde(default)]
+        burst: Option<u32>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Enforce,
+        Shadow,
+    }
+
+    /// The path serde_path_to_error reports, `None` when the document is accepted.
+    fn oracle<T: DeserializeOwned>(json: &str) -> Option<String> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(e) => {
+                let p = e.path().to_string();
+                Some(if p == "." { String::new() } else { p })
+            }
+            Ok(_) => de.end().err().map(|_| String::new()),
+        }
+    }
+
+    fn valid(rules: usize, headers: usize) -> Value {
+        let rule = |i: usize| {
+            json!({
+                "name": format!("r{i} \"quoted\" \\ {{x}}"),
+                "match": {
+                    "methods": ["GET", "POST"],
+                    "headers": (0..headers)
+                        .map(|h| json!({"name": format!("h{h}"), "exact": "[v]", "invert": h % 2 == 0}))
+                        .collect::<Vec<_>>(),
+                },
+                "limit": {"requests": 10 + i, "per": "1s", "burst": 2},
+            })
+        };
+        json!({
+            "name": "doc",
+            "rules": (0..rules).map(rule).collect::<Vec<_>>(),
+            "mode": "shadow",
+            "tags": {"a": 1, "b,c": 2},
+        })
+    }
+
+    /// Every object member and array element, as the steps that reach it.
+    fn places(v: &Value, at: &mut Vec<Vec<Value>>, here: Vec<Value>) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let mut p = here.clone();
+                    p.push(Value::String(k.clone()));
+                    at.push(p.clone());
+                    places(c, at, p);
+                }
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    let mut p = here.clone();
+                    p.push(Value::from(i));
+                    at.push(p.clone());
+                    places(c, at, p);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn slot<'a>(v: &'a mut Value, steps: &[Value]) -> &'a mut Value {
+        steps.iter().fold(v, |v, s| match s {
+            Value::String(k) => &mut v[k.as_str()],
+            _ => &mut v[s.as_u64().unwrap() as usize],
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn paths_match_serde_path_to_error(
+            rules in 0usize..4,
+            headers in 0usize..3,
+            pick in any::<prop::sample::Index>(),
+            kind in 0usize..8,
+            pretty in any::<bool>(),
+        ) {
+            let mut doc = valid(rules, headers);
+            let mut at = Vec::new();
+            places(&doc, &mut at, Vec::new());
+            let steps = pick.get(&at).clone();
+            let target = slot(&mut doc, &steps);
+            match kind {
+                0 => *target = json!("text"),
+                1 => *target = json!(-7),
+                2 => *target = json!(true),
+                3 => *target = json!({"zz": 1}),
+                4 => *target = json!([1, "x"]),
+                5 => *target = Value::Null,
+                6 => {
+                    if let Value::Object(m) = target {
+                        m.insert("unknown_key".into(), json!(1));
+                    } else {
+                        *target = json!({});
+                    }
+                }
+                _ => {
+                    if let Value::Object(m) = target {
+                        m.remove("name");
+                        m.remove("requests");
+                    } else {
+                        *target = json!(1.5);
+                    }
+                }
+            }
+            let text = if pretty {
+                serde_json::to_string_pretty(&doc).unwrap()
+            } else {
+                doc.to_string()
+            };
+            let ours = parse_json::<Doc>(text.as_bytes()).err().map(|e| e.field);
+            prop_assert_eq!(ours, oracle::<Doc>(&text), "{}", text);
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_trailing_bytes() {
+        for text in [
+            r#"{"rules":[{"name":"a","limit":{"requests":1,"per":"1s"}}]} x"#,
+            "{\n  \"rules\": [\n    {\"name\": \"a\",\n     \"limit\": {\"requests\": 1, \"per\": 5}}\n  ]\n}",
+            r#"{"rules":[{"name":"a","limit":{}}]}"#,
+            r#"{"mode":"loud"}"#,
+            r#"{"tags":{"a":-1}}"#,
+        ] {
+            let ours = parse_json::<Doc>(text.as_bytes()).err().map(|e| e.field);
+            assert_eq!(ours, oracle::<Doc>(text), "{text}");
+            assert!(ours.is_some());
+        }
+    }
+}
