@@ -7,7 +7,7 @@
 //! saturation (`h2load --rps`, per-request log), and Envoy's allocated memory. Configurations
 //! are interleaved round-robin; the report shows medians and min..max.
 
-use crate::util::{cargo, kib, root, run};
+use crate::util::{cargo, ensure_debian_tools, have, kib, root, run};
 use anyhow::{bail, Context};
 use mesh_e2e::Envoy;
 use serde_json::{json, Value as Json};
@@ -144,46 +144,9 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
 
 // === load generators ===
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
-}
-
 /// `wrk` and `h2load` from Debian's packages, installed when missing (needs root).
 fn ensure_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = [("wrk", "wrk"), ("h2load", "nghttp2-client")]
-        .into_iter()
-        .filter(|(bin, _)| !have(bin))
-        .map(|(_, pkg)| pkg)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    println!("installing load generators: {}", missing.join(" "));
-    let sudo = if is_root() { None } else { Some("sudo") };
-    let apt = |args: &[&str]| -> anyhow::Result<()> {
-        let mut c = match sudo {
-            Some(s) => {
-                let mut c = Command::new(s);
-                c.arg("apt-get");
-                c
-            }
-            None => Command::new("apt-get"),
-        };
-        run(c.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    if apt(&[&["install", "-y", "-q"][..], &missing].concat()).is_err() {
-        apt(&["update", "-q"])?;
-        apt(&[&["install", "-y", "-q"][..], &missing].concat())?;
-    }
-    Ok(())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    ensure_debian_tools(&[("wrk", "wrk"), ("h2load", "nghttp2-client")])
 }
 
 struct Pinning {

@@ -1,8 +1,9 @@
 //! `cargo xtask build`: every filter crate for wasm32-wasip1 in release, copied to
 //! `target/filters/<name>.wasm`.
 
-use crate::util::{cargo, crates_under, ensure_targets, kib, root, run};
+use crate::util::{cargo, crates_under, ensure_debian_tools, ensure_targets, have, kib, root, run};
 use std::path::PathBuf;
+use std::process::Command;
 
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 
@@ -40,9 +41,45 @@ pub fn build() -> anyhow::Result<Vec<PathBuf>> {
             paths.push(dest);
         }
     }
+    optimize(&paths)?;
     println!("modules:");
     for p in &paths {
         println!("  {:<40} {:>8.1} KiB", p.display(), kib(p));
     }
     Ok(paths)
+}
+
+/// Wasm features the Rust target emits; stripped modules carry no feature section, so
+/// Binaryen must be told.
+const FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
+/// Binaryen's `wasm-opt -O3` on each module: a sixth smaller than what rustc and LLVM leave
+/// (duplicate functions merged, dead code dropped) at full speed (`-Oz` saves 3% more and
+/// gives up inlining). Installed from Debian's `binaryen` when missing; where it cannot be,
+/// the modules ship as built, with a warning.
+fn optimize(paths: &[PathBuf]) -> anyhow::Result<()> {
+    if let Err(e) = ensure_debian_tools(&[("wasm-opt", "binaryen")]) {
+        if !have("wasm-opt") {
+            eprintln!("warning: wasm-opt is missing and could not be installed ({e:#}); modules are not size-optimized");
+            return Ok(());
+        }
+    }
+    for p in paths {
+        let tmp = p.with_extension("opt.wasm");
+        run(Command::new("wasm-opt")
+            .arg("-O3")
+            .args(FEATURES)
+            .arg(p)
+            .arg("-o")
+            .arg(&tmp))?;
+        std::fs::rename(&tmp, p)?;
+    }
+    Ok(())
 }

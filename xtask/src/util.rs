@@ -64,3 +64,46 @@ pub fn ensure_targets(targets: &[&str]) -> anyhow::Result<()> {
 pub fn kib(path: &Path) -> f64 {
     std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1024.0)
 }
+
+/// Whether `tool --version` runs.
+pub fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// Installs the Debian packages of the `(binary, package)` pairs whose binary is missing
+/// (needs root or sudo).
+pub fn ensure_debian_tools(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(bin, _)| !have(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing from Debian's packages: {}", missing.join(" "));
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        let mut c = if is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        run(c.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    let install = [&["install", "-y", "-q"][..], &missing].concat();
+    if apt(&install).is_err() {
+        apt(&["update", "-q"])?;
+        apt(&install)?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
