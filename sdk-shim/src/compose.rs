@@ -6,7 +6,10 @@
 //!   host: Envoy filter state, for `%FILTER_STATE(wasm.mesh.*)%` in access logs and for other
 //!   modules, as the single-capability modules do);
 //! - properties of the connection (`connection.*`, `source.*`), which cannot change during a
-//!   request, are read from the host once per request however many filters ask.
+//!   request, are read from the host once per request however many filters ask;
+//! - within one callback (a [`PassHost`] lives for one), a header read twice is read from the
+//!   host once (a write to that header through the pass forgets it), and the clock is read
+//!   once: the filters of a pass see one instant.
 //!
 //! Every other call goes straight to the wrapped host.
 
@@ -14,7 +17,7 @@ use crate::{
     decision, Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId,
     MetricKind, Metrics, OutboundCalls, Properties, Random, SharedStore, Timer, Versioned,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 const KEYS: [&str; 3] = [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS];
@@ -54,19 +57,43 @@ impl PassState {
     }
 }
 
-/// A host for the filters of one pass; see the module docs.
+/// A header map, a lowercase header name and the value the host gave (`None`: absent).
+type CachedHeader = (HeaderMap, String, Option<Vec<u8>>);
+
+/// A host for the filters of one pass, for one callback; see the module docs.
 #[derive(Debug)]
 pub struct PassHost<'a, H> {
-    pub host: &'a H,
-    pub state: &'a PassState,
+    host: &'a H,
+    state: &'a PassState,
     /// Also publish each verdict to the host.
-    pub write_through: bool,
+    write_through: bool,
+    /// Headers read in this callback.
+    headers: RefCell<Vec<CachedHeader>>,
+    now: Cell<Option<u64>>,
 }
 
-impl<H> PassHost<'_, H> {
+impl<'a, H> PassHost<'a, H> {
+    /// A pass over `host` for one callback of the request whose state is `state`.
+    pub fn new(host: &'a H, state: &'a PassState, write_through: bool) -> Self {
+        Self {
+            host,
+            state,
+            write_through,
+            headers: RefCell::new(Vec::new()),
+            now: Cell::new(None),
+        }
+    }
+
     /// Whether `path` is a decision key (kept in memory) rather than a host property.
     fn local(&self, path: &[&str]) -> Option<usize> {
         PassState::slot(path)
+    }
+
+    /// Forgets a header this pass writes, so the next read sees the host's value.
+    fn forget(&self, map: HeaderMap, name: &str) {
+        self.headers
+            .borrow_mut()
+            .retain(|(m, n, _)| !(*m == map && n.eq_ignore_ascii_case(name)));
     }
 }
 
@@ -116,7 +143,12 @@ impl<H: Log> Log for PassHost<'_, H> {
 
 impl<H: Clock> Clock for PassHost<'_, H> {
     fn now_nanos(&self) -> u64 {
-        self.host.now_nanos()
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = self.host.now_nanos();
+        self.now.set(Some(now));
+        now
     }
 }
 
@@ -158,7 +190,20 @@ impl<H: Timer> Timer for PassHost<'_, H> {
 
 impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        self.host.header(map, name)
+        let cached = self
+            .headers
+            .borrow()
+            .iter()
+            .find(|(m, n, _)| *m == map && n.eq_ignore_ascii_case(name))
+            .map(|(_, _, v)| v.clone());
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = self.host.header(map, name)?;
+        self.headers
+            .borrow_mut()
+            .push((map, name.to_ascii_lowercase(), v.clone()));
+        Ok(v)
     }
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
         self.host.header_values(map, name)
@@ -167,12 +212,15 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
         self.host.headers(map)
     }
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.forget(map, name);
         self.host.set_header(map, name, value)
     }
     fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.forget(map, name);
         self.host.add_header(map, name, value)
     }
     fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
+        self.forget(map, name);
         self.host.remove_header(map, name)
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod compose;
 pub mod decision;
+pub mod entropy;
 mod error;
 mod filter;
 mod host;

@@ -84,10 +84,20 @@ impl Clock for ProxyWasmHost {
     }
 }
 
+thread_local! {
+    // One per VM: a wasm VM runs on one worker thread.
+    static ENTROPY: std::cell::RefCell<crate::entropy::EntropyPool> =
+        std::cell::RefCell::new(crate::entropy::EntropyPool::default());
+}
+
 impl Random for ProxyWasmHost {
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
-        // WASI `random_get`, served by the host.
-        getrandom::fill(buf).map_err(|_| HostError::Unsupported)
+        // WASI `random_get`, served by the host, a block at a time.
+        let direct = |b: &mut [u8]| getrandom::fill(b).map_err(|_| HostError::Unsupported);
+        ENTROPY.with(|pool| match pool.try_borrow_mut() {
+            Ok(mut pool) => pool.fill(buf, direct),
+            Err(_) => direct(buf),
+        })
     }
 }
 

@@ -166,11 +166,7 @@ fn each<F: HttpFilter>(f: &mut Option<F>, run: impl FnOnce(&mut F) -> Action) ->
 
 impl HttpFilter for SuiteFilter {
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
-        let h = &PassHost {
-            host,
-            state: &self.state,
-            write_through: self.export_decisions,
-        };
+        let h = &PassHost::new(host, &self.state, self.export_decisions);
         // Telemetry only observes; its answer never stops the request.
         each(&mut self.telemetry, |f| f.on_request_headers(h, eos));
         // A capability that answered the request itself stops the ones after it.
@@ -184,11 +180,7 @@ impl HttpFilter for SuiteFilter {
     }
 
     fn on_response_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
-        let h = &PassHost {
-            host,
-            state: &self.state,
-            write_through: self.export_decisions,
-        };
+        let h = &PassHost::new(host, &self.state, self.export_decisions);
         each(&mut self.canary, |f| f.on_response_headers(h, eos));
         each(&mut self.ratelimit, |f| f.on_response_headers(h, eos));
         each(&mut self.intentions, |f| f.on_response_headers(h, eos));
@@ -197,11 +189,7 @@ impl HttpFilter for SuiteFilter {
     }
 
     fn on_log<H: HttpHost>(&mut self, host: &H) {
-        let h = &PassHost {
-            host,
-            state: &self.state,
-            write_through: self.export_decisions,
-        };
+        let h = &PassHost::new(host, &self.state, self.export_decisions);
         if let Some(f) = &mut self.canary {
             f.on_log(h);
         }
@@ -217,11 +205,7 @@ impl HttpFilter for SuiteFilter {
     }
 
     fn on_http_call_response<H: HttpHost>(&mut self, host: &H, response: HttpCallResponse) {
-        let h = &PassHost {
-            host,
-            state: &self.state,
-            write_through: self.export_decisions,
-        };
+        let h = &PassHost::new(host, &self.state, self.export_decisions);
         if let Some(f) = &mut self.ratelimit {
             f.on_http_call_response(h, response.clone());
         }

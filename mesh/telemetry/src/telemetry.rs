@@ -10,8 +10,7 @@ use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
 use mesh_core::SpiffeId;
 use sdk_shim::{
-    decision, host_log, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics,
-    Properties,
+    decision, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics, Properties,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -297,6 +296,10 @@ pub struct RequestTelemetry {
     peer_san: Option<Option<Vec<u8>>>,
     /// `None`: read the decisions from the host at `on_log`; `Some`: handed over in memory.
     decisions: Option<Decisions>,
+    /// The host clock when the request headers arrived, for the access log: in the suite the
+    /// pass shares that clock read with rate limiting, where `request.time` would be another
+    /// host call.
+    start_nanos: Option<u64>,
 }
 
 /// `host[:port]` -> lowercase host without the root's trailing dot (IPv6 brackets kept).
@@ -325,6 +328,7 @@ impl RequestTelemetry {
             mtls: None,
             peer_san: None,
             decisions: None,
+            start_nanos: None,
         }
     }
 
@@ -370,6 +374,7 @@ impl RequestTelemetry {
         if cfg.access_log.is_some() {
             self.method = get(":method").unwrap_or_default();
             self.path = get(":path").unwrap_or_default();
+            self.start_nanos = Some(host.now_nanos());
         }
         if cfg.access_log.is_some() || cfg.reporter == Reporter::Source {
             self.authority = get(":authority").unwrap_or_default();
@@ -508,7 +513,10 @@ impl RequestTelemetry {
                 &from_host
             }
         };
-        let time_nanos = prop_u64(host, attr::REQUEST_TIME).or_else(|| Some(host.now_nanos()));
+        // Without request headers (a stream reset early) Envoy still knows the start time.
+        let time_nanos = self
+            .start_nanos
+            .or_else(|| prop_u64(host, attr::REQUEST_TIME));
         let trace_id = self.trace.trace().map(|t| t.trace_id_hex());
         let (src_wl, src_ns) = (
             labels.get(Label::SourceWorkload),
@@ -534,7 +542,9 @@ impl RequestTelemetry {
             ratelimit: decisions.ratelimit.as_deref(),
             intentions: decisions.intentions.as_deref(),
         };
-        host_log!(host, LogLevel::Info, "{}", record.to_json(max_field_bytes));
+        // Configured, so wanted: no level check first (a host call per request); a host whose
+        // level is above info drops the line.
+        host.log(LogLevel::Info, &record.to_json(max_field_bytes));
     }
 
     /// Fills the labels about the client; returns the peer principal.

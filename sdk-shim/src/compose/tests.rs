@@ -5,11 +5,7 @@ use crate::testing::FakeHost;
 fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
     let host = FakeHost::new().property(&["source", "address"], "10.0.0.1:5");
     let decisions = PassState::owning(true, true, true);
-    let h = PassHost {
-        host: &host,
-        state: &decisions,
-        write_through: false,
-    };
+    let h = PassHost::new(&host, &decisions, false);
     decision::publish(&h, decision::CANARY, "v2").unwrap();
     assert_eq!(decision::read(&h, decision::CANARY).as_deref(), Some("v2"));
     assert_eq!(
@@ -29,11 +25,7 @@ fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
 fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
     let host = FakeHost::new();
     let decisions = PassState::owning(true, true, true);
-    let h = PassHost {
-        host: &host,
-        state: &decisions,
-        write_through: true,
-    };
+    let h = PassHost::new(&host, &decisions, true);
     decision::publish(&h, decision::RATELIMIT, "allowed").unwrap();
     assert_eq!(
         host.property_value(&[decision::RATELIMIT]).unwrap(),
@@ -52,11 +44,7 @@ fn verdicts_of_capabilities_outside_the_pass_come_from_the_host() {
     // This pass runs ratelimit only; canary ran in another module of the chain.
     let host = FakeHost::new().property(&[decision::CANARY], "v1");
     let decisions = PassState::owning(false, true, false);
-    let h = PassHost {
-        host: &host,
-        state: &decisions,
-        write_through: false,
-    };
+    let h = PassHost::new(&host, &decisions, false);
     assert_eq!(decision::read(&h, decision::CANARY).as_deref(), Some("v1"));
     assert_eq!(decision::read(&h, decision::RATELIMIT), None);
     let calls = host.host_calls();
@@ -74,11 +62,7 @@ fn connection_properties_are_read_once_per_request() {
         .property(&["connection", "mtls"], [1])
         .property(&["request", "path"], "/a");
     let state = PassState::default();
-    let h = PassHost {
-        host: &host,
-        state: &state,
-        write_through: false,
-    };
+    let h = PassHost::new(&host, &state, false);
     let before = host.host_calls();
     for _ in 0..3 {
         assert_eq!(h.property(&["connection", "mtls"]).unwrap().unwrap(), [1]);
@@ -93,4 +77,56 @@ fn connection_properties_are_read_once_per_request() {
     h.property(&["request", "path"]).unwrap();
     h.property(&["request", "path"]).unwrap();
     assert_eq!(host.host_calls() - before, 4);
+}
+
+#[test]
+fn a_header_is_read_once_per_callback_until_the_pass_writes_it() {
+    let host = FakeHost::new().request("GET", "reviews", "/a");
+    let state = PassState::default();
+    let h = PassHost::new(&host, &state, false);
+    let before = host.host_calls();
+    for _ in 0..3 {
+        assert_eq!(
+            h.header(HeaderMap::Request, ":path").unwrap().unwrap(),
+            b"/a"
+        );
+        assert_eq!(h.header(HeaderMap::Request, "x-absent").unwrap(), None);
+    }
+    // Names are case-insensitive; the other map is another header.
+    assert_eq!(
+        h.header(HeaderMap::Request, ":PATH").unwrap().unwrap(),
+        b"/a"
+    );
+    assert_eq!(host.host_calls() - before, 2);
+    h.header(HeaderMap::Response, ":path").unwrap();
+    assert_eq!(host.host_calls() - before, 3);
+
+    // A write through the pass is seen by the next read.
+    h.set_header(HeaderMap::Request, "x-absent", b"1").unwrap();
+    assert_eq!(
+        h.header(HeaderMap::Request, "x-absent").unwrap().unwrap(),
+        b"1"
+    );
+    h.add_header(HeaderMap::Request, "x-absent", b"2").unwrap();
+    h.header(HeaderMap::Request, "x-absent").unwrap();
+    h.remove_header(HeaderMap::Request, "x-absent").unwrap();
+    assert_eq!(h.header(HeaderMap::Request, "x-absent").unwrap(), None);
+    assert_eq!(host.host_calls() - before, 3 + 2 * 3);
+
+    // The next callback gets a new pass, which reads the host again.
+    let next = PassHost::new(&host, &state, false);
+    next.header(HeaderMap::Request, ":path").unwrap();
+    assert_eq!(host.host_calls() - before, 10);
+}
+
+#[test]
+fn the_clock_is_read_once_per_callback() {
+    let host = FakeHost::new();
+    let state = PassState::default();
+    let h = PassHost::new(&host, &state, false);
+    let first = h.now_nanos();
+    host.clock().advance(Duration::from_millis(5));
+    assert_eq!(h.now_nanos(), first, "one instant for the whole callback");
+    let next = PassHost::new(&host, &state, false);
+    assert_eq!(next.now_nanos(), first + 5_000_000);
 }

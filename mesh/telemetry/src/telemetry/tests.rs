@@ -1,6 +1,6 @@
 use super::*;
 use crate::labels::{decode_value, parse_stat_name};
-use sdk_shim::testing::{FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
 use std::collections::BTreeMap;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -418,7 +418,8 @@ fn access_log_carries_request_and_decisions() {
         .request("POST", "reviews", "/api/x?y=1")
         .property(attr::MTLS, [1])
         .property(attr::PEER_URI_SAN, WEB)
-        .property(attr::REQUEST_TIME, int(1_700_000_000_000_000_000))
+        // The start time is the clock when the request headers arrive.
+        .with_clock(&FakeClock::at_nanos(1_700_000_000_250_000_000))
         .property(attr::REQUEST_DURATION, int(5_000_000))
         .property(attr::REQUEST_TOTAL_SIZE, int(10))
         .property(attr::RESPONSE_TOTAL_SIZE, int(20))
@@ -426,7 +427,7 @@ fn access_log_carries_request_and_decisions() {
         .property(&[decision::INTENTIONS], "allow:web");
     p.run(&host, 201, &[]);
     let v = access_line(&host);
-    assert_eq!(v["time"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(v["time"], "2023-11-14T22:13:20.250Z");
     assert_eq!(
         (
             v["method"].as_str(),
@@ -485,16 +486,28 @@ fn access_log_off_reads_less_and_logs_nothing() {
 }
 
 #[test]
+fn a_stream_reset_before_its_headers_logs_envoys_start_time() {
+    let p = Proxy::new("");
+    let host = p
+        .host()
+        .property(attr::REQUEST_TIME, int(1_600_000_000_000_000_000))
+        .property(attr::RESPONSE_CODE, int(0));
+    // No request headers callback: only the log one.
+    RequestTelemetry::new(p.telemetry.clone()).on_log(&host);
+    assert_eq!(access_line(&host)["time"], "2020-09-13T12:26:40.000Z");
+}
+
+#[test]
 fn a_known_series_costs_few_host_calls() {
     let p = Proxy::new(r#"{"trace":{"start_when_absent":true}}"#);
     p.run(&p.host().request("GET", "a", "/"), 200, &[]);
     let host = p.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
-    // 5 header reads, 1 random + 1 header write, 6 attributes, 4 metric updates, and for the
-    // access log the start time (here also the clock, as the fake has no `request.time`),
-    // three decisions, the log-level check and the line itself; the series is already known
-    // to this worker, so no shared-data call.
-    assert!(host.host_calls() <= 25, "{}", host.host_calls());
+    // 5 header reads; a trace started: 1 random, 1 header write and its counter; mTLS and 5
+    // response attributes; the requests counter and 3 histograms; for the access log the
+    // clock, 3 decisions (filter state, as this module runs alone) and the line itself, with
+    // no log-level check. The series is already known to this worker: no shared-data call.
+    assert_eq!(host.host_calls(), 5 + 3 + 6 + 4 + 5, "{:?}", host.logs());
 }
 
 #[test]
