@@ -30,7 +30,7 @@ pub fn run(env: &DemoEnv) -> anyhow::Result<()> {
     let stub = Stub::start("reviews")?;
     let config = json!({
         "headers_on_allowed": true,
-        "max_keys": 1000,
+        "max_keys": 10_000,
         "rules": [
             {"name": "per-key", "match": {"path_prefix": "/api/"}, "key": {"header": "x-api-key"},
              "limit": {"requests": 10, "per": "1m"}},

@@ -21,7 +21,7 @@ pub fn run(env: &DemoEnv) -> anyhow::Result<()> {
                        "intentions": [{"source": "legacy/*", "action": "deny"}]},
         "ratelimit": {"rules": [{"name": "per-client", "key": {"header": "x-client"},
                                  "limit": {"requests": limit, "per": "1m"}}],
-                      "max_keys": 1000},
+                      "max_keys": 10_000},
         "canary": {"services": [{"host": "reviews",
                    "subsets": [{"name": "v1", "weight": 80}, {"name": "v2", "weight": 20}],
                    "sticky": {"header": "x-user-id"}}]}
