@@ -18,11 +18,15 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const BOOTSTRAP: &str = "envoy-config/telemetry/envoy.yaml";
 const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
+/// Labels on every series: Istio's standard HTTP set.
+const LABELS: usize = mesh_telemetry::labels::LABEL_COUNT;
 
 fn yaml(text: &str) -> Yaml {
     serde_yaml::from_str(text).unwrap()
@@ -165,14 +169,22 @@ fn counts_per_code_and_histograms_match_the_access_log() {
             ("destination_service", "reviews.default.svc.cluster.local"),
             ("destination_service_name", "reviews"),
             ("destination_canonical_revision", "v1"),
+            ("destination_app", "reviews"),
+            ("destination_version", "v1"),
+            ("destination_cluster", "Kubernetes"),
+            ("source_app", "unknown"),
+            ("source_version", "unknown"),
+            ("source_cluster", "unknown"),
             ("request_protocol", "http"),
+            // Not gRPC: empty, as Istio reports it.
+            ("grpc_response_status", ""),
             ("response_flags", "-"),
             ("connection_security_policy", "none"),
         ];
         for (k, v) in expect {
             assert_eq!(s.label(k), Some(v), "{code} {k}");
         }
-        assert_eq!(s.labels.len(), 18, "{:?}", s.labels);
+        assert_eq!(s.labels.len(), LABELS, "{:?}", s.labels);
     }
     assert_eq!(
         total(&samples, "istio_request_duration_milliseconds_count"),
@@ -365,14 +377,14 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
             .get(&url)
             .header(
                 header,
-                "workload=web-v2;namespace=shop;service=web;revision=v2",
+                "workload=web-v2;namespace=shop;service=web;revision=v2;app=web;version=v2;cluster=east",
             )
             .send()
             .unwrap();
         // We answer with our own metadata, over mTLS only.
         assert_eq!(
             r.headers()[header],
-            "workload=reviews-v1;namespace=default;service=reviews;revision=v1"
+            "workload=reviews-v1;namespace=default;service=reviews;revision=v1;app=reviews;version=v1;cluster=Kubernetes"
         );
         let echo: Value = r.json().unwrap();
         assert!(echo["headers"].get(header).is_none(), "{echo}");
@@ -405,6 +417,12 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
     assert_eq!(meta.value, 2.0);
     assert_eq!(meta.label("source_canonical_service"), Some("web"));
     assert_eq!(meta.label("source_canonical_revision"), Some("v2"));
+    assert_eq!(meta.label("source_app"), Some("web"));
+    assert_eq!(meta.label("source_version"), Some("v2"));
+    assert_eq!(meta.label("source_cluster"), Some("east"));
+    // A SPIFFE ID names no app, version or cluster.
+    assert_eq!(plain.label("source_app"), Some("unknown"));
+    assert_eq!(plain.label("source_cluster"), Some("unknown"));
     assert_eq!(meta.label("source_principal"), Some(WEB));
     assert!(by_workload("admin").is_none());
     assert_eq!(
@@ -601,12 +619,132 @@ fn response_flags_are_the_ones_envoy_logs() {
     assert_eq!(envoy_flags["200"], "-");
 }
 
+// === gRPC ===
+
+/// An HTTP/1.1 upstream answering every request as a gRPC server does: 200, one message and
+/// `grpc-status: 14` in the trailers (the stub sends no trailers). Its port.
+fn grpc_upstream_with_trailers() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Lives as long as the test process.
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || answer_with_trailers(conn));
+        }
+    });
+    port
+}
+
+fn answer_with_trailers(mut conn: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = |b: &[u8]| b.windows(4).position(|w| w == b"\r\n\r\n");
+    loop {
+        // The test's requests have no body: one head, one answer, on a kept-alive connection.
+        while head_end(&buf).is_none() {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = head_end(&buf).unwrap() + 4;
+        buf.drain(..end);
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\n\
+                      transfer-encoding: chunked\r\n\r\n\
+                      5\r\n\0\0\0\0\0\r\n0\r\ngrpc-status: 14\r\ngrpc-message: down\r\n\r\n";
+        if conn.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn grpc_status_comes_from_trailers_headers_or_the_http_code() {
+    let stub = Stub::start("reviews").unwrap();
+    let upstream = grpc_upstream_with_trailers();
+    let envoy = start(&stub, json!({}), move |doc| {
+        // Envoy drops HTTP/1 trailers unless the cluster asks for them.
+        let cluster = yaml(&format!(
+            r#"
+name: grpc
+type: STATIC
+connect_timeout: 1s
+load_assignment: {{cluster_name: grpc, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]}}
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config: {{http_protocol_options: {{enable_trailers: true}}}}
+"#
+        ));
+        doc["static_resources"]["clusters"].as_sequence_mut().unwrap().push(cluster);
+        // A trailers-only answer: Envoy's direct response with grpc-status in its headers.
+        let routes = yaml(
+            r#"
+- match: {path: /pkg.Svc/Trailers}
+  route: {cluster: grpc}
+- match: {path: /pkg.Svc/TrailersOnly}
+  direct_response: {status: 200}
+  response_headers_to_add:
+  - header: {key: content-type, value: application/grpc}
+  - header: {key: grpc-status, value: "7"}
+- match: {prefix: "/"}
+  route: {cluster: stub}
+"#,
+        );
+        hcm(doc)["route_config"]["virtual_hosts"][0]["routes"] = routes;
+    })
+    .unwrap();
+    let http = client();
+    let grpc = |path: &str, stub_status: Option<&str>| {
+        let mut rq = http
+            .post(envoy.url(path))
+            .header("content-type", "application/grpc");
+        if let Some(s) = stub_status {
+            rq = rq.header("x-stub-status", s);
+        }
+        let r = rq.send().unwrap();
+        let code = r.status().as_u16();
+        r.bytes().unwrap();
+        code
+    };
+    assert_eq!(grpc("/pkg.Svc/Trailers", None), 200);
+    assert_eq!(grpc("/pkg.Svc/Trailers", None), 200);
+    assert_eq!(grpc("/pkg.Svc/TrailersOnly", None), 200);
+    assert_eq!(grpc("/pkg.Svc/Plain", Some("404")), 404);
+    assert_eq!(client().get(envoy.url("/")).send().unwrap().status(), 200);
+
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 5.0);
+    let requests = istio(&samples, "istio_requests_total");
+    assert_eq!(requests.len(), 4, "{requests:#?}");
+    let series = |status: &str| {
+        requests
+            .iter()
+            .find(|s| s.label("grpc_response_status") == Some(status))
+            .unwrap_or_else(|| panic!("no series with grpc_response_status={status:?}"))
+    };
+    // (grpc-status, protocol, HTTP code, count): from the trailers; from the headers of a
+    // trailers-only answer; inferred from HTTP 404 (UNIMPLEMENTED); empty outside gRPC.
+    for (status, protocol, code, count) in [
+        ("14", "grpc", "200", 2.0),
+        ("7", "grpc", "200", 1.0),
+        ("12", "grpc", "404", 1.0),
+        ("", "http", "200", 1.0),
+    ] {
+        let s = series(status);
+        assert_eq!(s.label("request_protocol"), Some(protocol), "{status}");
+        assert_eq!(s.label("response_code"), Some(code), "{status}");
+        assert_eq!(s.value, count, "{status}");
+        assert_eq!(s.labels.len(), LABELS, "{:?}", s.labels);
+    }
+}
+
 #[test]
 fn a_hostile_authority_cannot_forge_labels() {
     let stub = Stub::start("reviews").unwrap();
     let config = json!({
         "reporter": "source",
-        "workload": {"name": "web-v1", "namespace": "shop", "service": "web", "revision": "v1"},
+        "workload": {"name": "web-v1", "namespace": "shop", "service": "web", "revision": "v1",
+                     "app": "web", "version": "v1"},
         "peer_metadata": {"enabled": true}
     });
     let envoy = start(&stub, config, |_| {}).unwrap();
@@ -619,10 +757,10 @@ fn a_hostile_authority_cannot_forge_labels() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 503);
-    // The source side tells the destination who calls.
+    // The source side tells the destination who calls (the cluster from the node).
     assert_eq!(
         echoed(r, "x-mesh-peer-metadata").as_deref(),
-        Some("workload=web-v1;namespace=shop;service=web;revision=v1")
+        Some("workload=web-v1;namespace=shop;service=web;revision=v1;app=web;version=v1;cluster=Kubernetes")
     );
     // Dots in odd places go through Envoy's stat names unharmed (the root's dot is dropped).
     let r = http
@@ -646,7 +784,13 @@ fn a_hostile_authority_cannot_forge_labels() {
     );
     assert_eq!(s.label("source_workload"), Some("web-v1"));
     assert_eq!(s.label("connection_security_policy"), Some("unknown"));
-    assert_eq!(s.labels.len(), 18);
+    // With reporter=source, our identity fills the source labels.
+    assert_eq!(s.label("source_app"), Some("web"));
+    assert_eq!(s.label("source_version"), Some("v1"));
+    assert_eq!(s.label("source_cluster"), Some("Kubernetes"));
+    assert_eq!(s.label("destination_app"), Some("unknown"));
+    assert_eq!(s.label("grpc_response_status"), Some(""));
+    assert_eq!(s.labels.len(), LABELS);
     let dots = requests
         .iter()
         .find(|s| s.label("response_code") == Some("200"))

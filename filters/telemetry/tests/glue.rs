@@ -4,7 +4,7 @@
 use filter_telemetry::{TelemetryFilter, TelemetryRoot};
 use mesh_telemetry::telemetry::{attr, stat};
 use sdk_shim::testing::{FakeHost, FakeMetrics, FakeStore};
-use sdk_shim::{decision, Action, HttpFilter, LogLevel, RootFilter};
+use sdk_shim::{decision, Action, HeaderMap, HttpFilter, HttpHeaders, LogLevel, RootFilter};
 
 fn configured(json: &str, host: &FakeHost) -> TelemetryRoot {
     let mut root = TelemetryRoot::default();
@@ -46,6 +46,10 @@ fn bad_configurations_are_rejected_with_one_error_line() {
         (
             r#"{"reporter":"gateway"}"#,
             "telemetry: invalid configuration: reporter: unknown variant `gateway`",
+        ),
+        (
+            r#"{"workload":{"cluster":"a b"}}"#,
+            "telemetry: invalid configuration: workload.cluster: must be 1 to 253 characters of [A-Za-z0-9._-]",
         ),
         (
             r#"{"trace":{"sampled":true,"bogus":1}}"#,
@@ -195,4 +199,39 @@ fn hostile_requests_never_trap_and_are_counted() {
         assert_eq!(host.request_header_str("x-mesh-peer-metadata"), None);
     }
     assert_eq!(requests_total(&metrics, "200"), 3);
+}
+
+#[test]
+fn grpc_status_is_read_from_the_trailers_at_log_time() {
+    let root_host = FakeHost::new();
+    let root = configured(
+        r#"{"workload":{"app":"reviews","version":"v1"}}"#,
+        &root_host,
+    );
+    let host = FakeHost::new()
+        .with_metrics(root_host.metrics())
+        .with_store(root_host.store())
+        .request_header("content-type", "application/grpc");
+    let mut f = root.new_http();
+    f.on_request_headers(&host, false);
+    host.upstream_responds(200, &[("content-type", "application/grpc")]);
+    f.on_response_headers(&host, false);
+    // Trailers arrive after the response headers; nothing reads them before the log.
+    host.add_header(HeaderMap::ResponseTrailers, "grpc-status", b"4")
+        .unwrap();
+    host.set_property_now(attr::RESPONSE_CODE, 200i64.to_le_bytes());
+    f.on_log(&host);
+    let names = root_host.metrics().names();
+    let series = names
+        .iter()
+        .find(|n| n.starts_with("istio_requests_total;"))
+        .unwrap();
+    for part in [
+        ";destination_app=reviews;",
+        ";destination_version=v1;",
+        ";request_protocol=grpc;",
+        ";grpc_response_status=4;",
+    ] {
+        assert!(series.contains(part), "{part} in {series}");
+    }
 }

@@ -9,7 +9,8 @@
 //!   "access_log": {"enabled": true, "max_field_bytes": 1024} }
 //! ```
 //! Every key is optional. Workload fields left out come from the Envoy node (Istio's
-//! `WORKLOAD_NAME`, `NAMESPACE` and `LABELS` metadata) when it has them, else `unknown`.
+//! `WORKLOAD_NAME`, `NAMESPACE`, `CLUSTER_ID` and `LABELS` metadata) when it has them, else
+//! `unknown`. `workload` also takes `service_host`, `revision`, `app`, `version`, `cluster`.
 
 use mesh_core::{parse_json, ConfigError};
 use serde::Deserialize;
@@ -46,6 +47,13 @@ pub struct WorkloadSpec {
     pub service_host: Option<String>,
     /// Canonical revision, e.g. `v1`; default: the node's `version` label, else `latest`.
     pub revision: Option<String>,
+    /// `app` label value, e.g. `reviews`; default: the node's `app` label, else `unknown`.
+    pub app: Option<String>,
+    /// `version` label value, e.g. `v1`; default: the node's `version` label, else `unknown`.
+    pub version: Option<String>,
+    /// Cluster (Istio's `CLUSTER_ID`), e.g. `Kubernetes`; default: the node's `CLUSTER_ID`
+    /// metadata, else `unknown`.
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +188,9 @@ impl TelemetryConfig {
             ("service", &w.service),
             ("service_host", &w.service_host),
             ("revision", &w.revision),
+            ("app", &w.app),
+            ("version", &w.version),
+            ("cluster", &w.cluster),
         ] {
             if let Some(v) = value {
                 if !crate::peer::valid_value(v) {

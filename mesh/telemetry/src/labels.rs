@@ -8,6 +8,9 @@
 //! like every byte outside a small safe set), so no value can end its segment early and forge
 //! another label. The last label has a closed vocabulary, so Envoy's default `$`-anchored tag
 //! extractors (`_rq_200`) never match a client-chosen value.
+//!
+//! An unknown value is `unknown`; only `grpc_response_status` may be empty (requests that are
+//! not gRPC), as Istio reports it.
 
 use std::borrow::Cow;
 
@@ -50,25 +53,33 @@ pub enum Label {
     SourceWorkload,
     SourceWorkloadNamespace,
     SourcePrincipal,
+    SourceApp,
+    SourceVersion,
     SourceCanonicalService,
     SourceCanonicalRevision,
+    SourceCluster,
     DestinationWorkload,
     DestinationWorkloadNamespace,
     DestinationPrincipal,
+    DestinationApp,
+    DestinationVersion,
     DestinationService,
     DestinationServiceName,
     DestinationServiceNamespace,
     DestinationCanonicalService,
     DestinationCanonicalRevision,
+    DestinationCluster,
     RequestProtocol,
     ResponseCode,
+    /// Empty for requests that are not gRPC, as in Istio.
+    GrpcResponseStatus,
     ResponseFlags,
     /// Last on purpose: closed vocabulary (see the module docs).
     ConnectionSecurityPolicy,
 }
 
 /// Number of labels on every series.
-pub const LABEL_COUNT: usize = 18;
+pub const LABEL_COUNT: usize = 25;
 
 impl Label {
     pub const ALL: [Label; LABEL_COUNT] = [
@@ -76,18 +87,25 @@ impl Label {
         Label::SourceWorkload,
         Label::SourceWorkloadNamespace,
         Label::SourcePrincipal,
+        Label::SourceApp,
+        Label::SourceVersion,
         Label::SourceCanonicalService,
         Label::SourceCanonicalRevision,
+        Label::SourceCluster,
         Label::DestinationWorkload,
         Label::DestinationWorkloadNamespace,
         Label::DestinationPrincipal,
+        Label::DestinationApp,
+        Label::DestinationVersion,
         Label::DestinationService,
         Label::DestinationServiceName,
         Label::DestinationServiceNamespace,
         Label::DestinationCanonicalService,
         Label::DestinationCanonicalRevision,
+        Label::DestinationCluster,
         Label::RequestProtocol,
         Label::ResponseCode,
+        Label::GrpcResponseStatus,
         Label::ResponseFlags,
         Label::ConnectionSecurityPolicy,
     ];
@@ -98,18 +116,25 @@ impl Label {
             Label::SourceWorkload => "source_workload",
             Label::SourceWorkloadNamespace => "source_workload_namespace",
             Label::SourcePrincipal => "source_principal",
+            Label::SourceApp => "source_app",
+            Label::SourceVersion => "source_version",
             Label::SourceCanonicalService => "source_canonical_service",
             Label::SourceCanonicalRevision => "source_canonical_revision",
+            Label::SourceCluster => "source_cluster",
             Label::DestinationWorkload => "destination_workload",
             Label::DestinationWorkloadNamespace => "destination_workload_namespace",
             Label::DestinationPrincipal => "destination_principal",
+            Label::DestinationApp => "destination_app",
+            Label::DestinationVersion => "destination_version",
             Label::DestinationService => "destination_service",
             Label::DestinationServiceName => "destination_service_name",
             Label::DestinationServiceNamespace => "destination_service_namespace",
             Label::DestinationCanonicalService => "destination_canonical_service",
             Label::DestinationCanonicalRevision => "destination_canonical_revision",
+            Label::DestinationCluster => "destination_cluster",
             Label::RequestProtocol => "request_protocol",
             Label::ResponseCode => "response_code",
+            Label::GrpcResponseStatus => "grpc_response_status",
             Label::ResponseFlags => "response_flags",
             Label::ConnectionSecurityPolicy => "connection_security_policy",
         }
@@ -247,6 +272,42 @@ impl LabelValues<'_> {
             *slot = Cow::Borrowed(value);
         }
     }
+}
+
+impl LabelValues<'_> {
+    /// Sets `label` to the empty value (Istio's `grpc_response_status` outside gRPC), which
+    /// [`LabelValues::set`] would turn into `unknown`.
+    pub fn set_empty(&mut self, label: Label) {
+        if let Some(slot) = self.values.get_mut(label.index()) {
+            *slot = Cow::Borrowed("");
+        }
+    }
+}
+
+/// Highest well-known gRPC status (`UNAUTHENTICATED`).
+const MAX_KNOWN_GRPC_STATUS: u64 = 16;
+
+/// The `grpc_response_status` of a gRPC request, as Envoy's `Grpc::Common::getGrpcStatus`
+/// (which Istio uses) computes it: the `grpc-status` of the trailers, else of the headers
+/// (a trailers-only answer), else the HTTP status mapped the way gRPC documents it. A value
+/// that is not a well-known code is `-1` (Envoy's `InvalidCode`); `None` when nothing is known.
+pub fn grpc_status(grpc_status: Option<&[u8]>, http_status: Option<i64>) -> Option<i64> {
+    if let Some(raw) = grpc_status.filter(|v| !v.is_empty()) {
+        let code = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|c| *c <= MAX_KNOWN_GRPC_STATUS)
+            .and_then(|c| i64::try_from(c).ok());
+        return Some(code.unwrap_or(-1));
+    }
+    http_status.map(|code| match code {
+        400 => 13,                   // INTERNAL
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 => 12,                   // UNIMPLEMENTED
+        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
+        _ => 2,                      // UNKNOWN
+    })
 }
 
 /// The stat name of `metric` for the series `key` (from [`LabelValues::series_key`]).

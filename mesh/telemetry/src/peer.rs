@@ -1,7 +1,8 @@
 //! Peer metadata exchanged in a header between the two sidecars of a call, so each side can
 //! name the other's workload. Trusted only when the connection is mutually authenticated.
 //!
-//! Format: `workload=NAME;namespace=NS[;service=SVC][;revision=REV]`, values of Kubernetes-name
+//! Format: `workload=NAME;namespace=NS[;service=SVC][;revision=REV][;app=APP][;version=VER]
+//! [;cluster=CLUSTER]`, values of Kubernetes-name
 //! characters (`[A-Za-z0-9._-]`, at most 253 bytes); unknown keys are ignored so later
 //! versions can add some.
 
@@ -18,6 +19,12 @@ pub struct PeerMetadata {
     pub namespace: String,
     pub service: Option<String>,
     pub revision: Option<String>,
+    /// The workload's `app` label (Istio's `source_app` / `destination_app`).
+    pub app: Option<String>,
+    /// The workload's `version` label.
+    pub version: Option<String>,
+    /// The workload's cluster (Istio's `CLUSTER_ID`).
+    pub cluster: Option<String>,
 }
 
 /// Why a peer metadata header was not accepted.
@@ -46,7 +53,7 @@ impl PeerMetadata {
             return Err(PeerMetadataError::TooLong);
         }
         let text = std::str::from_utf8(raw).map_err(|_| PeerMetadataError::Malformed)?;
-        let mut slots: [Option<String>; 4] = Default::default();
+        let mut slots: [Option<String>; 7] = Default::default();
         for pair in text.split(';') {
             let (key, value) = pair.split_once('=').ok_or(PeerMetadataError::Malformed)?;
             let slot = match key {
@@ -54,6 +61,9 @@ impl PeerMetadata {
                 "namespace" => slots.get_mut(1),
                 "service" => slots.get_mut(2),
                 "revision" => slots.get_mut(3),
+                "app" => slots.get_mut(4),
+                "version" => slots.get_mut(5),
+                "cluster" => slots.get_mut(6),
                 _ => continue,
             };
             if !valid_value(value) {
@@ -64,13 +74,16 @@ impl PeerMetadata {
                 _ => return Err(PeerMetadataError::DuplicateKey),
             }
         }
-        let [workload, namespace, service, revision] = slots;
+        let [workload, namespace, service, revision, app, version, cluster] = slots;
         match (workload, namespace) {
             (Some(workload), Some(namespace)) => Ok(Self {
                 workload,
                 namespace,
                 service,
                 revision,
+                app,
+                version,
+                cluster,
             }),
             _ => Err(PeerMetadataError::MissingWorkloadOrNamespace),
         }
@@ -83,8 +96,15 @@ impl fmt::Display for PeerMetadata {
         if let Some(s) = &self.service {
             write!(f, ";service={s}")?;
         }
-        if let Some(r) = &self.revision {
-            write!(f, ";revision={r}")?;
+        for (key, value) in [
+            ("revision", &self.revision),
+            ("app", &self.app),
+            ("version", &self.version),
+            ("cluster", &self.cluster),
+        ] {
+            if let Some(v) = value {
+                write!(f, ";{key}={v}")?;
+            }
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use crate::access_log::AccessRecord;
 use crate::config::{Reporter, TelemetryConfig, WorkloadSpec};
 use crate::flags;
 use crate::histogram::nanos_to_millis;
-use crate::labels::{plain, Label, LabelValues, UNKNOWN};
+use crate::labels::{grpc_status, plain, Label, LabelValues, UNKNOWN};
 use crate::peer::{valid_value, PeerMetadata};
 use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
@@ -49,6 +49,10 @@ pub struct Workload {
     pub service: String,
     pub service_host: String,
     pub revision: String,
+    /// Istio's `app` and `version` labels and `CLUSTER_ID`: `None` reports `unknown`.
+    pub app: Option<String>,
+    pub version: Option<String>,
+    pub cluster: Option<String>,
 }
 
 fn prop_string<P: Properties>(host: &P, path: &[&str]) -> Option<String> {
@@ -109,12 +113,19 @@ impl Workload {
             .or_else(|| label("service.istio.io/canonical-revision"))
             .or_else(|| label("version"))
             .unwrap_or_else(|| "latest".to_owned());
+        // As Istio's stats filter: the node's labels and CLUSTER_ID, no other fallback.
+        let app = spec.app.clone().or_else(|| label("app"));
+        let version = spec.version.clone().or_else(|| label("version"));
+        let cluster = spec.cluster.clone().or_else(|| node("CLUSTER_ID"));
         Self {
             name,
             namespace,
             service,
             service_host,
             revision,
+            app,
+            version,
+            cluster,
         }
     }
 
@@ -124,6 +135,9 @@ impl Workload {
             namespace: self.namespace.clone(),
             service: Some(self.service.clone()),
             revision: Some(self.revision.clone()),
+            app: self.app.clone(),
+            version: self.version.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -192,10 +206,29 @@ impl Telemetry {
                 Label::SourceCanonicalRevision,
             ),
         };
+        let (app, version, cluster) = match config.reporter {
+            Reporter::Destination => (
+                Label::DestinationApp,
+                Label::DestinationVersion,
+                Label::DestinationCluster,
+            ),
+            Reporter::Source => (Label::SourceApp, Label::SourceVersion, Label::SourceCluster),
+        };
         template.set_str(prefix, &workload.name);
         template.set_str(ns, &workload.namespace);
         template.set_str(canon, &workload.service);
         template.set_str(rev, &workload.revision);
+        for (label, value) in [
+            (app, &workload.app),
+            (version, &workload.version),
+            (cluster, &workload.cluster),
+        ] {
+            if let Some(v) = value {
+                template.set_str(label, v);
+            }
+        }
+        // Istio leaves it empty outside gRPC; gRPC requests set it at `on_log`.
+        template.set_empty(Label::GrpcResponseStatus);
         if let (Some(n), Some(h), Some(s)) = (svc_name, svc_host, svc_ns) {
             template.set_str(n, &workload.service);
             template.set_str(h, &workload.service_host);
@@ -480,12 +513,25 @@ impl RequestTelemetry {
         let response_bytes = prop_u64(host, attr::RESPONSE_TOTAL_SIZE);
         let response_flags = flags::short_string(flag_bits);
 
-        let mut labels = shared.template.clone();
+        let mut labels = shared.template.borrowed();
         labels.set_str(
             Label::RequestProtocol,
             if self.grpc { "grpc" } else { "http" },
         );
         labels.set_str(Label::ResponseCode, &code.unwrap_or(0).to_string());
+        if self.grpc {
+            // Host calls for gRPC only: the trailers, then the headers (trailers-only answer).
+            let read = |map| {
+                host.header(map, "grpc-status")
+                    .ok()
+                    .flatten()
+                    .filter(|v| !v.is_empty())
+            };
+            let raw = read(HeaderMap::ResponseTrailers).or_else(|| read(HeaderMap::Response));
+            if let Some(status) = grpc_status(raw.as_deref(), code) {
+                labels.set_str(Label::GrpcResponseStatus, &status.to_string());
+            }
+        }
         labels.set_str(Label::ResponseFlags, &response_flags);
         let principal = match cfg.reporter {
             Reporter::Destination => self.destination_labels(host, &mut labels),
@@ -572,6 +618,9 @@ impl RequestTelemetry {
                 Label::SourceWorkloadNamespace,
                 Label::SourceCanonicalService,
                 Label::SourceCanonicalRevision,
+                Label::SourceApp,
+                Label::SourceVersion,
+                Label::SourceCluster,
             ],
         );
         if let Some(local) = mtls
@@ -611,6 +660,9 @@ impl RequestTelemetry {
                 Label::DestinationWorkloadNamespace,
                 Label::DestinationCanonicalService,
                 Label::DestinationCanonicalRevision,
+                Label::DestinationApp,
+                Label::DestinationVersion,
+                Label::DestinationCluster,
             ],
         );
         let host_name = authority_host(&self.authority);
@@ -632,22 +684,27 @@ impl RequestTelemetry {
     }
 }
 
-/// Workload, namespace, canonical service and revision of the other side: trusted peer
-/// metadata first, else what the SPIFFE ID says.
+/// Workload, namespace, canonical service and revision, app, version and cluster of the other
+/// side: trusted peer metadata first, else what the SPIFFE ID says (workload and namespace).
 fn fill_peer(
     labels: &mut LabelValues<'_>,
     peer: Option<&PeerMetadata>,
     spiffe: Option<&SpiffeId>,
-    [workload, namespace, service, revision]: [Label; 4],
+    [workload, namespace, service, revision, app, version, cluster]: [Label; 7],
 ) {
     if let Some(p) = peer {
         labels.set_str(workload, &p.workload);
         labels.set_str(namespace, &p.namespace);
-        if let Some(s) = &p.service {
-            labels.set_str(service, s);
-        }
-        if let Some(r) = &p.revision {
-            labels.set_str(revision, r);
+        for (label, value) in [
+            (service, &p.service),
+            (revision, &p.revision),
+            (app, &p.app),
+            (version, &p.version),
+            (cluster, &p.cluster),
+        ] {
+            if let Some(v) = value {
+                labels.set_str(label, v);
+            }
         }
     } else if let Some(id) = spiffe {
         labels.set_str(workload, &id.name);

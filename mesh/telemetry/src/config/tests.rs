@@ -90,3 +90,35 @@ fn disabled_peer_metadata_ignores_its_header() {
         TelemetryConfig::from_json(br#"{"peer_metadata":{"enabled":false,"header":"X"}}"#).unwrap();
     assert_eq!(c.peer_header, None);
 }
+
+#[test]
+fn app_version_and_cluster_are_checked_like_the_other_workload_fields() {
+    let c = TelemetryConfig::from_json(
+        br#"{"workload":{"app":"reviews","version":"v1","cluster":"Kubernetes"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            c.workload.app.as_deref(),
+            c.workload.version.as_deref(),
+            c.workload.cluster.as_deref()
+        ),
+        (Some("reviews"), Some("v1"), Some("Kubernetes"))
+    );
+    for field in ["app", "version", "cluster"] {
+        let e = err(&format!(r#"{{"workload":{{"{field}":"a;b=c"}}}}"#));
+        assert_eq!(
+            e.to_string(),
+            format!("workload.{field}: must be 1 to 253 characters of [A-Za-z0-9._-]")
+        );
+        assert_eq!(
+            err(&format!(r#"{{"workload":{{"{field}":""}}}}"#)).field,
+            format!("workload.{field}")
+        );
+        assert_eq!(
+            err(&format!(r#"{{"workload":{{"{field}":7}}}}"#)).field,
+            format!("workload.{field}")
+        );
+    }
+    assert_eq!(err(r#"{"workload":{"apps":"x"}}"#).field, "workload.apps");
+}

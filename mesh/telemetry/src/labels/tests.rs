@@ -191,3 +191,40 @@ fn borrowed_labels_leave_the_template_alone() {
     assert_eq!(req.get(Label::RequestProtocol), "grpc");
     assert_eq!(template.get(Label::ResponseCode), UNKNOWN);
 }
+
+#[test]
+fn an_empty_grpc_status_is_kept_empty_and_extracted() {
+    let mut v = LabelValues::default();
+    v.set_str(Label::Reporter, "destination");
+    v.set_empty(Label::GrpcResponseStatus);
+    let name = stat_name(Metric::RequestsTotal, &v.series_key());
+    assert!(
+        name.contains(";grpc_response_status=;response_flags="),
+        "{name}"
+    );
+    let (rest, tags) = extract(&name);
+    assert_eq!(rest, "istio_requests_total");
+    assert!(tags.contains(&("grpc_response_status", String::new())));
+    assert!(tags.contains(&("response_flags", UNKNOWN.to_owned())));
+    // Set through the encoder, empty still means unknown: the two never collide.
+    v.set(Label::GrpcResponseStatus, b"");
+    assert_eq!(v.get(Label::GrpcResponseStatus), UNKNOWN);
+}
+
+#[test]
+fn istio_label_set_is_complete() {
+    let names: Vec<_> = Label::ALL.iter().map(|l| l.name()).collect();
+    for istio in [
+        "source_app",
+        "source_version",
+        "source_cluster",
+        "destination_app",
+        "destination_version",
+        "destination_cluster",
+        "grpc_response_status",
+    ] {
+        assert!(names.contains(&istio), "{istio}");
+    }
+    let unique: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), LABEL_COUNT);
+}

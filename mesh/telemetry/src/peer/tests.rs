@@ -9,6 +9,7 @@ fn round_trips() {
         namespace: "shop".into(),
         service: Some("web".into()),
         revision: Some("v1".into()),
+        ..PeerMetadata::default()
     };
     assert_eq!(
         m.to_string(),
@@ -18,10 +19,42 @@ fn round_trips() {
 }
 
 #[test]
+fn app_version_and_cluster_round_trip() {
+    let m = PeerMetadata {
+        workload: "web-v1".into(),
+        namespace: "shop".into(),
+        app: Some("web".into()),
+        version: Some("v1".into()),
+        cluster: Some("east-1".into()),
+        ..PeerMetadata::default()
+    };
+    assert_eq!(
+        m.to_string(),
+        "workload=web-v1;namespace=shop;app=web;version=v1;cluster=east-1"
+    );
+    assert_eq!(PeerMetadata::parse(m.to_string().as_bytes()), Ok(m));
+    // Any order; each key once and checked like the others.
+    let m = PeerMetadata::parse(b"cluster=c;version=2;app=a;namespace=n;workload=w").unwrap();
+    assert_eq!(
+        (m.app.as_deref(), m.version.as_deref(), m.cluster.as_deref()),
+        (Some("a"), Some("2"), Some("c"))
+    );
+    assert_eq!(
+        PeerMetadata::parse(b"workload=w;namespace=n;app=a;app=b"),
+        Err(PeerMetadataError::DuplicateKey)
+    );
+    assert_eq!(
+        PeerMetadata::parse(b"workload=w;namespace=n;cluster=a%3Bb"),
+        Err(PeerMetadataError::BadValue)
+    );
+}
+
+#[test]
 fn optional_and_unknown_keys() {
     let m = PeerMetadata::parse(b"namespace=ns;future=x;workload=w").unwrap();
     assert_eq!((m.workload.as_str(), m.namespace.as_str()), ("w", "ns"));
     assert_eq!(m.service, None);
+    assert_eq!((m.app, m.version, m.cluster), (None, None, None));
 }
 
 #[test]

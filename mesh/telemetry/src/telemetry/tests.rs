@@ -1,6 +1,7 @@
 use super::*;
 use crate::labels::{decode_value, parse_stat_name};
 use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::HttpHeaders;
 use std::collections::BTreeMap;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -96,7 +97,7 @@ fn access_line(host: &FakeHost) -> serde_json::Value {
     serde_json::from_str(&lines[0]).unwrap()
 }
 
-const DEST: &str = r#"{"workload":{"name":"reviews-v1","namespace":"default","service":"reviews","revision":"v1"}}"#;
+const DEST: &str = r#"{"workload":{"name":"reviews-v1","namespace":"default","service":"reviews","revision":"v1","app":"reviews","version":"v1","cluster":"east"}}"#;
 
 #[test]
 fn destination_labels_come_from_config_certificate_and_envoy() {
@@ -122,6 +123,9 @@ fn destination_labels_come_from_config_certificate_and_envoy() {
         ("source_workload_namespace", "shop"),
         ("source_principal", WEB),
         ("source_canonical_service", "unknown"),
+        ("source_app", "unknown"),
+        ("source_version", "unknown"),
+        ("source_cluster", "unknown"),
         ("destination_workload", "reviews-v1"),
         ("destination_workload_namespace", "default"),
         (
@@ -133,14 +137,20 @@ fn destination_labels_come_from_config_certificate_and_envoy() {
         ("destination_service_namespace", "default"),
         ("destination_canonical_service", "reviews"),
         ("destination_canonical_revision", "v1"),
+        ("destination_app", "reviews"),
+        ("destination_version", "v1"),
+        ("destination_cluster", "east"),
         ("request_protocol", "http"),
         ("response_code", "503"),
+        // Not gRPC: empty, as Istio reports it.
+        ("grpc_response_status", ""),
         ("response_flags", "UF,URX"),
         ("connection_security_policy", "mutual_tls"),
     ];
     for (k, v) in expect {
         assert_eq!(l[k], v, "{k}");
     }
+    assert_eq!(l.len(), crate::labels::LABEL_COUNT);
     let name = |m: &str| {
         p.metrics
             .names()
@@ -164,9 +174,14 @@ fn workload_comes_from_the_node_when_not_configured() {
         .property(&["xds", "node", "metadata", "WORKLOAD_NAME"], "ratings-v2")
         .property(&["xds", "node", "metadata", "NAMESPACE"], "books")
         .property(&["xds", "node", "metadata", "LABELS", "app"], "ratings")
-        .property(&["xds", "node", "metadata", "LABELS", "version"], "v2");
+        .property(&["xds", "node", "metadata", "LABELS", "version"], "v2")
+        .property(&["xds", "node", "metadata", "CLUSTER_ID"], "Kubernetes");
     let p = Proxy::with_root("", root);
     let w = &p.telemetry.workload;
+    assert_eq!(
+        (w.app.as_deref(), w.version.as_deref(), w.cluster.as_deref()),
+        (Some("ratings"), Some("v2"), Some("Kubernetes"))
+    );
     assert_eq!(
         (
             w.name.as_str(),
@@ -185,6 +200,37 @@ fn workload_comes_from_the_node_when_not_configured() {
     let p = Proxy::with_root(r#"{"workload":{"namespace":"mine"}}"#, root);
     assert_eq!(p.telemetry.workload.name, "unknown");
     assert_eq!(p.telemetry.workload.namespace, "mine");
+
+    // No `app` label: `unknown`, as Istio (no fallback to the canonical name); config wins.
+    let root = FakeHost::new()
+        .property(
+            &[
+                "xds",
+                "node",
+                "metadata",
+                "LABELS",
+                "service.istio.io/canonical-name",
+            ],
+            "c",
+        )
+        .property(&["xds", "node", "metadata", "LABELS", "version"], "v9")
+        .property(&["xds", "node", "metadata", "CLUSTER_ID"], "west");
+    let p = Proxy::with_root(r#"{"workload":{"cluster":"east"}}"#, root);
+    let w = &p.telemetry.workload;
+    assert_eq!(
+        (w.app.as_deref(), w.version.as_deref(), w.cluster.as_deref()),
+        (None, Some("v9"), Some("east"))
+    );
+    p.run(&p.host(), 200, &[]);
+    let l = p.only_series();
+    assert_eq!(
+        (
+            l["destination_app"].as_str(),
+            l["destination_version"].as_str(),
+            l["destination_cluster"].as_str()
+        ),
+        ("unknown", "v9", "east")
+    );
 }
 
 #[test]
@@ -226,7 +272,8 @@ fn missing_properties_still_count() {
 fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
     let cfg = r#"{"peer_metadata":{"enabled":true}}"#;
     let header = "x-mesh-peer-metadata";
-    let meta = "workload=web-v2;namespace=shop;service=web;revision=v2";
+    let meta =
+        "workload=web-v2;namespace=shop;service=web;revision=v2;app=web;version=v2;cluster=east";
 
     // mTLS and consistent with the certificate: trusted, stripped, answered.
     let p = Proxy::new(cfg);
@@ -251,6 +298,14 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
         ),
         ("web-v2", "web", "v2")
     );
+    assert_eq!(
+        (
+            l["source_app"].as_str(),
+            l["source_version"].as_str(),
+            l["source_cluster"].as_str()
+        ),
+        ("web", "v2", "east")
+    );
     assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 0);
 
     // Plain connection: stripped, ignored, counted; nothing told back.
@@ -259,7 +314,9 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
     p.run(&host, 200, &[]);
     assert_eq!(host.request_header_str(header), None);
     assert_eq!(host.response_header_str(header), None);
-    assert_eq!(p.only_series()["source_workload"], "unknown");
+    let l = p.only_series();
+    assert_eq!(l["source_workload"], "unknown");
+    assert_eq!(l["source_app"], "unknown");
     assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 1);
 
     // mTLS but claiming another namespace than the certificate: the certificate wins.
@@ -278,6 +335,7 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
         ),
         ("web", "shop")
     );
+    assert_eq!(l["source_app"], "unknown", "a SPIFFE ID names no app");
     assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 1);
 
     // Disabled: the header is none of our business.
@@ -293,7 +351,7 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
 #[test]
 fn source_reporter_names_the_destination() {
     let p = Proxy::new(
-        r#"{"reporter":"source","workload":{"name":"web-v1","namespace":"shop","service":"web"},"peer_metadata":{"enabled":true}}"#,
+        r#"{"reporter":"source","workload":{"name":"web-v1","namespace":"shop","service":"web","app":"web","version":"v1"},"peer_metadata":{"enabled":true}}"#,
     );
     let header = "x-mesh-peer-metadata";
     let host = p
@@ -310,12 +368,13 @@ fn source_reporter_names_the_destination() {
         200,
         &[(
             header,
-            "workload=reviews-v3;namespace=books;service=reviews;revision=v3",
+            "workload=reviews-v3;namespace=books;service=reviews;revision=v3;app=reviews;version=v3;cluster=west",
         )],
     );
+    // Our cluster is not known: not sent.
     assert_eq!(
         host.request_header_str(header).as_deref(),
-        Some("workload=web-v1;namespace=shop;service=web;revision=latest")
+        Some("workload=web-v1;namespace=shop;service=web;revision=latest;app=web;version=v1")
     );
     assert_eq!(host.response_header_str(header), None);
     let l = p.only_series();
@@ -334,6 +393,14 @@ fn source_reporter_names_the_destination() {
         ("destination_service_name", "reviews"),
         ("destination_service_namespace", "books"),
         ("destination_canonical_revision", "v3"),
+        // The roles swap: ours are the source's, the answer's the destination's.
+        ("source_app", "web"),
+        ("source_version", "v1"),
+        ("source_cluster", "unknown"),
+        ("destination_app", "reviews"),
+        ("destination_version", "v3"),
+        ("destination_cluster", "west"),
+        ("grpc_response_status", ""),
         ("connection_security_policy", "unknown"),
     ];
     for (k, v) in expect {
@@ -346,6 +413,7 @@ fn source_reporter_names_the_destination() {
     p.run(&host, 200, &[(header, "workload=liar;namespace=books")]);
     let l = p.only_series();
     assert_eq!(l["destination_workload"], "unknown");
+    assert_eq!(l["destination_app"], "unknown");
     assert_eq!(l["destination_service"], "[::1]");
     assert_eq!(p.stat(stat::PEER_METADATA_REJECTED), 1);
 }
@@ -507,6 +575,7 @@ fn a_known_series_costs_few_host_calls() {
     // response attributes; the requests counter and 3 histograms; for the access log the
     // clock, 3 decisions (filter state, as this module runs alone) and the line itself, with
     // no log-level check. The series is already known to this worker: no shared-data call.
+    // (gRPC requests add one or two `grpc-status` reads: see the test below.)
     assert_eq!(host.host_calls(), 5 + 3 + 6 + 4 + 5, "{:?}", host.logs());
 }
 
@@ -552,7 +621,122 @@ fn grpc_requests_are_labelled_grpc() {
         .host()
         .request_header("content-type", "application/grpc+proto");
     p.run(&host, 200, &[]);
-    assert_eq!(p.only_series()["request_protocol"], "grpc");
+    let l = p.only_series();
+    assert_eq!(l["request_protocol"], "grpc");
+    // Neither trailers nor a grpc-status header: inferred from HTTP 200, as Envoy does.
+    assert_eq!(l["grpc_response_status"], "2");
+}
+
+/// The `grpc_response_status` of one gRPC request answered `code` with these response
+/// headers and trailers.
+fn grpc_status_of(code: i64, headers: &[(&str, &str)], trailers: &[(&str, &str)]) -> String {
+    let p = Proxy::new("");
+    let host = p.host().request_header("content-type", "application/grpc");
+    let mut r = RequestTelemetry::new(p.telemetry.clone());
+    r.on_request_headers(&host);
+    host.upstream_responds(u16::try_from(code).unwrap(), headers);
+    r.on_response_headers(&host);
+    for (k, v) in trailers {
+        host.add_header(HeaderMap::ResponseTrailers, k, v.as_bytes())
+            .unwrap();
+    }
+    host.set_property_now(attr::RESPONSE_CODE, int(code));
+    r.on_log(&host);
+    p.only_series()["grpc_response_status"].clone()
+}
+
+#[test]
+fn grpc_status_comes_from_trailers_then_headers_then_the_http_code() {
+    // Trailers first (a normal answer), even when a header says otherwise.
+    assert_eq!(grpc_status_of(200, &[], &[("grpc-status", "0")]), "0");
+    assert_eq!(
+        grpc_status_of(200, &[("grpc-status", "0")], &[("grpc-status", "14")]),
+        "14"
+    );
+    // A trailers-only answer carries it in the headers.
+    assert_eq!(grpc_status_of(200, &[("grpc-status", "5")], &[]), "5");
+    assert_eq!(
+        grpc_status_of(200, &[("grpc-status", "7")], &[("x", "y")]),
+        "7"
+    );
+    // No grpc-status: the HTTP code mapped as gRPC documents it.
+    assert_eq!(grpc_status_of(503, &[], &[]), "14");
+    assert_eq!(grpc_status_of(404, &[], &[]), "12");
+    // Not a well-known code: Envoy's InvalidCode, never the client's bytes.
+    assert_eq!(
+        grpc_status_of(200, &[], &[("grpc-status", "x;reporter=source")]),
+        "-1"
+    );
+    assert_eq!(grpc_status_of(200, &[], &[("grpc-status", "17")]), "-1");
+}
+
+#[test]
+fn grpc_status_maps_like_envoy() {
+    use crate::labels::grpc_status;
+    assert_eq!(grpc_status(Some(b"0"), Some(500)), Some(0));
+    assert_eq!(grpc_status(Some(b"16"), None), Some(16));
+    assert_eq!(grpc_status(Some(b" 3 "), None), Some(3));
+    assert_eq!(grpc_status(Some(b"-1"), None), Some(-1));
+    assert_eq!(grpc_status(Some(&[0xff]), None), Some(-1));
+    assert_eq!(
+        grpc_status(Some(b"99999999999999999999999"), None),
+        Some(-1)
+    );
+    // An empty value is no value (Envoy reads it as absent).
+    assert_eq!(grpc_status(Some(b""), Some(401)), Some(16));
+    for (http, grpc) in [
+        (400, 13),
+        (401, 16),
+        (403, 7),
+        (404, 12),
+        (429, 14),
+        (502, 14),
+        (503, 14),
+        (504, 14),
+        (200, 2),
+        (500, 2),
+    ] {
+        assert_eq!(grpc_status(None, Some(http)), Some(grpc), "{http}");
+    }
+    assert_eq!(grpc_status(None, None), None);
+}
+
+#[test]
+fn grpc_without_any_status_or_code_is_empty() {
+    let p = Proxy::new("");
+    let host = p.host().request_header("content-type", "application/grpc");
+    let mut r = RequestTelemetry::new(p.telemetry.clone());
+    r.on_request_headers(&host);
+    r.on_log(&host);
+    assert_eq!(p.only_series()["grpc_response_status"], "");
+}
+
+#[test]
+fn grpc_status_costs_host_calls_only_for_grpc() {
+    let calls = |content_type: &str, trailers: bool| {
+        let p = Proxy::new("");
+        let host = || {
+            let h = p
+                .host()
+                .request("POST", "a", "/pkg.Svc/Call")
+                .request_header("content-type", content_type);
+            if trailers {
+                h.add_header(HeaderMap::ResponseTrailers, "grpc-status", b"0")
+                    .unwrap();
+            }
+            h
+        };
+        p.run(&host(), 200, &[]);
+        let h = host();
+        let before = h.host_calls();
+        p.run(&h, 200, &[]);
+        h.host_calls() - before
+    };
+    let http = calls("application/json", false);
+    // The trailers hold it: one read; a trailers-only answer: the headers too.
+    assert_eq!(calls("application/grpc", true), http + 1);
+    assert_eq!(calls("application/grpc", false), http + 2);
+    assert_eq!(calls("application/json", true), http);
 }
 
 #[test]
