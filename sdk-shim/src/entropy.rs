@@ -46,7 +46,8 @@ impl EntropyPool {
                 out.get_mut(done..done + n),
                 self.block.get_mut(self.used..self.used + n),
             ) else {
-                break;
+                // Cannot happen (n fits both); never hand back zeros as randomness.
+                return out.get_mut(done..).map_or(Ok(()), host);
             };
             dst.copy_from_slice(src);
             // A byte handed out is not kept.

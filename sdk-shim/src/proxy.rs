@@ -94,10 +94,12 @@ impl Random for ProxyWasmHost {
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
         // WASI `random_get`, served by the host, a block at a time.
         let direct = |b: &mut [u8]| getrandom::fill(b).map_err(|_| HostError::Unsupported);
-        ENTROPY.with(|pool| match pool.try_borrow_mut() {
-            Ok(mut pool) => pool.fill(buf, direct),
-            Err(_) => direct(buf),
-        })
+        ENTROPY
+            .try_with(|pool| match pool.try_borrow_mut() {
+                Ok(mut pool) => pool.fill(buf, direct),
+                Err(_) => direct(buf),
+            })
+            .unwrap_or_else(|_| direct(buf))
     }
 }
 

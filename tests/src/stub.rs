@@ -1,6 +1,7 @@
 //! Stub upstreams: each answers with its name, the request's method, path and every header as
 //! JSON, with a status it can be told to return (`set_status`, or per request with the
-//! `x-stub-status` header).
+//! `x-stub-status` header). Status 0 means no answer at all: the stub closes the connection,
+//! which Envoy reports as an upstream reset (a local 503).
 //!
 //! Served by hyper on a tokio runtime of its own: every connection Envoy opens is served at
 //! once, however many stay open (a fixed thread pool could leave a new connection waiting
@@ -20,7 +21,8 @@ struct Shared {
     hits: AtomicU64,
 }
 
-/// A running stub upstream on 127.0.0.1; stopped on drop.
+/// A running stub upstream on 127.0.0.1; stopped on drop (its listener and connections close
+/// in the background right after).
 pub struct Stub {
     port: u16,
     shared: Arc<Shared>,
@@ -63,11 +65,11 @@ impl Stub {
     pub fn name(&self) -> &str {
         &self.shared.name
     }
-    /// Status for every later request that does not carry `x-stub-status`.
+    /// Status for every later request that does not carry `x-stub-status` (0: reset).
     pub fn set_status(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
     }
-    /// Requests answered so far.
+    /// Requests answered (or reset) so far.
     pub fn hits(&self) -> u64 {
         self.shared.hits.load(Ordering::SeqCst)
     }
@@ -102,10 +104,24 @@ async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Why the stub closed a connection instead of answering (status 0).
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reset on request")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 async fn answer(
     req: Request<Incoming>,
     shared: Arc<Shared>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+) -> Result<Response<Full<Bytes>>, BoxError> {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut status = shared.status.load(Ordering::SeqCst);
     for (name, value) in req.headers() {
@@ -135,6 +151,10 @@ async fn answer(
     })
     .to_string();
     shared.hits.fetch_add(1, Ordering::SeqCst);
+    if status == 0 {
+        // hyper drops the connection when the service fails.
+        return Err(Box::new(Reset));
+    }
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);

@@ -292,8 +292,20 @@ fn hostile_requests_still_route() {
 
 #[test]
 fn a_failing_canary_trips_the_guard_then_only_v1_serves() {
+    guard_trips_when_v2_answers(503);
+}
+
+/// An upstream that drops the connection gets Envoy's local 503 (`UC`), which the guard
+/// counts like a 5xx from the upstream.
+#[test]
+fn a_canary_that_resets_connections_trips_the_guard_too() {
+    guard_trips_when_v2_answers(0);
+}
+
+/// `status` 0: v2 closes the connection instead of answering.
+fn guard_trips_when_v2_answers(status: u16) {
     let (v1, v2) = stubs();
-    v2.set_status(503);
+    v2.set_status(status);
     let mut cfg = shipped();
     cfg["services"][0]["subsets"] =
         json!([{"name": "v1", "weight": 50}, {"name": "v2", "weight": 50}]);

@@ -190,7 +190,7 @@ fn field_at(json: &[u8], line: usize, column: usize, reason: &str) -> String {
                 if !path.is_empty() {
                     path.push('.');
                 }
-                path.push_str(&String::from_utf8_lossy(key));
+                path.push_str(&key_text(key));
             }
             (None, Some(index)) => path.push_str(&format!("[{index}]")),
             // Stopped on the first byte of an element: the error is that element's.
@@ -201,6 +201,17 @@ fn field_at(json: &[u8], line: usize, column: usize, reason: &str) -> String {
         }
     }
     path
+}
+
+/// A key as the config meant it: escapes (`\"`, `\u00e9`) decoded.
+fn key_text(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    if raw.contains(&b'\\') {
+        let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
+        if let Ok(key) = serde_json::from_slice::<String>(&quoted) {
+            return key.into();
+        }
+    }
+    String::from_utf8_lossy(raw)
 }
 
 /// A value starts in the innermost container: in an array it takes the next index.

@@ -153,7 +153,7 @@ mod oracle {
             "name": "doc",
             "rules": (0..rules).map(rule).collect::<Vec<_>>(),
             "mode": "shadow",
-            "tags": {"a": 1, "b,c": 2},
+            "tags": {"a": 1, "b,c": 2, "q\"k\u{e9}": 3},
         })
     }
 
