@@ -203,15 +203,24 @@ fn field_at(json: &[u8], line: usize, column: usize, reason: &str) -> String {
     path
 }
 
-/// A key as the config meant it: escapes (`\"`, `\u00e9`) decoded.
+/// A key as the config meant it: `\"`, `\\` and `\/` decoded (a `\u` escape stays as
+/// written: rare in a key, and not worth a JSON string decoder in every module).
 fn key_text(raw: &[u8]) -> std::borrow::Cow<'_, str> {
-    if raw.contains(&b'\\') {
-        let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
-        if let Ok(key) = serde_json::from_slice::<String>(&quoted) {
-            return key.into();
+    if !raw.contains(&b'\\') {
+        return String::from_utf8_lossy(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        match (b, bytes.as_slice().first()) {
+            (b'\\', Some(&c @ (b'"' | b'\\' | b'/'))) => {
+                out.push(c);
+                bytes.next();
+            }
+            _ => out.push(b),
         }
     }
-    String::from_utf8_lossy(raw)
+    String::from_utf8_lossy(&out).into_owned().into()
 }
 
 /// A value starts in the innermost container: in an array it takes the next index.

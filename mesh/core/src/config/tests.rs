@@ -242,6 +242,7 @@ mod oracle {
             r#"{"rules":[{"name":"a","limit":{}}]}"#,
             r#"{"mode":"loud"}"#,
             r#"{"tags":{"a":-1}}"#,
+            r#"{"tags":{"a\\b\/c\"d":"x"}}"#,
         ] {
             let ours = parse_json::<Doc>(text.as_bytes()).err().map(|e| e.field);
             assert_eq!(ours, oracle::<Doc>(text), "{text}");
