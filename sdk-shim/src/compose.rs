@@ -57,8 +57,24 @@ impl PassState {
     }
 }
 
-/// A header map, a lowercase header name and the value the host gave (`None`: absent).
-type CachedHeader = (HeaderMap, String, Option<Vec<u8>>);
+/// A header map and a lowercase header name, and the value the host gave (`None`: absent).
+type CachedHeader = ((HeaderMap, String), Option<Vec<u8>>);
+
+/// The value cached under the key `is_key` picks; else `fetch`'s, cached under `key()`.
+/// Errors are not cached: the next read asks the host again.
+fn cached<K, V: Clone>(
+    cache: &RefCell<Vec<(K, V)>>,
+    is_key: impl Fn(&K) -> bool,
+    key: impl FnOnce() -> K,
+    fetch: impl FnOnce() -> Result<V, HostError>,
+) -> Result<V, HostError> {
+    if let Some((_, v)) = cache.borrow().iter().find(|(k, _)| is_key(k)) {
+        return Ok(v.clone());
+    }
+    let v = fetch()?;
+    cache.borrow_mut().push((key(), v.clone()));
+    Ok(v)
+}
 
 /// A host for the filters of one pass, for one callback; see the module docs.
 #[derive(Debug)]
@@ -93,7 +109,7 @@ impl<'a, H> PassHost<'a, H> {
     fn forget(&self, map: HeaderMap, name: &str) {
         self.headers
             .borrow_mut()
-            .retain(|(m, n, _)| !(*m == map && n.eq_ignore_ascii_case(name)));
+            .retain(|((m, n), _)| !(*m == map && n.eq_ignore_ascii_case(name)));
     }
 }
 
@@ -104,15 +120,12 @@ impl<H: Properties> Properties for PassHost<'_, H> {
                 Ok(self.state.values.borrow().get(i).cloned().flatten())
             }
             Some(_) => self.host.property(path),
-            None if connection_scoped(path) => {
-                let mut cache = self.state.connection.borrow_mut();
-                if let Some((_, v)) = cache.iter().find(|(p, _)| p.iter().eq(path.iter())) {
-                    return Ok(v.clone());
-                }
-                let v = self.host.property(path)?;
-                cache.push((path.iter().map(|s| (*s).to_owned()).collect(), v.clone()));
-                Ok(v)
-            }
+            None if connection_scoped(path) => cached(
+                &self.state.connection,
+                |p| p.iter().eq(path.iter()),
+                || path.iter().map(|s| (*s).to_owned()).collect(),
+                || self.host.property(path),
+            ),
             None => self.host.property(path),
         }
     }
@@ -190,20 +203,12 @@ impl<H: Timer> Timer for PassHost<'_, H> {
 
 impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        let cached = self
-            .headers
-            .borrow()
-            .iter()
-            .find(|(m, n, _)| *m == map && n.eq_ignore_ascii_case(name))
-            .map(|(_, _, v)| v.clone());
-        if let Some(v) = cached {
-            return Ok(v);
-        }
-        let v = self.host.header(map, name)?;
-        self.headers
-            .borrow_mut()
-            .push((map, name.to_ascii_lowercase(), v.clone()));
-        Ok(v)
+        cached(
+            &self.headers,
+            |(m, n)| *m == map && n.eq_ignore_ascii_case(name),
+            || (map, name.to_ascii_lowercase()),
+            || self.host.header(map, name),
+        )
     }
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
         self.host.header_values(map, name)
