@@ -736,6 +736,28 @@ typed_extension_protocol_options:
         assert_eq!(s.value, count, "{status}");
         assert_eq!(s.labels.len(), LABELS, "{:?}", s.labels);
     }
+    // The access lines carry the same codes, gRPC requests only.
+    let lines = wait_lines(&envoy, 5);
+    let mut codes: Vec<(String, Option<i64>)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap_or_default().to_owned(),
+                l.get("grpc_status").and_then(Value::as_i64),
+            )
+        })
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            ("/".to_owned(), None),
+            ("/pkg.Svc/Plain".to_owned(), Some(12)),
+            ("/pkg.Svc/Trailers".to_owned(), Some(14)),
+            ("/pkg.Svc/Trailers".to_owned(), Some(14)),
+            ("/pkg.Svc/TrailersOnly".to_owned(), Some(7)),
+        ]
+    );
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub struct AccessRecord<'a> {
     /// `http` or `grpc`, as in the `request_protocol` label.
     pub protocol: &'a str,
     pub status: Option<i64>,
+    /// gRPC requests only: the `grpc_response_status` label's code.
+    pub grpc_status: Option<i64>,
     pub response_flags: &'a str,
     pub duration_ms: Option<u64>,
     pub request_bytes: Option<u64>,
@@ -118,6 +120,9 @@ impl AccessRecord<'_> {
         l.str("authority", self.authority);
         l.str("protocol", self.protocol.as_bytes());
         l.num("status", self.status);
+        if self.grpc_status.is_some() {
+            l.num("grpc_status", self.grpc_status);
+        }
         l.str("response_flags", self.response_flags.as_bytes());
         l.num("duration_ms", self.duration_ms);
         l.num("request_bytes", self.request_bytes);

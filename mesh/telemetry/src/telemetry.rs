@@ -519,6 +519,7 @@ impl RequestTelemetry {
             if self.grpc { "grpc" } else { "http" },
         );
         labels.set_str(Label::ResponseCode, &code.unwrap_or(0).to_string());
+        let mut grpc_code = None;
         if self.grpc {
             // Host calls for gRPC only: the trailers, then the headers (trailers-only answer).
             let read = |map| {
@@ -528,7 +529,8 @@ impl RequestTelemetry {
                     .filter(|v| !v.is_empty())
             };
             let raw = read(HeaderMap::ResponseTrailers).or_else(|| read(HeaderMap::Response));
-            if let Some(status) = grpc_status(raw.as_deref(), code) {
+            grpc_code = grpc_status(raw.as_deref(), code);
+            if let Some(status) = grpc_code {
                 labels.set_str(Label::GrpcResponseStatus, &status.to_string());
             }
         }
@@ -576,6 +578,7 @@ impl RequestTelemetry {
             authority: &self.authority,
             protocol: labels.get(Label::RequestProtocol),
             status: code,
+            grpc_status: grpc_code,
             response_flags: &response_flags,
             duration_ms: duration_ns.map(nanos_to_millis),
             request_bytes,

@@ -16,6 +16,7 @@ fn record() -> AccessRecord<'static> {
         authority: b"reviews:9080",
         protocol: "http",
         status: Some(200),
+        grpc_status: None,
         response_flags: "-",
         duration_ms: Some(12),
         request_bytes: Some(345),
@@ -49,6 +50,21 @@ fn line_has_every_field() {
     assert!(
         v.get("ratelimit").is_none(),
         "absent decisions are left out"
+    );
+}
+
+#[test]
+fn grpc_status_appears_for_grpc_requests_only() {
+    assert!(parse(&record().to_json(1024)).get("grpc_status").is_none());
+    let r = AccessRecord {
+        protocol: "grpc",
+        grpc_status: Some(14),
+        ..record()
+    };
+    let v = parse(&r.to_json(1024));
+    assert_eq!(
+        (v["status"].as_i64(), v["grpc_status"].as_i64()),
+        (Some(200), Some(14))
     );
 }
 

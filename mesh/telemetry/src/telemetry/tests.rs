@@ -630,6 +630,15 @@ fn grpc_requests_are_labelled_grpc() {
 /// The `grpc_response_status` of one gRPC request answered `code` with these response
 /// headers and trailers.
 fn grpc_status_of(code: i64, headers: &[(&str, &str)], trailers: &[(&str, &str)]) -> String {
+    grpc_request(code, headers, trailers).0
+}
+
+/// The `grpc_response_status` label and the access line of one gRPC request.
+fn grpc_request(
+    code: i64,
+    headers: &[(&str, &str)],
+    trailers: &[(&str, &str)],
+) -> (String, serde_json::Value) {
     let p = Proxy::new("");
     let host = p.host().request_header("content-type", "application/grpc");
     let mut r = RequestTelemetry::new(p.telemetry.clone());
@@ -642,7 +651,20 @@ fn grpc_status_of(code: i64, headers: &[(&str, &str)], trailers: &[(&str, &str)]
     }
     host.set_property_now(attr::RESPONSE_CODE, int(code));
     r.on_log(&host);
-    p.only_series()["grpc_response_status"].clone()
+    (
+        p.only_series()["grpc_response_status"].clone(),
+        access_line(&host),
+    )
+}
+
+#[test]
+fn the_access_line_of_a_grpc_request_carries_its_status() {
+    let (label, line) = grpc_request(200, &[], &[("grpc-status", "14")]);
+    assert_eq!(
+        (label.as_str(), line["grpc_status"].as_i64()),
+        ("14", Some(14))
+    );
+    assert_eq!(line["protocol"], "grpc");
 }
 
 #[test]
