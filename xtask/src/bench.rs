@@ -486,7 +486,33 @@ impl Report<'_> {
             "configs": rows,
             "module_sizes_kib": self.sizes.iter().map(|(n, k)| json!({"module": n, "kib": k})).collect::<Vec<_>>(),
             "ratios": self.ratios(),
+            "wasm_vm_memory": self.vm_memory().iter().map(|(n, vms, added, per)| json!({
+                "config": n, "vms": vms, "added_mib": added, "mib_per_vm": per,
+            })).collect::<Vec<_>>(),
         })
+    }
+
+    /// Per configuration with Wasm filters: VMs, memory added over no filter, and per VM.
+    /// Each Wasm filter of the bench has its own VM on the one worker and on the main thread.
+    fn vm_memory(&self) -> Vec<(&str, usize, f64, f64)> {
+        let Some(base) = self.median("no-filter", |r| r.memory_mib) else {
+            return Vec::new();
+        };
+        self.configs
+            .iter()
+            .filter_map(|c| {
+                let wasm = c
+                    .filters
+                    .iter()
+                    .filter(|f| {
+                        f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm")
+                    })
+                    .count();
+                let vms = wasm * 2;
+                let added = self.median(&c.name, |r| r.memory_mib)? - base;
+                (vms > 0).then(|| (c.name.as_str(), vms, added, added / vms as f64))
+            })
+            .collect()
     }
 
     /// Added CPU over the no-filter baseline, relative to the empty filter's added CPU.
@@ -553,7 +579,11 @@ impl Report<'_> {
         for (n, k) in self.sizes {
             md.push_str(&format!("| {n} | {k:.1} |\n"));
         }
-        md.push_str("\nMemory is Envoy's `server.memory_allocated` after the runs; the difference from `no-filter` is what the Wasm VMs (one per worker plus the main thread's) hold.\n\n![CPU per request](cpu.svg)\n");
+        md.push_str("\n## Wasm VM memory\n\nEnvoy's `server.memory_allocated` after the runs, over `no-filter`'s: what the Wasm VMs hold, one per filter on the worker and one on the main thread.\n\n| configuration | VMs | added MiB | MiB per VM |\n|---|---|---|---|\n");
+        for (n, vms, added, per) in self.vm_memory() {
+            md.push_str(&format!("| {n} | {vms} | {added:.1} | {per:.2} |\n"));
+        }
+        md.push_str("\n![CPU per request](cpu.svg)\n");
         md
     }
 
