@@ -15,7 +15,8 @@
 
 use crate::{
     decision, Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId,
-    MetricKind, Metrics, OutboundCalls, Properties, Random, SharedStore, Timer, Versioned,
+    MetricKind, Metrics, OutboundCalls, Properties, PropertySet, Random, SharedStore, Timer,
+    Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -141,6 +142,18 @@ impl<H: Properties> Properties for PassHost<'_, H> {
                 Ok(())
             }
             None => self.host.set_property(path, value),
+        }
+    }
+    fn prepare_properties(&self, set: PropertySet) -> PropertySet {
+        self.host.prepare_properties(set)
+    }
+    /// The host's batched read, unless a path is one this pass keeps or caches itself.
+    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+        let special = |p: &&[&str]| self.local(p).is_some() || connection_scoped(p);
+        if set.paths().iter().any(special) {
+            crate::host::read_each(self, set)
+        } else {
+            self.host.properties(set)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The capability traits. Each is small so a host can offer only what it has.
 
-use crate::HostError;
+use crate::{HostError, PropertySet};
 use std::time::Duration;
 
 /// Log levels, ordered from the most verbose.
@@ -42,6 +42,24 @@ pub trait Properties {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// Writes per-request state; in Envoy it lands in filter state under `wasm.<path>`.
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+    /// Prepares `set` for [`Properties::properties`], at configuration time. A host that
+    /// cannot read several properties at once returns it as it is.
+    fn prepare_properties(&self, set: PropertySet) -> PropertySet {
+        set
+    }
+    /// Every property of `set`, in order, `None` where missing or unreadable: one host call
+    /// when the set is prepared and the host can, one per property otherwise.
+    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+        read_each(self, set)
+    }
+}
+
+/// Reads the properties of `set` one by one.
+pub fn read_each<P: Properties + ?Sized>(host: &P, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+    set.paths()
+        .iter()
+        .map(|p| host.property(p).ok().flatten())
+        .collect()
 }
 
 /// A value read from the shared store with the version a later CAS write must present.

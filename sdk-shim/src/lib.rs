@@ -7,6 +7,7 @@
 //!
 //! Every fallible call returns [`HostError`]; no method panics.
 
+pub mod batch;
 pub mod compose;
 pub mod decision;
 pub mod entropy;
@@ -14,8 +15,9 @@ mod error;
 mod filter;
 mod host;
 
+pub use batch::PropertySet;
 pub use error::HostError;
-pub use filter::{Action, HttpCallResponse, HttpFilter, RootFilter};
+pub use filter::{Action, Callbacks, HttpCallResponse, HttpFilter, RootFilter};
 pub use host::*;
 
 #[cfg(feature = "proxy-wasm")]

@@ -5,8 +5,8 @@
 
 use crate::{
     Action, Clock, HeaderMap, HostError, HttpCallResponse, HttpFilter, HttpHeaders, LocalReply,
-    Log, LogLevel, MetricId, MetricKind, Metrics, OutboundCalls, Properties, Random, RootFilter,
-    SharedStore, Timer, Versioned,
+    Log, LogLevel, MetricId, MetricKind, Metrics, OutboundCalls, Properties, PropertySet, Random,
+    RootFilter, SharedStore, Timer, Versioned,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
@@ -110,6 +110,41 @@ impl Properties for ProxyWasmHost {
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         Ok(hostcalls::set_property(path.to_vec(), Some(value))?)
+    }
+
+    /// Compiles the set into one CEL expression with Envoy's `expr_create` foreign function.
+    /// An Envoy built without CEL refuses it, and the set is read one property at a time.
+    fn prepare_properties(&self, set: PropertySet) -> PropertySet {
+        let Some(expr) = crate::batch::cel_list(set.paths()) else {
+            return set;
+        };
+        let created = hostcalls::call_foreign_function("expr_create", Some(expr.as_bytes()));
+        match created.map(|t| t.as_deref().map(<[u8; 4]>::try_from)) {
+            Ok(Some(Ok(token))) => set.prepared(u32::from_le_bytes(token)),
+            other => {
+                let why = format!("{:?}", other.map(|t| t.map(|r| r.is_ok())));
+                self.log(
+                    LogLevel::Info,
+                    &format!("properties {expr} are read one at a time: expr_create gave {why}"),
+                );
+                set
+            }
+        }
+    }
+
+    /// One `expr_evaluate` call. The list fails as a whole when one attribute is missing
+    /// (a response that never came has no `response.code`); then each is read alone.
+    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+        if let Some(token) = set.handle() {
+            let answer =
+                hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()));
+            if let Ok(Some(bytes)) = answer {
+                if let Some(values) = crate::batch::decode_list(&bytes, set.paths().len()) {
+                    return values.into_iter().map(Some).collect();
+                }
+            }
+        }
+        crate::host::read_each(self, set)
     }
 }
 
@@ -346,6 +381,11 @@ macro_rules! export_root_filter {
             $crate::proxy::__sdk::main! {{
                 $crate::proxy::register::<$root>();
             }}
+            /// Read by `cargo xtask build` to drop the exports of callbacks the filter skips.
+            #[unsafe(link_section = "mesh.callbacks")]
+            #[used]
+            static MESH_CALLBACKS: [u8; 1] =
+                [<<$root as $crate::RootFilter>::Http as $crate::HttpFilter>::CALLBACKS.bits()];
         }
     };
 }

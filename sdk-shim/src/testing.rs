@@ -6,7 +6,7 @@
 
 use crate::{
     Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind,
-    Metrics, OutboundCalls, Properties, Random, SharedStore, Timer, Versioned,
+    Metrics, OutboundCalls, Properties, PropertySet, Random, SharedStore, Timer, Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -180,6 +180,7 @@ pub struct FakeHost {
     tick: Cell<Option<Duration>>,
     /// Count of every host call, to check hot paths stay lean.
     host_calls: Cell<u64>,
+    call_log: RefCell<Vec<String>>,
     fail_header_reads: Cell<bool>,
 }
 
@@ -215,6 +216,7 @@ impl FakeHost {
             random_seed: Cell::new(0x9e37_79b9_7f4a_7c15),
             tick: Cell::new(None),
             host_calls: Cell::new(0),
+            call_log: RefCell::new(Vec::new()),
             fail_header_reads: Cell::new(false),
         }
     }
@@ -272,8 +274,17 @@ impl FakeHost {
         let key = path.iter().map(|s| (*s).to_owned()).collect();
         self.properties.borrow_mut().insert(key, value.to_vec());
     }
-    fn count(&self) {
+    /// Counts a host call; `what` names it for [`FakeHost::host_call_log`].
+    fn count(&self, what: impl FnOnce() -> String) {
         self.host_calls.set(self.host_calls.get() + 1);
+        self.call_log.borrow_mut().push(what());
+    }
+    fn metric_name(&self, id: MetricId) -> String {
+        self.metrics
+            .lock()
+            .get(id.0 as usize)
+            .map(|m| m.name.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -354,6 +365,10 @@ impl FakeHost {
     pub fn host_calls(&self) -> u64 {
         self.host_calls.get()
     }
+    /// Every host call made so far, named with its main argument, in order.
+    pub fn host_call_log(&self) -> Vec<String> {
+        self.call_log.borrow().clone()
+    }
     pub fn property_value(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
         self.properties.borrow().get(&key).cloned()
@@ -364,26 +379,26 @@ impl FakeHost {
 
 impl Log for FakeHost {
     fn log(&self, level: LogLevel, message: &str) {
-        self.count();
+        self.count(|| "log".to_owned());
         self.logs.borrow_mut().push((level, message.to_owned()));
     }
     /// Every level is enabled; the check is counted, as it is a host call in proxy-wasm.
     fn log_enabled(&self, _level: LogLevel) -> bool {
-        self.count();
+        self.count(|| "log_enabled".to_owned());
         true
     }
 }
 
 impl Clock for FakeHost {
     fn now_nanos(&self) -> u64 {
-        self.count();
+        self.count(|| "now_nanos".to_owned());
         self.clock.now_nanos()
     }
 }
 
 impl Random for FakeHost {
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
-        self.count();
+        self.count(|| "fill_random".to_owned());
         // splitmix64: deterministic per seed, so tests can repeat.
         for chunk in buf.chunks_mut(8) {
             let mut z = self.random_seed.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -402,30 +417,44 @@ impl Random for FakeHost {
 
 impl Properties for FakeHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        self.count();
+        self.count(|| format!("property {}", path.join(".")));
         Ok(self.property_value(path))
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("set_property {}", path.join(".")));
         self.set_prop(path, value);
         Ok(())
+    }
+    /// Like Envoy with CEL: a prepared set is one host call.
+    fn prepare_properties(&self, set: PropertySet) -> PropertySet {
+        set.prepared(0)
+    }
+    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+        if set.handle().is_none() {
+            return crate::host::read_each(self, set);
+        }
+        self.count(|| {
+            let paths: Vec<String> = set.paths().iter().map(|p| p.join(".")).collect();
+            format!("properties {}", paths.join(","))
+        });
+        set.paths().iter().map(|p| self.property_value(p)).collect()
     }
 }
 
 impl SharedStore for FakeHost {
     fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
-        self.count();
+        self.count(|| format!("shared_get {key}"));
         self.store.shared_get(key)
     }
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("shared_set {key}"));
         self.store.shared_set(key, value, cas)
     }
 }
 
 impl Metrics for FakeHost {
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
-        self.count();
+        self.count(|| format!("define_metric {name}"));
         let mut m = self.metrics.lock();
         if let Some(pos) = m.iter().position(|x| x.name == name) {
             return u32::try_from(pos)
@@ -443,7 +472,7 @@ impl Metrics for FakeHost {
             .map_err(|_| HostError::Internal)
     }
     fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("increment_metric {}", self.metric_name(id)));
         let mut m = self.metrics.lock();
         let metric = m.get_mut(id.0 as usize).ok_or(HostError::NotFound)?;
         if metric.kind == MetricKind::Histogram {
@@ -453,7 +482,7 @@ impl Metrics for FakeHost {
         Ok(())
     }
     fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("record_metric {}", self.metric_name(id)));
         let mut m = self.metrics.lock();
         let metric = m.get_mut(id.0 as usize).ok_or(HostError::NotFound)?;
         match metric.kind {
@@ -466,7 +495,7 @@ impl Metrics for FakeHost {
         Ok(())
     }
     fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
-        self.count();
+        self.count(|| format!("metric_value {}", self.metric_name(id)));
         let m = self.metrics.lock();
         let metric = m.get(id.0 as usize).ok_or(HostError::NotFound)?;
         Ok(u64::try_from(metric.value).unwrap_or(0))
@@ -482,7 +511,7 @@ impl Timer for FakeHost {
 
 impl HttpHeaders for FakeHost {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        self.count();
+        self.count(|| format!("header {map:?} {name}"));
         if self.fail_header_reads.get() {
             return Err(HostError::Internal);
         }
@@ -493,7 +522,7 @@ impl HttpHeaders for FakeHost {
         }))
     }
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        self.count();
+        self.count(|| format!("headers {map:?}"));
         if self.fail_header_reads.get() {
             return Err(HostError::Internal);
         }
@@ -505,7 +534,7 @@ impl HttpHeaders for FakeHost {
             .unwrap_or_default())
     }
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("set_header {map:?} {name}"));
         let mut maps = self.maps.borrow_mut();
         let m = maps.get_mut(index(map)).ok_or(HostError::BadArgument)?;
         m.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
@@ -513,12 +542,12 @@ impl HttpHeaders for FakeHost {
         Ok(())
     }
     fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("add_header {map:?} {name}"));
         self.push(map, name, value);
         Ok(())
     }
     fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
-        self.count();
+        self.count(|| format!("remove_header {map:?} {name}"));
         let mut maps = self.maps.borrow_mut();
         let m = maps.get_mut(index(map)).ok_or(HostError::BadArgument)?;
         m.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
@@ -533,7 +562,7 @@ impl LocalReply for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
-        self.count();
+        self.count(|| "send_local_reply".to_owned());
         self.replies.borrow_mut().push(SentReply {
             status,
             headers: headers
@@ -554,7 +583,7 @@ impl OutboundCalls for FakeHost {
         body: &[u8],
         _timeout: Duration,
     ) -> Result<u32, HostError> {
-        self.count();
+        self.count(|| "http_call".to_owned());
         let mut calls = self.calls.borrow_mut();
         let token = u32::try_from(calls.len() + 1).map_err(|_| HostError::Internal)?;
         calls.push(SentCall {
@@ -581,7 +610,7 @@ impl OutboundCalls for FakeHost {
         self.http_call(cluster, &[(":path", &path)], message, timeout)
     }
     fn resume_request(&self) -> Result<(), HostError> {
-        self.count();
+        self.count(|| "resume_request".to_owned());
         self.resumed.set(self.resumed.get() + 1);
         Ok(())
     }

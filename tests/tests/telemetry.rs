@@ -199,6 +199,10 @@ fn counts_per_code_and_histograms_match_the_access_log() {
     // samples those lines report, bucketed and summed the way Envoy does.
     let lines = wait_lines(&envoy, statuses.len());
     assert_eq!(lines.len(), statuses.len());
+    // The response attributes were read in one CEL evaluation (the adapter logs when Envoy
+    // refuses the expression and it falls back to one call per attribute).
+    let log = envoy.log();
+    assert!(!log.contains("read one at a time"), "{log}");
     for l in &lines {
         for k in [
             "time",

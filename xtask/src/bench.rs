@@ -293,6 +293,15 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             filters: vec![wasm_filter("empty", empty, "")],
         },
         Config {
+            name: "empty-wasm-trimmed".into(),
+            what: "the empty filter exporting only the request-headers callback".into(),
+            filters: vec![wasm_filter(
+                "empty",
+                &empty.with_file_name("empty-trimmed.wasm"),
+                "",
+            )],
+        },
+        Config {
             name: "empty-wasm-10-calls".into(),
             what: "the empty filter reading :path 10 times (cost of a host call)".into(),
             filters: vec![wasm_filter("empty", empty, "10")],
@@ -364,6 +373,13 @@ fn build_empty_fixture() -> anyhow::Result<PathBuf> {
     let dest = root().join("target/bench/empty.wasm");
     std::fs::create_dir_all(root().join("target/bench"))?;
     std::fs::copy(&built, &dest)?;
+    // The same filter exporting only the request-headers callback, as `cargo xtask build`
+    // trims our modules: the floor of a filter that only looks at requests.
+    crate::build::drop_unused_callbacks(
+        &built,
+        &dest.with_file_name("empty-trimmed.wasm"),
+        Some(1),
+    )?;
     Ok(dest)
 }
 

@@ -41,12 +41,108 @@ pub fn build() -> anyhow::Result<Vec<PathBuf>> {
             paths.push(dest);
         }
     }
+    for p in &paths {
+        drop_unused_callbacks(p, p, None)?;
+    }
     optimize(&paths)?;
     println!("modules:");
     for p in &paths {
         println!("  {:<40} {:>8.1} KiB", p.display(), kib(p));
     }
     Ok(paths)
+}
+
+/// Section where `sdk_shim::export_root_filter!` records the filter's `HttpFilter::CALLBACKS`.
+const CALLBACKS_SECTION: &str = "mesh.callbacks";
+
+/// Exports the shim's adapter never forwards to a filter: the SDK defines them all, and the
+/// proxy enters the VM for each one it finds (a body callback per data frame).
+const NEVER_FORWARDED: &[&str] = &[
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_done",
+    "proxy_on_new_connection",
+    "proxy_on_downstream_data",
+    "proxy_on_downstream_connection_close",
+    "proxy_on_upstream_data",
+    "proxy_on_upstream_connection_close",
+    "proxy_on_queue_ready",
+    "proxy_on_foreign_function",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_grpc_close",
+];
+
+/// Exports forwarded to a filter only if its `CALLBACKS` bits (as in `sdk_shim::Callbacks`)
+/// include them.
+const FORWARDED: &[(u8, &str)] = &[
+    (1, "proxy_on_request_headers"),
+    (2, "proxy_on_response_headers"),
+    (4, "proxy_on_log"),
+    (8, "proxy_on_http_call_response"),
+];
+
+/// The exports a filter declaring callback bits `bits` does not need.
+fn unused_exports(bits: u8) -> Vec<&'static str> {
+    let forwarded = FORWARDED
+        .iter()
+        .filter(|(bit, _)| bits & bit == 0)
+        .map(|(_, name)| *name);
+    NEVER_FORWARDED.iter().copied().chain(forwarded).collect()
+}
+
+/// Writes to `dest` the module at `path` without the exports of callbacks its filter does not
+/// use (read from its `mesh.callbacks` section, which is dropped, or forced with `bits`), so
+/// Envoy skips them. A module without the section is copied as it is.
+pub fn drop_unused_callbacks(
+    path: &std::path::Path,
+    dest: &std::path::Path,
+    bits: Option<u8>,
+) -> anyhow::Result<()> {
+    let mut module = walrus::Module::from_file(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e:#}", path.display()))?;
+    let section = module.customs.remove_raw(CALLBACKS_SECTION);
+    let bits = match (bits, section) {
+        (Some(bits), _) => bits,
+        (None, Some(section)) => match section.data[..] {
+            [bits] => bits,
+            _ => anyhow::bail!(
+                "{}: section {CALLBACKS_SECTION} is not one byte",
+                path.display()
+            ),
+        },
+        (None, None) => {
+            if path != dest {
+                std::fs::copy(path, dest)?;
+            }
+            return Ok(());
+        }
+    };
+    let unused = unused_exports(bits);
+    let drop: Vec<walrus::ExportId> = module
+        .exports
+        .iter()
+        .filter(|e| unused.contains(&e.name.as_str()))
+        .map(|e| e.id())
+        .collect();
+    for id in drop {
+        module.exports.delete(id);
+    }
+    walrus::passes::gc::run(&mut module);
+    module
+        .emit_wasm_file(dest)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e:#}", dest.display()))?;
+    let kept: Vec<&str> = module
+        .exports
+        .iter()
+        .map(|e| e.name.as_str())
+        .filter(|n| n.starts_with("proxy_on_"))
+        .collect();
+    println!("{}: callbacks exported: {}", dest.display(), kept.join(" "));
+    Ok(())
 }
 
 /// Wasm features the Rust target emits; stripped modules carry no feature section, so
@@ -90,4 +186,40 @@ fn optimize(paths: &[PathBuf]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_headers_filter_keeps_only_that_forwarded_callback() {
+        let unused = unused_exports(1);
+        assert!(!unused.contains(&"proxy_on_request_headers"));
+        for name in [
+            "proxy_on_response_headers",
+            "proxy_on_log",
+            "proxy_on_http_call_response",
+            "proxy_on_response_body",
+            "proxy_on_done",
+        ] {
+            assert!(unused.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_exports_are_never_dropped() {
+        let unused = unused_exports(0);
+        for name in [
+            "proxy_on_context_create",
+            "proxy_on_delete",
+            "proxy_on_configure",
+            "proxy_on_vm_start",
+            "proxy_on_tick",
+            "proxy_on_memory_allocate",
+        ] {
+            assert!(!unused.contains(&name), "{name}");
+        }
+        assert_eq!(unused_exports(15).len(), NEVER_FORWARDED.len());
+    }
 }

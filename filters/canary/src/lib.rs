@@ -4,8 +4,8 @@ use mesh_canary::guard::{self, Observation};
 use mesh_canary::{Canary, CanarySpec, Decision, Reason};
 use mesh_core::ConfigError;
 use sdk_shim::{
-    decision, host_log, Action, Host, HttpFilter, HttpHost, LogLevel, MetricId, MetricKind,
-    Metrics, RootFilter,
+    decision, host_log, Action, Callbacks, Host, HttpFilter, HttpHost, LogLevel, MetricId,
+    MetricKind, Metrics, RootFilter,
 };
 use std::sync::Arc;
 
@@ -148,6 +148,8 @@ impl CanaryFilter {
 }
 
 impl HttpFilter for CanaryFilter {
+    const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS.union(Callbacks::RESPONSE_HEADERS);
+
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let Some(config) = &self.config else {
             return Action::Continue;

@@ -22,8 +22,8 @@ use mesh_intentions::{
     normalize_path, Action as Verb, DecidedBy, IntentionsConfig, Mode, Peer, Policy,
 };
 use sdk_shim::{
-    decision, host_log, Action, Host, HostError, HttpFilter, HttpHost, LogLevel, MetricId,
-    MetricKind, RootFilter,
+    decision, host_log, Action, Callbacks, Host, HostError, HttpFilter, HttpHost, LogLevel,
+    MetricId, MetricKind, RootFilter,
 };
 use std::sync::Arc;
 
@@ -378,6 +378,9 @@ fn refuse(audit: bool, outcome: Outcome, why: &str) -> Verdict {
 }
 
 impl HttpFilter for IntentionsFilter {
+    // The verdict is made on the request headers; nothing after them.
+    const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS;
+
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let verdict = self.check(host);
         // Telemetry reads it; failing to publish must not change the verdict.

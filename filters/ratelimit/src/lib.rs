@@ -7,7 +7,8 @@
 
 use mesh_ratelimit::{Config, Decision, Limiter};
 use sdk_shim::{
-    decision, host_log, Action, HeaderMap, Host, HttpFilter, HttpHost, LogLevel, RootFilter,
+    decision, host_log, Action, Callbacks, HeaderMap, Host, HttpFilter, HttpHost, LogLevel,
+    RootFilter,
 };
 use std::sync::Arc;
 
@@ -81,6 +82,8 @@ impl RateLimitFilter {
 }
 
 impl HttpFilter for RateLimitFilter {
+    const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS.union(Callbacks::RESPONSE_HEADERS);
+
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let Some(limiter) = &self.limiter else {
             return Action::Continue;

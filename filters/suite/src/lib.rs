@@ -16,7 +16,7 @@ use filter_telemetry::TelemetryRoot;
 use mesh_core::ConfigError;
 use sdk_shim::compose::{PassHost, PassState};
 use sdk_shim::{
-    host_log, Action, Host, HttpCallResponse, HttpFilter, HttpHost, LogLevel, RootFilter,
+    host_log, Action, Callbacks, Host, HttpCallResponse, HttpFilter, HttpHost, LogLevel, RootFilter,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -165,6 +165,12 @@ fn each<F: HttpFilter>(f: &mut Option<F>, run: impl FnOnce(&mut F) -> Action) ->
 // === impl SuiteFilter ===
 
 impl HttpFilter for SuiteFilter {
+    // What any of the capabilities uses.
+    const CALLBACKS: Callbacks = <<TelemetryRoot as RootFilter>::Http as HttpFilter>::CALLBACKS
+        .union(<<IntentionsRoot as RootFilter>::Http as HttpFilter>::CALLBACKS)
+        .union(<<RateLimitRoot as RootFilter>::Http as HttpFilter>::CALLBACKS)
+        .union(<<CanaryRoot as RootFilter>::Http as HttpFilter>::CALLBACKS);
+
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
         let h = &PassHost::new(host, &self.state, self.export_decisions);
         // Telemetry only observes; its answer never stops the request.

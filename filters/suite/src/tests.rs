@@ -212,3 +212,55 @@ fn one_pass_costs_fewer_host_calls_than_four_modules() {
     let quiet = calls_per_request::<SuiteRoot>(&all.to_string());
     assert_eq!(quiet, singles - 11, "without exporting the verdicts");
 }
+
+#[test]
+fn a_request_makes_exactly_these_host_calls() {
+    let mut all: serde_json::Value = serde_json::from_str(ALL).unwrap();
+    all["ratelimit"]["rules"][0]["limit"]["requests"] = 1_000_000.into();
+    all["export_decisions"] = false.into();
+    let host = FakeHost::new();
+    let mut root = SuiteRoot::default();
+    assert!(root.on_configure(&host, all.to_string().as_bytes()));
+    let request = || {
+        let req = FakeHost::new()
+            .with_store(host.store())
+            .with_metrics(host.metrics())
+            .request("GET", "reviews", "/api");
+        serve(&root, &req);
+        // Series names carry every label: keep the metric's name.
+        let calls: Vec<String> = req
+            .host_call_log()
+            .into_iter()
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+            .collect();
+        calls
+    };
+    request();
+    let calls = request();
+    let expected = [
+        // Request headers: each header once, the clock once, `connection.mtls` once.
+        "header Request :method",
+        "header Request :path",
+        "now_nanos",
+        "header Request :authority",
+        "header Request content-type",
+        "header Request traceparent",
+        "property connection.mtls",
+        "increment_metric intentions.default.allowed",
+        "shared_get mesh.ratelimit/11",
+        "shared_set mesh.ratelimit/11",
+        "increment_metric ratelimit.all.allowed",
+        // The canary's draw (Envoy serves it from a 256-byte block of host entropy).
+        "fill_random",
+        "set_header Request x-canary-subset",
+        "increment_metric canary.reviews.v2.decisions",
+        // Log: the five response attributes in one read, the series, the access line.
+        "properties response.code,response.flags,request.duration,request.total_size,response.total_size",
+        "increment_metric istio_requests_total",
+        "record_metric istio_request_duration_milliseconds",
+        "record_metric istio_request_bytes",
+        "record_metric istio_response_bytes",
+        "log",
+    ];
+    assert_eq!(calls, expected);
+}

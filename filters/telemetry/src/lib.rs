@@ -6,7 +6,7 @@
 //! [`RequestTelemetry::set_decision`].
 
 use mesh_telemetry::{RequestTelemetry, Telemetry, TelemetryConfig};
-use sdk_shim::{host_log, Action, Host, HttpFilter, HttpHost, LogLevel, RootFilter};
+use sdk_shim::{host_log, Action, Callbacks, Host, HttpFilter, HttpHost, LogLevel, RootFilter};
 use std::sync::Arc;
 
 /// One plugin configuration: the validated config and the worker's series, shared by `Arc`.
@@ -77,6 +77,10 @@ impl TelemetryFilter {
 }
 
 impl HttpFilter for TelemetryFilter {
+    const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS
+        .union(Callbacks::RESPONSE_HEADERS)
+        .union(Callbacks::LOG);
+
     fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         if let Some(r) = &mut self.request {
             r.on_request_headers(host);

@@ -11,6 +11,7 @@ use crate::trace::{self, TraceOutcome};
 use mesh_core::SpiffeId;
 use sdk_shim::{
     decision, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics, Properties,
+    PropertySet,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -27,6 +28,14 @@ pub mod attr {
     pub const LOCAL_URI_SAN: &[&str] = &["connection", "uri_san_local_certificate"];
     pub const UPSTREAM_PEER_URI_SAN: &[&str] = &["upstream", "uri_san_peer_certificate"];
     pub const UPSTREAM_LOCAL_URI_SAN: &[&str] = &["upstream", "uri_san_local_certificate"];
+    /// What `on_log` reads, in one host call where Envoy can (see [`sdk_shim::PropertySet`]).
+    pub const AT_LOG: &[&[&str]] = &[
+        RESPONSE_CODE,
+        RESPONSE_FLAGS,
+        REQUEST_DURATION,
+        REQUEST_TOTAL_SIZE,
+        RESPONSE_TOTAL_SIZE,
+    ];
 }
 
 /// Counters about the filter itself.
@@ -62,8 +71,11 @@ fn prop_string<P: Properties>(host: &P, path: &[&str]) -> Option<String> {
 
 /// An Envoy integer attribute (64-bit little-endian).
 pub fn prop_i64<P: Properties>(host: &P, path: &[&str]) -> Option<i64> {
-    let v = host.property(path).ok().flatten()?;
-    let bytes: [u8; 8] = v.as_slice().try_into().ok()?;
+    as_i64(host.property(path).ok().flatten())
+}
+
+fn as_i64(v: Option<Vec<u8>>) -> Option<i64> {
+    let bytes: [u8; 8] = v?.as_slice().try_into().ok()?;
     Some(i64::from_le_bytes(bytes))
 }
 
@@ -161,6 +173,8 @@ pub struct Telemetry {
     /// Our peer metadata header value, when the exchange is on.
     own_peer_value: Option<String>,
     stats: OwnStats,
+    /// [`attr::AT_LOG`], prepared for one read.
+    at_log: PropertySet,
     /// The overflow series, defined when first needed (so it shows only once it is used).
     overflow: OnceLock<Option<SeriesIds>>,
     registry: Mutex<SeriesRegistry>,
@@ -256,6 +270,7 @@ impl Telemetry {
             template,
             own_peer_value,
             stats,
+            at_log: host.prepare_properties(PropertySet::new(attr::AT_LOG)),
             overflow: OnceLock::new(),
             registry: Mutex::new(SeriesRegistry::default()),
         }
@@ -506,11 +521,14 @@ impl RequestTelemetry {
     pub fn on_log<H: HttpHost>(&mut self, host: &H) {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
-        let code = prop_i64(host, attr::RESPONSE_CODE);
-        let flag_bits = prop_u64(host, attr::RESPONSE_FLAGS).unwrap_or(0);
-        let duration_ns = prop_u64(host, attr::REQUEST_DURATION);
-        let request_bytes = prop_u64(host, attr::REQUEST_TOTAL_SIZE);
-        let response_bytes = prop_u64(host, attr::RESPONSE_TOTAL_SIZE);
+        let mut values = host.properties(&shared.at_log).into_iter().map(as_i64);
+        let mut next = || values.next().flatten();
+        let code = next();
+        let mut next_u64 = || next().and_then(|v| u64::try_from(v).ok());
+        let flag_bits = next_u64().unwrap_or(0);
+        let duration_ns = next_u64();
+        let request_bytes = next_u64();
+        let response_bytes = next_u64();
         let response_flags = flags::short_string(flag_bits);
 
         let mut labels = shared.template.borrowed();

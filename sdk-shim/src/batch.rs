@@ -1,0 +1,82 @@
+//! Reading several properties with one host call: a [`PropertySet`] prepared once per
+//! configuration, and the pieces a host needs to serve it as one expression.
+
+/// Properties read together, in order, by [`crate::Properties::properties`]. Prepared once
+/// per configuration with [`crate::Properties::prepare_properties`]; a host that cannot
+/// batch leaves it unprepared and reads the paths one by one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertySet {
+    paths: &'static [&'static [&'static str]],
+    /// The host's handle for the prepared read (in Envoy, a CEL expression's token).
+    handle: Option<u32>,
+}
+
+// === impl PropertySet ===
+
+impl PropertySet {
+    pub const fn new(paths: &'static [&'static [&'static str]]) -> Self {
+        Self {
+            paths,
+            handle: None,
+        }
+    }
+    pub fn paths(&self) -> &'static [&'static [&'static str]] {
+        self.paths
+    }
+    pub fn handle(&self) -> Option<u32> {
+        self.handle
+    }
+    #[must_use]
+    pub fn prepared(mut self, handle: u32) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+}
+
+/// A CEL list of the attribute paths, `[response.code, request.duration]`; `None` when a
+/// segment is not a plain identifier (such a path cannot be written as a field selection).
+pub fn cel_list(paths: &[&[&str]]) -> Option<String> {
+    let ident = |s: &str| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if paths.is_empty()
+        || !paths
+            .iter()
+            .all(|p| !p.is_empty() && p.iter().all(|s| ident(s)))
+    {
+        return None;
+    }
+    let items: Vec<String> = paths.iter().map(|p| p.join(".")).collect();
+    Some(format!("[{}]", items.join(", ")))
+}
+
+/// The values of a list serialized as proxy-wasm pairs (count, then each pair's two lengths,
+/// then each pair's bytes with a NUL after each half; a list element is the first half).
+/// `None` unless it holds exactly `expected` well-formed elements.
+pub fn decode_list(bytes: &[u8], expected: usize) -> Option<Vec<Vec<u8>>> {
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let count = word(0)?;
+    if count != expected {
+        return None;
+    }
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let key = word(4 + 8 * i)?;
+        let value = word(8 + 8 * i)?;
+        let end = data.checked_add(key)?;
+        out.push(bytes.get(data..end)?.to_vec());
+        data = end.checked_add(1)?.checked_add(value)?.checked_add(1)?;
+    }
+    (data == bytes.len()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests;
