@@ -311,6 +311,16 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "the empty filter reading the whole request header map once".into(),
             filters: vec![wasm_filter("empty", empty, "map")],
         },
+        Config {
+            name: "empty-wasm-5-props".into(),
+            what: "the empty filter reading 5 request attributes one by one".into(),
+            filters: vec![wasm_filter("empty", empty, "props")],
+        },
+        Config {
+            name: "empty-wasm-5-props-batched".into(),
+            what: "the empty filter reading the same 5 attributes in one CEL evaluation".into(),
+            filters: vec![wasm_filter("empty", empty, "batch")],
+        },
     ];
     for cap in CAPABILITIES {
         if module(cap).exists() {
