@@ -71,6 +71,24 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         root().join("envoy-config/bench/plugins.json"),
     )?)?;
     let mut configs = configs(&plugins, &empty)?;
+    // `--variant suite=path/to/other.wasm`: that module beside ours, with our module's
+    // configuration, to compare two builds in one interleaved run.
+    for (i, a) in args.iter().enumerate() {
+        if a != "--variant" {
+            continue;
+        }
+        let spec = args.get(i + 1).context("--variant needs NAME=PATH")?;
+        let (name, path) = spec.split_once('=').context("--variant needs NAME=PATH")?;
+        let config = match name {
+            "suite" => plugins.to_string(),
+            cap => plugins.get(cap).map(Json::to_string).unwrap_or_default(),
+        };
+        configs.push(Config {
+            name: format!("{name}-variant"),
+            what: format!("{name} built as {path}"),
+            filters: vec![wasm_filter(name, Path::new(path), &config)],
+        });
+    }
     // `--only a,b`: just those configurations (the no-filter baseline is always kept).
     if let Some(only) = args
         .iter()

@@ -65,33 +65,59 @@ impl Line {
         }
     }
 
-    fn num(&mut self, key: &str, n: Option<impl std::fmt::Display>) {
+    fn num(&mut self, key: &str, n: Option<u64>) {
         self.key(key);
         match n {
-            Some(n) => {
-                let _ = write!(self.out, "{n}");
-            }
+            Some(n) => push_digits(&mut self.out, n, 1),
             None => self.out.push_str("null"),
+        }
+    }
+
+    fn signed(&mut self, key: &str, n: Option<i64>) {
+        match n {
+            Some(n) if n < 0 => {
+                self.key(key);
+                self.out.push('-');
+                push_digits(&mut self.out, n.unsigned_abs(), 1);
+            }
+            _ => self.num(key, n.and_then(|n| u64::try_from(n).ok())),
         }
     }
 }
 
-/// Writes `s` as a JSON string literal.
+/// Writes `s` as a JSON string literal. Runs of bytes that need no escape are copied whole:
+/// the hot path of every access line.
 pub fn escape_into(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
+    let bytes = s.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    while let Some(&b) = bytes.get(i) {
+        // U+2028 and U+2029 (E2 80 A8/A9) end lines in some JavaScript parsers.
+        let width = match b {
+            b'"' | b'\\' | 0..=0x1f | 0x7f => 1,
+            0xe2 if matches!(bytes.get(i + 1..i + 3), Some([0x80, 0xa8 | 0xa9])) => 3,
+            _ => {
+                i += 1;
+                continue;
             }
-            c => out.push(c),
+        };
+        // Escapes start at ASCII bytes or a 3-byte sequence: char boundaries.
+        out.push_str(s.get(start..i).unwrap_or_default());
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let c = s.get(i..i + width).and_then(|t| t.chars().next());
+                let _ = write!(out, "\\u{:04x}", c.map_or(0, u32::from));
+            }
         }
+        i += width;
+        start = i;
     }
+    out.push_str(s.get(start..).unwrap_or_default());
     out.push('"');
 }
 
@@ -119,9 +145,9 @@ impl AccessRecord<'_> {
         l.str("path", self.path);
         l.str("authority", self.authority);
         l.str("protocol", self.protocol.as_bytes());
-        l.num("status", self.status);
+        l.signed("status", self.status);
         if self.grpc_status.is_some() {
-            l.num("grpc_status", self.grpc_status);
+            l.signed("grpc_status", self.grpc_status);
         }
         l.str("response_flags", self.response_flags.as_bytes());
         l.num("duration_ms", self.duration_ms);
@@ -151,13 +177,37 @@ pub fn rfc3339_millis(nanos: u64, out: &mut String) {
     let millis = (nanos / 1_000_000) % 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    );
+    let parts = [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (rem / 3600, 2, ':'),
+        ((rem % 3600) / 60, 2, ':'),
+        (rem % 60, 2, '.'),
+        (millis, 3, 'Z'),
+    ];
+    for (n, width, sep) in parts {
+        push_digits(out, n, width);
+        out.push(sep);
+    }
+}
+
+/// Decimal digits of `n`, zero-padded to `width`, without `core::fmt` (the access line's
+/// hot path).
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let start = buf.len().saturating_sub(width);
+    let mut at = buf.len();
+    while n > 0 && at > 0 {
+        at -= 1;
+        if let Some(slot) = buf.get_mut(at) {
+            // `n % 10` is a single digit.
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+    }
+    let from = at.min(start).min(buf.len() - 1);
+    out.push_str(std::str::from_utf8(buf.get(from..).unwrap_or_default()).unwrap_or_default());
 }
 
 /// Gregorian (year, month, day) of a day count since 1970-01-01, by 400-year eras.

@@ -7,8 +7,8 @@
 //! reached a little early, never exceeded.
 
 use crate::labels::{stat_name, Metric};
+use rustc_hash::FxHashMap;
 use sdk_shim::{HostError, MetricId, MetricKind, Metrics, SharedStore};
-use std::collections::HashMap;
 
 /// Shared-store key holding the number of admitted series (decimal).
 pub const COUNT_KEY: &str = "mesh.telemetry.series_count";
@@ -59,7 +59,9 @@ pub enum Admission {
 /// One worker's view: the series it already defined, and whether the cap was seen reached.
 #[derive(Debug, Default)]
 pub struct SeriesRegistry {
-    local: HashMap<String, SeriesIds>,
+    /// FxHash: keys run near 1 KiB and are hashed on every request; their number is capped
+    /// by `max_series`, so colliding keys cost bounded work.
+    local: FxHashMap<String, SeriesIds>,
     full: bool,
 }
 

@@ -132,3 +132,39 @@ fn time_formatting() {
     assert_eq!(t(4_107_542_399_999_000_000), "2100-02-28T23:59:59.999Z");
     assert_eq!(t(1_709_251_199_000_000_000), "2024-02-29T23:59:59.000Z");
 }
+
+#[test]
+fn escapes_quotes_controls_and_line_separators_and_copies_the_rest() {
+    let mut out = String::new();
+    escape_into("a\"b\\c\nd\u{1}\u{7f}é\u{2028}\u{2029}ü\u{2027}", &mut out);
+    assert_eq!(
+        out,
+        "\"a\\\"b\\\\c\\nd\\u0001\\u007fé\\u2028\\u2029ü\u{2027}\""
+    );
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn digits_match_core_formatting(n in any::<u64>(), width in 1usize..21) {
+            let mut out = String::new();
+            push_digits(&mut out, n, width);
+            prop_assert_eq!(out, format!("{n:0width$}"));
+        }
+
+        #[test]
+        fn any_string_escapes_to_one_json_string_of_itself(s in any::<String>()) {
+            let mut out = String::new();
+            escape_into(&s, &mut out);
+            let back: String = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(back, s);
+            prop_assert!(!out.bytes().any(|b| b < 0x20 || b == 0x7f));
+            let separators = ['\u{2028}', '\u{2029}'];
+            prop_assert!(!out.contains(separators), "{}", out);
+        }
+    }
+}
