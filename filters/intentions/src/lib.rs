@@ -297,7 +297,7 @@ impl IntentionsFilter {
         };
         let d = selection.decide(&head.input(&path));
         let counters = c.stats.of(d.by);
-        let decision = policy.label(d);
+        let decision = policy.label(d).to_owned();
         let name = policy.decider_name(d.by);
         match d.action {
             Verb::Allow => {

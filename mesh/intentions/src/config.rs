@@ -172,7 +172,9 @@ impl IntentionsConfig {
             },
             intentions: kept,
             ignored,
-        })
+            labels: Vec::new(),
+        }
+        .with_labels())
     }
 }
 

@@ -83,8 +83,31 @@ pub fn normalize_path(raw: &[u8]) -> Result<String, PathError> {
     if path.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
     }
+    if already_normal(path) {
+        // Printable ASCII, so valid UTF-8.
+        return std::str::from_utf8(path)
+            .map(str::to_owned)
+            .map_err(|_| PathError::NonAscii);
+    }
     let decoded = decode(path)?;
     resolve(&decoded)
+}
+
+/// The common case, which `decode` and `resolve` would return unchanged: printable ASCII with
+/// no escape, backslash or `;`, and no empty (but a trailing), `.` or `..` segment.
+fn already_normal(path: &[u8]) -> bool {
+    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && !matches!(b, b'%' | b'\\' | b';');
+    if !path.iter().all(plain) {
+        return false;
+    }
+    let mut segments = path.split(|b| *b == b'/').skip(1).peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || seg == b"." || seg == b".." {
+            return false;
+        }
+    }
+    true
 }
 
 /// Steps 3 and 4: byte checks and escapes. The result is ASCII.

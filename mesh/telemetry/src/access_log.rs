@@ -55,6 +55,15 @@ impl Line {
         escape_into(&String::from_utf8_lossy(cut), &mut self.out);
     }
 
+    /// A field already known to be UTF-8: no validation pass unless it must be cut.
+    fn text(&mut self, key: &str, value: &str) {
+        if value.len() > self.max {
+            return self.str(key, value.as_bytes());
+        }
+        self.key(key);
+        escape_into(value, &mut self.out);
+    }
+
     fn opt_str(&mut self, key: &str, raw: Option<&[u8]>) {
         match raw {
             Some(v) => self.str(key, v),
@@ -85,6 +94,19 @@ impl Line {
     }
 }
 
+/// Bytes that may need an escape: `"`, `\\`, controls, DEL and the lead byte of U+2028/9.
+// Evaluated at compile time: an index out of range would fail the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || b == 0x7f || b == b'"' as usize || b == b'\\' as usize || b == 0xe2;
+        b += 1;
+    }
+    t
+};
+
 /// Writes `s` as a JSON string literal. Runs of bytes that need no escape are copied whole:
 /// the hot path of every access line.
 pub fn escape_into(s: &str, out: &mut String) {
@@ -92,6 +114,10 @@ pub fn escape_into(s: &str, out: &mut String) {
     let bytes = s.as_bytes();
     let (mut start, mut i) = (0, 0);
     while let Some(&b) = bytes.get(i) {
+        if !SPECIAL.get(usize::from(b)).copied().unwrap_or(true) {
+            i += 1;
+            continue;
+        }
         // U+2028 and U+2029 (E2 80 A8/A9) end lines in some JavaScript parsers.
         let width = match b {
             b'"' | b'\\' | 0..=0x1f | 0x7f => 1,
@@ -140,30 +166,33 @@ impl AccessRecord<'_> {
             }
             None => l.out.push_str("null"),
         }
-        l.str("reporter", self.reporter.as_bytes());
+        l.text("reporter", self.reporter);
         l.str("method", self.method);
         l.str("path", self.path);
         l.str("authority", self.authority);
-        l.str("protocol", self.protocol.as_bytes());
+        l.text("protocol", self.protocol);
         l.signed("status", self.status);
         if self.grpc_status.is_some() {
             l.signed("grpc_status", self.grpc_status);
         }
-        l.str("response_flags", self.response_flags.as_bytes());
+        l.text("response_flags", self.response_flags);
         l.num("duration_ms", self.duration_ms);
         l.num("request_bytes", self.request_bytes);
         l.num("response_bytes", self.response_bytes);
         l.opt_str("peer_principal", self.peer_principal);
-        l.str("source_workload", self.source_workload.as_bytes());
-        l.str("source_namespace", self.source_namespace.as_bytes());
-        l.opt_str("trace_id", self.trace_id.map(str::as_bytes));
+        l.text("source_workload", self.source_workload);
+        l.text("source_namespace", self.source_namespace);
+        match self.trace_id {
+            Some(t) => l.text("trace_id", t),
+            None => l.opt_str("trace_id", None),
+        }
         for (key, value) in [
             ("canary", self.canary),
             ("ratelimit", self.ratelimit),
             ("intentions", self.intentions),
         ] {
             if let Some(v) = value {
-                l.str(key, v.as_bytes());
+                l.text(key, v);
             }
         }
         l.out.push('}');
@@ -171,10 +200,36 @@ impl AccessRecord<'_> {
     }
 }
 
+thread_local! {
+    // The last second formatted on this worker and its text: most lines share it.
+    static LAST_SECOND: std::cell::RefCell<(u64, String)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) for `nanos` since the Unix epoch.
 pub fn rfc3339_millis(nanos: u64, out: &mut String) {
     let secs = nanos / 1_000_000_000;
-    let millis = (nanos / 1_000_000) % 1000;
+    let cached = LAST_SECOND.try_with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return false;
+        };
+        if last.0 != secs {
+            last.1.clear();
+            second_prefix(secs, &mut last.1);
+            last.0 = secs;
+        }
+        out.push_str(&last.1);
+        true
+    });
+    if cached != Ok(true) {
+        second_prefix(secs, out);
+    }
+    push_digits(out, (nanos / 1_000_000) % 1000, 3);
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` since the Unix epoch.
+fn second_prefix(secs: u64, out: &mut String) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
     let parts = [
@@ -184,7 +239,6 @@ pub fn rfc3339_millis(nanos: u64, out: &mut String) {
         (rem / 3600, 2, ':'),
         ((rem % 3600) / 60, 2, ':'),
         (rem % 60, 2, '.'),
-        (millis, 3, 'Z'),
     ];
     for (n, width, sep) in parts {
         push_digits(out, n, width);

@@ -329,9 +329,33 @@ mod props {
             }
         }
 
+        /// The fast path for already-normal paths answers exactly what decoding and
+        /// resolving would.
+        #[test]
+        fn the_fast_path_agrees_with_the_full_one(raw in tricky()) {
+            let end = raw.iter().position(|b| *b == b'?' || *b == b'#').unwrap_or(raw.len());
+            let path = &raw[..end];
+            if already_normal(path) {
+                let full = decode(path).and_then(|d| resolve(&d));
+                prop_assert_eq!(normalize_path(&raw), full);
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = normalize_path(&raw);
         }
+    }
+}
+
+#[test]
+fn only_plain_paths_take_the_fast_path() {
+    for p in ["/", "/a", "/a/b/", "/api/v1/reviews/123", "/a.b/..c/~x"] {
+        assert!(already_normal(p.as_bytes()), "{p}");
+    }
+    for p in [
+        "/a//b", "//", "/.", "/a/..", "/a/./b", "/%41", "/a;b", "/a\\b", "/a b", "/é",
+    ] {
+        assert!(!already_normal(p.as_bytes()), "{p}");
     }
 }

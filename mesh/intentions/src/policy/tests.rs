@@ -39,7 +39,7 @@ fn decide(p: &Policy, who: &Peer) -> Decision {
 }
 
 fn label(p: &Policy, who: &Peer, method: &str, path: &str) -> String {
-    p.label(decide_req(p, who, method, path, &[]))
+    p.label(decide_req(p, who, method, path, &[])).to_owned()
 }
 
 /// Every ordered pair of rows of Consul's table, with each action on each side: the higher row
@@ -313,7 +313,9 @@ fn tied(a: Rule, b: Rule) -> Policy {
         mode: Mode::Enforce,
         intentions: vec![mk("a", a), mk("b", b)],
         ignored: 0,
+        labels: Vec::new(),
     }
+    .with_labels()
 }
 
 fn perm(action: Action, prefix: &str) -> Permission {
