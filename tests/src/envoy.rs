@@ -23,6 +23,8 @@ pub struct EnvoyBuilder {
     plugin_configs: Vec<(String, String)>,
     edits: Vec<Edit>,
     extra_args: Vec<String>,
+    /// A program Envoy runs under (`valgrind --tool=callgrind ...`), if any.
+    wrapper: Vec<String>,
     log_level: String,
     as_suite: bool,
 }
@@ -237,6 +239,15 @@ impl EnvoyBuilder {
         self.as_suite = true;
         self
     }
+    /// Runs Envoy under `program` with `args` before Envoy's own (the pid stays Envoy's for
+    /// tools such as valgrind that run the program in their own process).
+    pub fn wrapper(mut self, program: &str, args: &[&str]) -> Self {
+        self.wrapper = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        self
+    }
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_owned();
         self
@@ -323,7 +334,16 @@ impl EnvoyBuilder {
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&doc)?)?;
         let log = std::fs::File::create(dir.join("envoy.log"))?;
-        let child = Command::new(envoy_bin()?)
+        let envoy = envoy_bin()?;
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&envoy);
+                c
+            }
+            None => Command::new(&envoy),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", &self.concurrency.to_string()])
@@ -360,6 +380,7 @@ impl Envoy {
             plugin_configs: Vec::new(),
             edits: Vec::new(),
             extra_args: Vec::new(),
+            wrapper: Vec::new(),
             log_level: "info".to_owned(),
             as_suite: false,
         }

@@ -129,6 +129,19 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             }
         }
     }
+    // Instruction counts under callgrind: repeatable where CPU time swings with the machine.
+    let count_instructions = args.iter().any(|a| a == "--instructions") || !quick;
+    let mut instructions: Vec<Option<f64>> = vec![None; configs.len()];
+    if count_instructions {
+        ensure_debian_tools(&[("valgrind", "valgrind")])?;
+        println!("counting instructions per request under callgrind");
+        for (c, slot) in configs.iter().zip(instructions.iter_mut()) {
+            let n = instructions_per_request(c, INSTRUCTION_REQUESTS)
+                .with_context(|| format!("counting instructions of {}", c.name))?;
+            println!("  {:<28} {:>9.0} instructions/request", c.name, n);
+            *slot = Some(n);
+        }
+    }
     let sizes: Vec<(String, f64)> = modules
         .iter()
         .map(|p| {
@@ -139,6 +152,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let report = Report {
         configs: &configs,
         results: &results,
+        instructions: &instructions,
         sizes: &sizes,
         settings: &s,
         rate,
@@ -411,6 +425,99 @@ fn build_empty_fixture() -> anyhow::Result<PathBuf> {
     Ok(dest)
 }
 
+/// Requests measured per configuration under callgrind (after as many again to warm up).
+const INSTRUCTION_REQUESTS: u64 = 2000;
+
+/// Envoy's instructions per request under callgrind, counted over `requests` requests sent
+/// one at a time after a warm-up; the count starts and stops around the requests only.
+fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Result<f64> {
+    let filters = c.filters.clone();
+    let out_dir = root().join("target/bench/callgrind");
+    std::fs::create_dir_all(&out_dir)?;
+    let out_file = out_dir.join(format!("{}.out", c.name));
+    for entry in std::fs::read_dir(&out_dir)? {
+        let path = entry?.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{}.out", c.name)));
+        if ours {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let envoy = Envoy::builder("envoy-config/bench/base.yaml")
+        .concurrency(1)
+        .log_level("warn")
+        .wrapper(
+            "valgrind",
+            &[
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                // V8 writes the code it compiles into memory it then runs.
+                "--smc-check=all-non-file",
+                &format!("--callgrind-out-file={}", out_file.display()),
+            ],
+        )
+        .edit(move |doc| {
+            if let Some(chain) = mesh_e2e::envoy::http_filters_mut(doc) {
+                for (i, f) in filters.into_iter().enumerate() {
+                    chain.insert(i, f);
+                }
+            }
+        })
+        .start()?;
+    let url = envoy.url("/api/items");
+    let pid = envoy.pid().to_string();
+    let send = |n: u64| -> anyhow::Result<()> {
+        let out = Command::new("h2load")
+            .args(["--h1", "-c1", "-n", &n.to_string(), &url])
+            .output()
+            .context("running h2load")?;
+        if !out.status.success() {
+            bail!("h2load failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let control = |flag: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("callgrind_control")
+            .args(flag)
+            .arg(&pid)
+            .output()
+            .context("running callgrind_control")?;
+        if !out.status.success() {
+            bail!("callgrind_control {flag:?} failed");
+        }
+        Ok(())
+    };
+    send(requests)?;
+    let r0 = downstream_requests(&envoy)?;
+    control(&["-z"])?;
+    control(&["-i", "on"])?;
+    send(requests)?;
+    // The admin reads below stay out of the count.
+    control(&["-i", "off"])?;
+    control(&["-d"])?;
+    let r1 = downstream_requests(&envoy)?;
+    drop(envoy);
+    let mut total = None;
+    for entry in std::fs::read_dir(&out_dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with(&format!("{}.out", c.name)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let totals = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("totals:"))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .max();
+        total = total.max(totals);
+    }
+    let total = total.context("callgrind wrote no totals")?;
+    Ok(total as f64 / r1.saturating_sub(r0).max(1) as f64)
+}
+
 fn measure(
     c: &Config,
     s: &Settings,
@@ -466,6 +573,8 @@ fn measure(
 struct Report<'a> {
     configs: &'a [Config],
     results: &'a [Vec<Round>],
+    /// Per configuration, when counted.
+    instructions: &'a [Option<f64>],
     sizes: &'a [(String, f64)],
     settings: &'a Settings,
     rate: f64,
@@ -502,7 +611,8 @@ impl Report<'_> {
             .configs
             .iter()
             .zip(self.results)
-            .map(|(c, r)| {
+            .zip(self.instructions)
+            .map(|((c, r), instructions)| {
                 let m = |f: fn(&Round) -> f64| {
                     let (med, min, max) = stats(r, f);
                     json!({"median": med, "min": min, "max": max})
@@ -515,6 +625,7 @@ impl Report<'_> {
                     "latency_p90_us": m(|r| r.p90_us),
                     "latency_p99_us": m(|r| r.p99_us),
                     "memory_allocated_mib": m(|r| r.memory_mib),
+                    "instructions_per_request": instructions,
                     "rounds": r.len(),
                 })
             })
@@ -617,6 +728,29 @@ impl Report<'_> {
         if let Json::Object(m) = self.ratios() {
             for (k, v) in m {
                 md.push_str(&format!("- `{k}`: {:.2}\n", v.as_f64().unwrap_or(0.0)));
+            }
+        }
+        if self.instructions.iter().any(Option::is_some) {
+            md.push_str(&format!("\n## Instructions per request\n\nEnvoy's instructions per request under callgrind ({INSTRUCTION_REQUESTS} requests one at a time after as many to warm up): a count that repeats to within a fraction of a percent, where CPU time moves with the machine's load. Added: over no filter; ratio: added over the empty filter's added.\n\n| configuration | instructions/request | added | ratio to empty |\n|---|---|---|---|\n"));
+            let of = |name: &str| {
+                let i = self.configs.iter().position(|c| c.name == name)?;
+                self.instructions.get(i).copied().flatten()
+            };
+            let (base, empty) = (of("no-filter"), of("empty-wasm"));
+            for (c, n) in self.configs.iter().zip(self.instructions) {
+                let Some(n) = n else { continue };
+                let added = base.map(|b| n - b);
+                let ratio = match (added, base.zip(empty).map(|(b, e)| e - b)) {
+                    (Some(a), Some(e)) if e > 0.0 => format!("{:.2}", a / e),
+                    _ => "-".into(),
+                };
+                md.push_str(&format!(
+                    "| {} | {:.0} | {} | {} |\n",
+                    c.name,
+                    n,
+                    added.map_or("-".into(), |a| format!("{a:.0}")),
+                    ratio
+                ));
             }
         }
         md.push_str("\n## Module sizes\n\n| module | KiB |\n|---|---|\n");
