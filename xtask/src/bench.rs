@@ -349,6 +349,11 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             filters: vec![wasm_filter("empty", empty, "props")],
         },
         Config {
+            name: "empty-wasm-5-counters".into(),
+            what: "the empty filter incrementing a counter 5 times".into(),
+            filters: vec![wasm_filter("empty", empty, "counter")],
+        },
+        Config {
             name: "empty-wasm-5-props-batched".into(),
             what: "the empty filter reading the same 5 attributes in one CEL evaluation".into(),
             filters: vec![wasm_filter("empty", empty, "batch")],
