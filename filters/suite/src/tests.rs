@@ -171,8 +171,8 @@ fn shipped_configurations_are_valid() {
     }
 }
 
-/// Host calls of one request through root `R` (after a first request warmed per-series state).
-fn calls_per_request<R: RootFilter + Default>(config: &str) -> u64 {
+/// The host of one request through root `R`, after a first request warmed per-series state.
+fn second_request<R: RootFilter + Default>(config: &str) -> FakeHost {
     let host = FakeHost::new();
     let mut root = R::default();
     assert!(
@@ -186,10 +186,15 @@ fn calls_per_request<R: RootFilter + Default>(config: &str) -> u64 {
             .with_metrics(host.metrics())
             .request("GET", "reviews", "/api");
         serve(&root, &req);
-        req.host_calls()
+        req
     };
     run();
     run()
+}
+
+/// Host calls of one request through root `R` (after a first request warmed per-series state).
+fn calls_per_request<R: RootFilter + Default>(config: &str) -> u64 {
+    second_request::<R>(config).host_calls()
 }
 
 #[test]
@@ -218,25 +223,12 @@ fn a_request_makes_exactly_these_host_calls() {
     let mut all: serde_json::Value = serde_json::from_str(ALL).unwrap();
     all["ratelimit"]["rules"][0]["limit"]["requests"] = 1_000_000.into();
     all["export_decisions"] = false.into();
-    let host = FakeHost::new();
-    let mut root = SuiteRoot::default();
-    assert!(root.on_configure(&host, all.to_string().as_bytes()));
-    let request = || {
-        let req = FakeHost::new()
-            .with_store(host.store())
-            .with_metrics(host.metrics())
-            .request("GET", "reviews", "/api");
-        serve(&root, &req);
-        // Series names carry every label: keep the metric's name.
-        let calls: Vec<String> = req
-            .host_call_log()
-            .into_iter()
-            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
-            .collect();
-        calls
-    };
-    request();
-    let calls = request();
+    // Series names carry every label: keep the metric's name.
+    let calls: Vec<String> = second_request::<SuiteRoot>(&all.to_string())
+        .host_call_log()
+        .into_iter()
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+        .collect();
     let expected = [
         // Request headers: each header once, the clock once, `connection.mtls` once.
         "header Request :method",
