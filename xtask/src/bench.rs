@@ -9,6 +9,7 @@
 
 use crate::util::{cargo, ensure_debian_tools, have, kib, root, run};
 use anyhow::{bail, Context};
+use mesh_e2e::envoy::EnvoyBuilder;
 use mesh_e2e::Envoy;
 use serde_json::{json, Value as Json};
 use serde_yaml::Value;
@@ -430,29 +431,51 @@ fn build_empty_fixture() -> anyhow::Result<PathBuf> {
     Ok(dest)
 }
 
+/// One worker answering with a direct response behind `c`'s filters.
+fn bench_envoy(c: &Config) -> EnvoyBuilder {
+    let filters = c.filters.clone();
+    Envoy::builder("envoy-config/bench/base.yaml")
+        .concurrency(1)
+        .log_level("warn")
+        .edit(move |doc| {
+            if let Some(chain) = mesh_e2e::envoy::http_filters_mut(doc) {
+                for (i, f) in filters.into_iter().enumerate() {
+                    chain.insert(i, f);
+                }
+            }
+        })
+}
+
+/// The callgrind files of configuration `name` in `dir` (`<name>.out` and its dumps).
+fn dumps(dir: &Path, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let prefix = format!("{name}.out");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
 /// Requests measured per configuration under callgrind (after as many again to warm up).
 const INSTRUCTION_REQUESTS: u64 = 2000;
 
 /// Envoy's instructions per request under callgrind, counted over `requests` requests sent
 /// one at a time after a warm-up; the count starts and stops around the requests only.
 fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Result<f64> {
-    let filters = c.filters.clone();
     let out_dir = root().join("target/bench/callgrind");
     std::fs::create_dir_all(&out_dir)?;
     let out_file = out_dir.join(format!("{}.out", c.name));
-    for entry in std::fs::read_dir(&out_dir)? {
-        let path = entry?.path();
-        let ours = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&format!("{}.out", c.name)));
-        if ours {
-            std::fs::remove_file(path)?;
-        }
+    for path in dumps(&out_dir, &c.name)? {
+        std::fs::remove_file(path)?;
     }
-    let envoy = Envoy::builder("envoy-config/bench/base.yaml")
-        .concurrency(1)
-        .log_level("warn")
+    let envoy = bench_envoy(c)
         .wrapper(
             "valgrind",
             &[
@@ -463,13 +486,6 @@ fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Result<f64> {
                 &format!("--callgrind-out-file={}", out_file.display()),
             ],
         )
-        .edit(move |doc| {
-            if let Some(chain) = mesh_e2e::envoy::http_filters_mut(doc) {
-                for (i, f) in filters.into_iter().enumerate() {
-                    chain.insert(i, f);
-                }
-            }
-        })
         .start()?;
     let url = envoy.url("/api/items");
     let pid = envoy.pid().to_string();
@@ -505,12 +521,7 @@ fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Result<f64> {
     let r1 = downstream_requests(&envoy)?;
     drop(envoy);
     let mut total = None;
-    for entry in std::fs::read_dir(&out_dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !name.starts_with(&format!("{}.out", c.name)) {
-            continue;
-        }
+    for path in dumps(&out_dir, &c.name)? {
         let text = std::fs::read_to_string(&path)?;
         let totals = text
             .lines()
@@ -530,18 +541,7 @@ fn measure(
     clk_tck: f64,
     latency_rate: Option<f64>,
 ) -> anyhow::Result<Round> {
-    let filters = c.filters.clone();
-    let envoy = Envoy::builder("envoy-config/bench/base.yaml")
-        .concurrency(1)
-        .log_level("warn")
-        .edit(move |doc| {
-            if let Some(chain) = mesh_e2e::envoy::http_filters_mut(doc) {
-                for (i, f) in filters.into_iter().enumerate() {
-                    chain.insert(i, f);
-                }
-            }
-        })
-        .start()?;
+    let envoy = bench_envoy(c).start()?;
     pin.pin_envoy(envoy.pid())?;
     let url = envoy.url("/api/items");
     // Warm up: V8 tiers up hot functions; connections and pools get made.
