@@ -359,6 +359,17 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "the empty filter reading the same 5 attributes in one CEL evaluation".into(),
             filters: vec![wasm_filter("empty", empty, "batch")],
         },
+        Config {
+            name: "empty-wasm-suite-calls".into(),
+            what: "the empty filter making the suite's host calls for this request, with no logic \
+                   (the floor for the suite's work)"
+                .into(),
+            filters: vec![wasm_filter(
+                "empty",
+                &empty.with_file_name("empty-suite-callbacks.wasm"),
+                "suite",
+            )],
+        },
     ];
     for cap in CAPABILITIES {
         if module(cap).exists() {
@@ -427,6 +438,13 @@ fn build_empty_fixture() -> anyhow::Result<PathBuf> {
         &built,
         &dest.with_file_name("empty-trimmed.wasm"),
         Some(1),
+    )?;
+    // Exporting what the suite exports (request and response headers, log), for the
+    // suite-shaped run.
+    crate::build::drop_unused_callbacks(
+        &built,
+        &dest.with_file_name("empty-suite-callbacks.wasm"),
+        Some(7),
     )?;
     Ok(dest)
 }

@@ -19,20 +19,21 @@ use sdk_shim::{
     host_log, Action, Callbacks, Host, HttpCallResponse, HttpFilter, HttpHost, LogLevel, RootFilter,
 };
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
-/// The suite configuration before each part is handed to its capability.
+/// The suite configuration before each part is handed to its capability: each part stays the
+/// JSON text it was (no `serde_json::Value` round trip, which would ship a JSON tree and writer).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SuiteSpec {
     #[serde(default)]
-    telemetry: Option<Value>,
+    telemetry: Option<Box<RawValue>>,
     #[serde(default)]
-    intentions: Option<Value>,
+    intentions: Option<Box<RawValue>>,
     #[serde(default)]
-    ratelimit: Option<Value>,
+    ratelimit: Option<Box<RawValue>>,
     #[serde(default)]
-    canary: Option<Value>,
+    canary: Option<Box<RawValue>>,
     /// Write verdicts to filter state too (default true).
     #[serde(default)]
     export_decisions: Option<bool>,
@@ -45,14 +46,16 @@ struct Part<R>(Option<R>);
 impl<R: RootFilter + Default> Part<R> {
     /// Configures the capability from its part of the suite config; the capability logs its
     /// own error line (naming its field), so the suite only adds where it came from.
-    fn configure<H: Host>(host: &H, key: &str, spec: Option<Value>) -> Result<Self, ConfigError> {
+    fn configure<H: Host>(
+        host: &H,
+        key: &str,
+        spec: Option<Box<RawValue>>,
+    ) -> Result<Self, ConfigError> {
         let Some(spec) = spec else {
             return Ok(Self(None));
         };
-        let bytes = serde_json::to_vec(&spec)
-            .map_err(|e| ConfigError::new(key, e.to_string().to_lowercase()))?;
         let mut root = R::default();
-        if root.on_configure(host, &bytes) {
+        if root.on_configure(host, spec.get().as_bytes()) {
             Ok(Self(Some(root)))
         } else {
             Err(ConfigError::new(

@@ -40,7 +40,7 @@ pub fn compile_regex(pattern: &str, ignore_case: bool, field: &str) -> Result<Re
                 let first = msg.lines().next().unwrap_or("invalid regex");
                 ConfigError::new(
                     field,
-                    format!("regex does not compile: {}", first.to_lowercase()),
+                    format!("regex does not compile: {}", first.to_ascii_lowercase()),
                 )
             })
     };

@@ -52,7 +52,7 @@ impl Line {
     fn str(&mut self, key: &str, raw: &[u8]) {
         self.key(key);
         let cut = raw.get(..self.max).unwrap_or(raw);
-        escape_into(&String::from_utf8_lossy(cut), &mut self.out);
+        escape_into(&mesh_core::request::utf8_lossy(cut), &mut self.out);
     }
 
     /// A field already known to be UTF-8: no validation pass unless it must be cut.

@@ -6,7 +6,7 @@
 //! Two workers admitting the same new series at once may both count it: the cap can then be
 //! reached a little early, never exceeded.
 
-use crate::labels::{stat_name, Metric};
+use crate::labels::{stat_name, LabelValues, Metric};
 use rustc_hash::FxHashMap;
 use sdk_shim::{HostError, MetricId, MetricKind, Metrics, SharedStore};
 
@@ -62,6 +62,10 @@ pub struct SeriesRegistry {
     /// FxHash: keys run near 1 KiB and are hashed on every request; their number is capped
     /// by `max_series`, so colliding keys cost bounded work.
     local: FxHashMap<String, SeriesIds>,
+    /// The same series keyed by their values only ([`LabelValues::write_values`]), which is
+    /// what a request hashes: a third of the full key, written into `scratch` (no allocation).
+    by_values: FxHashMap<Box<str>, SeriesIds>,
+    scratch: String,
     full: bool,
 }
 
@@ -97,6 +101,26 @@ impl SeriesRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.local.is_empty()
+    }
+
+    /// Finds or admits the series of `labels` under cap `max`; the full key is built only for
+    /// a series this worker has not seen.
+    pub fn admit_labels<H: Metrics + SharedStore>(
+        &mut self,
+        host: &H,
+        labels: &LabelValues<'_>,
+        max: u32,
+    ) -> Admission {
+        self.scratch.clear();
+        labels.write_values(&mut self.scratch);
+        if let Some(ids) = self.by_values.get(self.scratch.as_str()) {
+            return Admission::Series(*ids);
+        }
+        let admission = self.admit(host, &labels.series_key(), max);
+        if let Admission::Series(ids) | Admission::Admitted(ids) = admission {
+            self.by_values.insert(self.scratch.as_str().into(), ids);
+        }
+        admission
     }
 
     /// Finds or admits series `key` under cap `max`.

@@ -283,9 +283,8 @@ impl Telemetry {
 
     /// Records one finished request in the series of `labels`.
     fn record<H: HttpHost>(&self, host: &H, labels: &LabelValues<'_>, sample: &Sample) {
-        let key = labels.series_key();
         let admission = match self.registry.lock() {
-            Ok(mut reg) => reg.admit(host, &key, self.config.max_series),
+            Ok(mut reg) => reg.admit_labels(host, labels, self.config.max_series),
             Err(_) => Admission::Overflow,
         };
         let ids = match admission {

@@ -79,3 +79,30 @@ fn seeding_keeps_an_existing_count() {
     SeriesRegistry::seed(&hosts[0]);
     assert_eq!(store.get(COUNT_KEY).unwrap(), b"7");
 }
+
+#[test]
+fn labels_find_their_series_by_values_without_host_calls() {
+    use crate::labels::Label;
+    let (hosts, _store, _metrics) = workers(1);
+    let h = &hosts[0];
+    SeriesRegistry::seed(h);
+    let mut reg = SeriesRegistry::default();
+    let mut ok = LabelValues::default();
+    ok.set_str(Label::ResponseCode, "200");
+    let mut failed = LabelValues::default();
+    failed.set_str(Label::ResponseCode, "503");
+
+    let Admission::Admitted(first) = reg.admit_labels(h, &ok, 10) else {
+        panic!("a new series is admitted");
+    };
+    let Admission::Admitted(other) = reg.admit_labels(h, &failed, 10) else {
+        panic!("another label set is another series");
+    };
+    assert_ne!(first, other);
+    let before = h.host_calls();
+    assert_eq!(reg.admit_labels(h, &ok, 10), Admission::Series(first));
+    assert_eq!(h.host_calls(), before, "a known series costs no host call");
+    // The full key names the same series.
+    assert_eq!(reg.admit(h, &ok.series_key(), 10), Admission::Series(first));
+    assert_eq!(reg.len(), 2);
+}
