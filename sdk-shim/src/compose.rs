@@ -34,8 +34,43 @@ pub struct PassState {
     connection: RefCell<Vec<CachedProperty>>,
 }
 
-/// A property path and the value the host gave for it (`None`: absent).
-type CachedProperty = (Vec<String>, Option<Vec<u8>>);
+/// A property path (segments joined by NUL: one allocation) and the value the host gave for
+/// it (`None`: absent).
+type CachedProperty = (String, Option<Vec<u8>>);
+
+/// `path` as a cache key; `None` when a segment holds the NUL separator (read uncached).
+fn path_key(path: &[&str]) -> Option<String> {
+    if path.iter().any(|s| s.contains('\0')) {
+        return None;
+    }
+    let mut key = String::with_capacity(path.iter().map(|s| s.len() + 1).sum());
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            key.push('\0');
+        }
+        key.push_str(segment);
+    }
+    Some(key)
+}
+
+/// Whether `key` (from [`path_key`]) is `path`, without building a key; never for a path
+/// [`path_key`] refuses.
+fn is_path(key: &str, path: &[&str]) -> bool {
+    let mut rest = key;
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            match rest.strip_prefix('\0') {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        match rest.strip_prefix(segment) {
+            Some(r) if !segment.contains('\0') => rest = r,
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
 
 /// Properties fixed for the life of a connection, safe to read once per request.
 fn connection_scoped(path: &[&str]) -> bool {
@@ -59,21 +94,60 @@ impl PassState {
 }
 
 /// A header map and a lowercase header name, and the value the host gave (`None`: absent).
-type CachedHeader = ((HeaderMap, String), Option<Vec<u8>>);
+type CachedHeader = ((HeaderMap, HeaderName), Option<Vec<u8>>);
 
-/// The value cached under the key `is_key` picks; else `fetch`'s, cached under `key()`.
-/// Errors are not cached: the next read asks the host again.
+/// A lowercase header name held inline: caching a read allocates no key.
+#[derive(Debug, Clone, Copy)]
+struct HeaderName {
+    len: usize,
+    bytes: [u8; HeaderName::MAX],
+}
+
+impl HeaderName {
+    /// Longer names (rare) are read without caching.
+    const MAX: usize = 48;
+
+    fn new(name: &str) -> Option<Self> {
+        let mut bytes = [0; Self::MAX];
+        bytes
+            .get_mut(..name.len())?
+            .copy_from_slice(name.as_bytes());
+        bytes.make_ascii_lowercase();
+        Some(Self {
+            len: name.len(),
+            bytes,
+        })
+    }
+
+    fn is(&self, name: &str) -> bool {
+        self.bytes
+            .get(..self.len)
+            .is_some_and(|b| b.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+/// Entries a pass usually caches in one callback, reserved at the first one.
+const CACHE_ENTRIES: usize = 8;
+
+/// The value cached under the key `is_key` picks; else `fetch`'s, cached under `key()` (not
+/// cached when `key()` is `None`). Errors are not cached: the next read asks the host again.
 fn cached<K, V: Clone>(
     cache: &RefCell<Vec<(K, V)>>,
     is_key: impl Fn(&K) -> bool,
-    key: impl FnOnce() -> K,
+    key: impl FnOnce() -> Option<K>,
     fetch: impl FnOnce() -> Result<V, HostError>,
 ) -> Result<V, HostError> {
     if let Some((_, v)) = cache.borrow().iter().find(|(k, _)| is_key(k)) {
         return Ok(v.clone());
     }
     let v = fetch()?;
-    cache.borrow_mut().push((key(), v.clone()));
+    if let Some(k) = key() {
+        let mut cache = cache.borrow_mut();
+        if cache.capacity() == 0 {
+            cache.reserve(CACHE_ENTRIES);
+        }
+        cache.push((k, v.clone()));
+    }
     Ok(v)
 }
 
@@ -110,7 +184,7 @@ impl<'a, H> PassHost<'a, H> {
     fn forget(&self, map: HeaderMap, name: &str) {
         self.headers
             .borrow_mut()
-            .retain(|((m, n), _)| !(*m == map && n.eq_ignore_ascii_case(name)));
+            .retain(|((m, n), _)| !(*m == map && n.is(name)));
     }
 }
 
@@ -123,8 +197,8 @@ impl<H: Properties> Properties for PassHost<'_, H> {
             Some(_) => self.host.property(path),
             None if connection_scoped(path) => cached(
                 &self.state.connection,
-                |p| p.iter().eq(path.iter()),
-                || path.iter().map(|s| (*s).to_owned()).collect(),
+                |k| is_path(k, path),
+                || path_key(path),
                 || self.host.property(path),
             ),
             None => self.host.property(path),
@@ -218,8 +292,8 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
         cached(
             &self.headers,
-            |(m, n)| *m == map && n.eq_ignore_ascii_case(name),
-            || (map, name.to_ascii_lowercase()),
+            |(m, n)| *m == map && n.is(name),
+            || HeaderName::new(name).map(|n| (map, n)),
             || self.host.header(map, name),
         )
     }

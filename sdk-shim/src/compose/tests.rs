@@ -130,3 +130,48 @@ fn the_clock_is_read_once_per_callback() {
     let next = PassHost::new(&host, &state, false);
     assert_eq!(next.now_nanos(), first + 5_000_000);
 }
+
+#[test]
+fn a_header_name_too_long_to_cache_is_read_from_the_host_each_time() {
+    let long = format!("x-{}", "a".repeat(HeaderName::MAX));
+    let host = FakeHost::new()
+        .request("GET", "reviews", "/a")
+        .request_header(&long, "v");
+    let state = PassState::default();
+    let h = PassHost::new(&host, &state, false);
+    let before = host.host_calls();
+    for _ in 0..2 {
+        assert_eq!(h.header(HeaderMap::Request, &long).unwrap().unwrap(), b"v");
+    }
+    assert_eq!(host.host_calls() - before, 2);
+    // A name of exactly the limit is cached.
+    let edge = "b".repeat(HeaderName::MAX);
+    h.header(HeaderMap::Request, &edge).unwrap();
+    h.header(HeaderMap::Request, &edge).unwrap();
+    assert_eq!(host.host_calls() - before, 3);
+}
+
+#[test]
+fn property_paths_are_told_apart_by_their_segments() {
+    let key = path_key(&["connection", "mtls"]).unwrap();
+    assert!(is_path(&key, &["connection", "mtls"]));
+    assert!(!is_path(&key, &["connection", "mtl"]));
+    assert!(!is_path(&key, &["connection", "mtls", "x"]));
+    assert!(!is_path(&key, &["connectionmtls"]));
+    assert!(!is_path(&key, &["connection"]));
+    // A segment holding the separator is not cached, so it cannot pose as two segments.
+    assert_eq!(path_key(&["connection", "a\0b"]), None);
+    let host = FakeHost::new()
+        .property(&["connection", "a", "b"], "two")
+        .property(&["connection", "a\0b"], "one");
+    let state = PassState::default();
+    let h = PassHost::new(&host, &state, false);
+    assert_eq!(
+        h.property(&["connection", "a", "b"]).unwrap().unwrap(),
+        b"two"
+    );
+    assert_eq!(
+        h.property(&["connection", "a\0b"]).unwrap().unwrap(),
+        b"one"
+    );
+}
