@@ -359,17 +359,6 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "the empty filter reading the same 5 attributes in one CEL evaluation".into(),
             filters: vec![wasm_filter("empty", empty, "batch")],
         },
-        Config {
-            name: "empty-wasm-suite-calls".into(),
-            what: "the empty filter making the suite's host calls for this request, with no logic \
-                   (the floor for the suite's work)"
-                .into(),
-            filters: vec![wasm_filter(
-                "empty",
-                &empty.with_file_name("empty-suite-callbacks.wasm"),
-                "suite",
-            )],
-        },
     ];
     for cap in CAPABILITIES {
         if module(cap).exists() {
@@ -378,6 +367,7 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
                 what: format!("our {cap} module alone"),
                 filters: vec![wasm_filter(cap, &module(cap), &cfg(cap))],
             });
+            out.push(floor(cap, &cfg(cap), empty)?);
         }
     }
     if CAPABILITIES.iter().all(|c| module(c).exists()) {
@@ -398,6 +388,7 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
             what: "the suite module running all four".into(),
             filters: suite(plugins),
         });
+        out.push(floor("suite", &plugins.to_string(), empty)?);
         // The same without the two per-request extras a deployment may not need: the JSON
         // access log line and the verdicts copied to Envoy filter state.
         let mut lean = plugins.clone();
@@ -414,6 +405,38 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
         });
     }
     Ok(out)
+}
+
+/// The empty filter replaying module `name`'s host calls for a bench request (recorded
+/// natively with `config`), exporting the callbacks that module exports: its floor.
+fn floor(name: &str, config: &str, empty: &Path) -> anyhow::Result<Config> {
+    let replay = crate::floor::replay(name, config)?;
+    let module = empty.with_file_name(format!("empty-callbacks-{}.wasm", replay.callbacks));
+    crate::build::drop_unused_callbacks(empty, &module, Some(replay.callbacks))?;
+    let calls = replay
+        .script
+        .lines()
+        .filter(|l| !l.starts_with('@'))
+        .count();
+    Ok(Config {
+        name: format!("{name}-floor"),
+        what: format!(
+            "the empty filter making {name}'s {calls} host calls with none of its logic (its floor)"
+        ),
+        filters: vec![wasm_filter("empty", &module, &replay.script)],
+    })
+}
+
+/// The number of host calls in the replay script inside a floor configuration's filter.
+fn replay_calls(v: &Value) -> Option<usize> {
+    match v {
+        Value::String(s) if s.starts_with("@request_headers") => {
+            Some(s.lines().filter(|l| !l.starts_with('@')).count())
+        }
+        Value::Mapping(m) => m.values().find_map(replay_calls),
+        Value::Sequence(s) => s.iter().find_map(replay_calls),
+        _ => None,
+    }
 }
 
 fn build_empty_fixture() -> anyhow::Result<PathBuf> {
@@ -438,13 +461,6 @@ fn build_empty_fixture() -> anyhow::Result<PathBuf> {
         &built,
         &dest.with_file_name("empty-trimmed.wasm"),
         Some(1),
-    )?;
-    // Exporting what the suite exports (request and response headers, log), for the
-    // suite-shaped run.
-    crate::build::drop_unused_callbacks(
-        &built,
-        &dest.with_file_name("empty-suite-callbacks.wasm"),
-        Some(7),
     )?;
     Ok(dest)
 }
@@ -776,6 +792,7 @@ impl Report<'_> {
                 ));
             }
         }
+        self.floors_markdown(&mut md);
         md.push_str("\n## Module sizes\n\n| module | KiB |\n|---|---|\n");
         for (n, k) in self.sizes {
             md.push_str(&format!("| {n} | {k:.1} |\n"));
@@ -786,6 +803,51 @@ impl Report<'_> {
         }
         md.push_str("\n![CPU per request](cpu.svg)\n");
         md
+    }
+
+    /// Each module beside its floor (`<module>-floor`): instructions and CPU added over no
+    /// filter, and what the module's own code adds over the floor.
+    fn floors_markdown(&self, md: &mut String) {
+        let at = |name: &str| self.configs.iter().position(|c| c.name == name);
+        let instr = |i: usize| self.instructions.get(i).copied().flatten();
+        let cpu = |i: usize| {
+            self.results
+                .get(i)
+                .map(|r| stats(r, |r| r.cpu_us_per_req).0)
+        };
+        let Some(base) = at("no-filter") else { return };
+        let rows: Vec<String> = self
+            .configs
+            .iter()
+            .filter_map(|c| {
+                let module = c.name.strip_suffix("-floor")?;
+                let (m, f) = (at(module)?, at(&c.name)?);
+                let calls = c.filters.iter().find_map(replay_calls).unwrap_or(0);
+                let instructions = match (instr(base), instr(m), instr(f)) {
+                    (Some(b), Some(m), Some(f)) if f > b => format!(
+                        "{:.0} | {:.0} | {:.2} | {:.0} ({:.0}%)",
+                        f - b,
+                        m - b,
+                        (m - b) / (f - b),
+                        m - f,
+                        100.0 * (m - f) / (m - b).max(1.0)
+                    ),
+                    _ => "- | - | - | -".into(),
+                };
+                let us = match (cpu(base), cpu(m), cpu(f)) {
+                    (Some(b), Some(m), Some(f)) => format!("{:.2} | {:.2}", f - b, m - b),
+                    _ => "- | -".into(),
+                };
+                Some(format!("| {module} | {calls} | {instructions} | {us} |\n"))
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        md.push_str("\n## Floors\n\nEach module against its floor: the empty filter making the module's own host calls for this request (recorded by running the module natively against `FakeHost`, replayed in Envoy with none of its logic, exporting the same callbacks). The floor is what the host charges for the data the work needs; the rest is our code. Instructions and CPU are added over no filter.\n\n| module | host calls | floor instructions | module instructions | module / floor | own code | floor CPU us | module CPU us |\n|---|---|---|---|---|---|---|---|\n");
+        for r in rows {
+            md.push_str(&r);
+        }
     }
 
     fn chart(&self, path: &Path) -> anyhow::Result<()> {

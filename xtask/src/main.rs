@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod demo;
+mod floor;
 mod test;
 mod util;
 mod validate;
