@@ -30,46 +30,8 @@ pub struct PassState {
     /// Keys this pass decides itself. The others (a capability running in another module
     /// of the same filter chain) are read from the host.
     owned: [bool; 3],
-    /// Connection properties already read.
-    connection: RefCell<Vec<CachedProperty>>,
-}
-
-/// A property path (segments joined by NUL: one allocation) and the value the host gave for
-/// it (`None`: absent).
-type CachedProperty = (String, Option<Vec<u8>>);
-
-/// `path` as a cache key; `None` when a segment holds the NUL separator (read uncached).
-fn path_key(path: &[&str]) -> Option<String> {
-    if path.iter().any(|s| s.contains('\0')) {
-        return None;
-    }
-    let mut key = String::with_capacity(path.iter().map(|s| s.len() + 1).sum());
-    for (i, segment) in path.iter().enumerate() {
-        if i > 0 {
-            key.push('\0');
-        }
-        key.push_str(segment);
-    }
-    Some(key)
-}
-
-/// Whether `key` (from [`path_key`]) is `path`, without building a key; never for a path
-/// [`path_key`] refuses.
-fn is_path(key: &str, path: &[&str]) -> bool {
-    let mut rest = key;
-    for (i, segment) in path.iter().enumerate() {
-        if i > 0 {
-            match rest.strip_prefix('\0') {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        }
-        match rest.strip_prefix(segment) {
-            Some(r) if !segment.contains('\0') => rest = r,
-            _ => return false,
-        }
-    }
-    rest.is_empty()
+    /// Connection properties already read (`None`: absent).
+    connection: RefCell<InlineCache<InlineKey, Option<Vec<u8>>, 4>>,
 }
 
 /// Properties fixed for the life of a connection, safe to read once per request.
@@ -93,63 +55,110 @@ impl PassState {
     }
 }
 
-/// A header map and a lowercase header name, and the value the host gave (`None`: absent).
-type CachedHeader = ((HeaderMap, HeaderName), Option<Vec<u8>>);
-
-/// A lowercase header name held inline: caching a read allocates no key.
-#[derive(Debug, Clone, Copy)]
-struct HeaderName {
+/// A cache key held inline, so caching a read allocates nothing: a lowercase header name,
+/// or a property path with its segments joined by NUL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InlineKey {
     len: usize,
-    bytes: [u8; HeaderName::MAX],
+    bytes: [u8; InlineKey::MAX],
 }
 
-impl HeaderName {
-    /// Longer names (rare) are read without caching.
+impl InlineKey {
+    /// Longer keys (rare) are read without caching.
     const MAX: usize = 48;
 
-    fn new(name: &str) -> Option<Self> {
-        let mut bytes = [0; Self::MAX];
-        bytes
-            .get_mut(..name.len())?
-            .copy_from_slice(name.as_bytes());
-        bytes.make_ascii_lowercase();
-        Some(Self {
-            len: name.len(),
-            bytes,
-        })
+    fn header(name: &str) -> Option<Self> {
+        let mut key = Self::from_parts(&[name], 0)?;
+        key.bytes.make_ascii_lowercase();
+        Some(key)
     }
 
-    fn is(&self, name: &str) -> bool {
-        self.bytes
-            .get(..self.len)
-            .is_some_and(|b| b.eq_ignore_ascii_case(name.as_bytes()))
+    /// `None` also when a segment holds the separator, which could make two paths one key.
+    fn path(path: &[&str]) -> Option<Self> {
+        if path.iter().any(|s| s.contains('\0')) {
+            return None;
+        }
+        Self::from_parts(path, b'\0')
+    }
+
+    fn from_parts(parts: &[&str], sep: u8) -> Option<Self> {
+        let mut bytes = [0; Self::MAX];
+        let mut len = 0;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                *bytes.get_mut(len)? = sep;
+                len += 1;
+            }
+            bytes
+                .get_mut(len..len + part.len())?
+                .copy_from_slice(part.as_bytes());
+            len += part.len();
+        }
+        Some(Self { len, bytes })
     }
 }
 
-/// Entries a pass usually caches in one callback, reserved at the first one.
-const CACHE_ENTRIES: usize = 8;
+/// Up to `N` entries in place; when full, more values are simply not cached.
+#[derive(Debug)]
+struct InlineCache<K, V, const N: usize> {
+    entries: [Option<(K, V)>; N],
+}
 
-/// The value cached under the key `is_key` picks; else `fetch`'s, cached under `key()` (not
-/// cached when `key()` is `None`). Errors are not cached: the next read asks the host again.
-fn cached<K, V: Clone>(
-    cache: &RefCell<Vec<(K, V)>>,
-    is_key: impl Fn(&K) -> bool,
-    key: impl FnOnce() -> Option<K>,
+impl<K, V, const N: usize> Default for InlineCache<K, V, N> {
+    fn default() -> Self {
+        Self {
+            entries: std::array::from_fn(|_| None),
+        }
+    }
+}
+
+impl<K: PartialEq, V, const N: usize> InlineCache<K, V, N> {
+    fn get(&self, key: &K) -> Option<&V> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn put(&mut self, key: K, value: V) {
+        if let Some(slot) = self.entries.iter_mut().find(|e| e.is_none()) {
+            *slot = Some((key, value));
+        }
+    }
+
+    fn forget(&mut self, key: &K) {
+        for e in &mut self.entries {
+            if e.as_ref().is_some_and(|(k, _)| k == key) {
+                *e = None;
+            }
+        }
+    }
+}
+
+/// The value cached under `key`; else `fetch`'s, cached under `key` (not cached without a
+/// key). Errors are not cached: the next read asks the host again.
+fn cached<K: PartialEq, V: Clone, const N: usize>(
+    cache: &RefCell<InlineCache<K, V, N>>,
+    key: Option<K>,
     fetch: impl FnOnce() -> Result<V, HostError>,
 ) -> Result<V, HostError> {
-    if let Some((_, v)) = cache.borrow().iter().find(|(k, _)| is_key(k)) {
+    let Some(key) = key else {
+        return fetch();
+    };
+    if let Some(v) = cache.borrow().get(&key) {
         return Ok(v.clone());
     }
     let v = fetch()?;
-    if let Some(k) = key() {
-        let mut cache = cache.borrow_mut();
-        if cache.capacity() == 0 {
-            cache.reserve(CACHE_ENTRIES);
-        }
-        cache.push((k, v.clone()));
-    }
+    cache.borrow_mut().put(key, v.clone());
     Ok(v)
 }
+
+/// Headers a pass caches within one callback (the suite reads five at most).
+const HEADER_ENTRIES: usize = 8;
+
+/// Header values by map and name (`None`: absent).
+type HeaderCache = InlineCache<(HeaderMap, InlineKey), Option<Vec<u8>>, HEADER_ENTRIES>;
 
 /// A host for the filters of one pass, for one callback; see the module docs.
 #[derive(Debug)]
@@ -158,8 +167,8 @@ pub struct PassHost<'a, H> {
     state: &'a PassState,
     /// Also publish each verdict to the host.
     write_through: bool,
-    /// Headers read in this callback.
-    headers: RefCell<Vec<CachedHeader>>,
+    /// Headers read in this callback (`None`: absent).
+    headers: RefCell<HeaderCache>,
     now: Cell<Option<u64>>,
 }
 
@@ -170,7 +179,7 @@ impl<'a, H> PassHost<'a, H> {
             host,
             state,
             write_through,
-            headers: RefCell::new(Vec::new()),
+            headers: RefCell::default(),
             now: Cell::new(None),
         }
     }
@@ -182,9 +191,10 @@ impl<'a, H> PassHost<'a, H> {
 
     /// Forgets a header this pass writes, so the next read sees the host's value.
     fn forget(&self, map: HeaderMap, name: &str) {
-        self.headers
-            .borrow_mut()
-            .retain(|((m, n), _)| !(*m == map && n.is(name)));
+        // A name too long for a key was never cached.
+        if let Some(key) = InlineKey::header(name) {
+            self.headers.borrow_mut().forget(&(map, key));
+        }
     }
 }
 
@@ -195,12 +205,11 @@ impl<H: Properties> Properties for PassHost<'_, H> {
                 Ok(self.state.values.borrow().get(i).cloned().flatten())
             }
             Some(_) => self.host.property(path),
-            None if connection_scoped(path) => cached(
-                &self.state.connection,
-                |k| is_path(k, path),
-                || path_key(path),
-                || self.host.property(path),
-            ),
+            None if connection_scoped(path) => {
+                cached(&self.state.connection, InlineKey::path(path), || {
+                    self.host.property(path)
+                })
+            }
             None => self.host.property(path),
         }
     }
@@ -292,8 +301,7 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
         cached(
             &self.headers,
-            |(m, n)| *m == map && n.is(name),
-            || HeaderName::new(name).map(|n| (map, n)),
+            InlineKey::header(name).map(|k| (map, k)),
             || self.host.header(map, name),
         )
     }

@@ -133,7 +133,7 @@ fn the_clock_is_read_once_per_callback() {
 
 #[test]
 fn a_header_name_too_long_to_cache_is_read_from_the_host_each_time() {
-    let long = format!("x-{}", "a".repeat(HeaderName::MAX));
+    let long = format!("x-{}", "a".repeat(InlineKey::MAX));
     let host = FakeHost::new()
         .request("GET", "reviews", "/a")
         .request_header(&long, "v");
@@ -145,7 +145,7 @@ fn a_header_name_too_long_to_cache_is_read_from_the_host_each_time() {
     }
     assert_eq!(host.host_calls() - before, 2);
     // A name of exactly the limit is cached.
-    let edge = "b".repeat(HeaderName::MAX);
+    let edge = "b".repeat(InlineKey::MAX);
     h.header(HeaderMap::Request, &edge).unwrap();
     h.header(HeaderMap::Request, &edge).unwrap();
     assert_eq!(host.host_calls() - before, 3);
@@ -153,14 +153,19 @@ fn a_header_name_too_long_to_cache_is_read_from_the_host_each_time() {
 
 #[test]
 fn property_paths_are_told_apart_by_their_segments() {
-    let key = path_key(&["connection", "mtls"]).unwrap();
-    assert!(is_path(&key, &["connection", "mtls"]));
-    assert!(!is_path(&key, &["connection", "mtl"]));
-    assert!(!is_path(&key, &["connection", "mtls", "x"]));
-    assert!(!is_path(&key, &["connectionmtls"]));
-    assert!(!is_path(&key, &["connection"]));
+    let key = |p: &[&str]| InlineKey::path(p);
+    let mtls = key(&["connection", "mtls"]).unwrap();
+    assert_eq!(key(&["connection", "mtls"]), Some(mtls));
+    for other in [
+        &["connection", "mtl"][..],
+        &["connection", "mtls", "x"],
+        &["connectionmtls"],
+        &["connection"],
+    ] {
+        assert_ne!(key(other), Some(mtls), "{other:?}");
+    }
     // A segment holding the separator is not cached, so it cannot pose as two segments.
-    assert_eq!(path_key(&["connection", "a\0b"]), None);
+    assert_eq!(key(&["connection", "a\0b"]), None);
     let host = FakeHost::new()
         .property(&["connection", "a", "b"], "two")
         .property(&["connection", "a\0b"], "one");
@@ -174,4 +179,25 @@ fn property_paths_are_told_apart_by_their_segments() {
         h.property(&["connection", "a\0b"]).unwrap().unwrap(),
         b"one"
     );
+}
+
+#[test]
+fn a_full_cache_stays_correct_and_reads_the_rest_from_the_host() {
+    let names: Vec<String> = (0..HEADER_ENTRIES + 3).map(|i| format!("x-h{i}")).collect();
+    let host = names
+        .iter()
+        .fold(FakeHost::new(), |h, n| h.request_header(n, n.as_str()));
+    let state = PassState::default();
+    let h = PassHost::new(&host, &state, false);
+    let before = host.host_calls();
+    for _ in 0..2 {
+        for n in &names {
+            assert_eq!(
+                h.header(HeaderMap::Request, n).unwrap().unwrap(),
+                n.as_bytes()
+            );
+        }
+    }
+    // The first pass reads every header; the second only those beyond the cache.
+    assert_eq!(host.host_calls() - before, (names.len() + 3) as u64);
 }
