@@ -57,7 +57,7 @@ impl PassState {
 
 /// A cache key held inline, so caching a read allocates nothing: a lowercase header name,
 /// or a property path with its segments joined by NUL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct InlineKey {
     len: usize,
     bytes: [u8; InlineKey::MAX],
@@ -69,8 +69,14 @@ impl InlineKey {
 
     fn header(name: &str) -> Option<Self> {
         let mut key = Self::from_parts(&[name], 0)?;
-        key.bytes.make_ascii_lowercase();
+        if let Some(used) = key.bytes.get_mut(..key.len) {
+            used.make_ascii_lowercase();
+        }
         Some(key)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 
     /// `None` also when a segment holds the separator, which could make two paths one key.
@@ -97,6 +103,15 @@ impl InlineKey {
         Some(Self { len, bytes })
     }
 }
+
+// Only the used bytes count (the rest are zero anyway): a short compare on the hot path.
+impl PartialEq for InlineKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for InlineKey {}
 
 /// Up to `N` entries in place; when full, more values are simply not cached.
 #[derive(Debug)]
