@@ -413,11 +413,7 @@ fn floor(name: &str, config: &str, empty: &Path) -> anyhow::Result<Config> {
     let replay = crate::floor::replay(name, config)?;
     let module = empty.with_file_name(format!("empty-callbacks-{}.wasm", replay.callbacks));
     crate::build::drop_unused_callbacks(empty, &module, Some(replay.callbacks))?;
-    let calls = replay
-        .script
-        .lines()
-        .filter(|l| !l.starts_with('@'))
-        .count();
+    let calls = crate::floor::calls_in(&replay.script);
     Ok(Config {
         name: format!("{name}-floor"),
         what: format!(
@@ -430,9 +426,7 @@ fn floor(name: &str, config: &str, empty: &Path) -> anyhow::Result<Config> {
 /// The number of host calls in the replay script inside a floor configuration's filter.
 fn replay_calls(v: &Value) -> Option<usize> {
     match v {
-        Value::String(s) if s.starts_with("@request_headers") => {
-            Some(s.lines().filter(|l| !l.starts_with('@')).count())
-        }
+        Value::String(s) if s.starts_with("@request_headers") => Some(crate::floor::calls_in(s)),
         Value::Mapping(m) => m.values().find_map(replay_calls),
         Value::Sequence(s) => s.iter().find_map(replay_calls),
         _ => None,
