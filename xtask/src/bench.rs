@@ -328,38 +328,44 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
         Config {
             name: "empty-wasm-trimmed".into(),
             what: "the empty filter exporting only the request-headers callback".into(),
-            filters: vec![wasm_filter(
-                "empty",
-                &empty.with_file_name("empty-trimmed.wasm"),
-                "",
-            )],
-        },
-        Config {
-            name: "empty-wasm-10-calls".into(),
-            what: "the empty filter reading :path 10 times (cost of a host call)".into(),
-            filters: vec![wasm_filter("empty", empty, "10")],
-        },
-        Config {
-            name: "empty-wasm-map-read".into(),
-            what: "the empty filter reading the whole request header map once".into(),
-            filters: vec![wasm_filter("empty", empty, "map")],
-        },
-        Config {
-            name: "empty-wasm-5-props".into(),
-            what: "the empty filter reading 5 request attributes one by one".into(),
-            filters: vec![wasm_filter("empty", empty, "props")],
-        },
-        Config {
-            name: "empty-wasm-5-counters".into(),
-            what: "the empty filter incrementing a counter 5 times".into(),
-            filters: vec![wasm_filter("empty", empty, "counter")],
-        },
-        Config {
-            name: "empty-wasm-5-props-batched".into(),
-            what: "the empty filter reading the same 5 attributes in one CEL evaluation".into(),
-            filters: vec![wasm_filter("empty", empty, "batch")],
+            filters: vec![wasm_filter("empty", &empty_exporting(empty, 1)?, "")],
         },
     ];
+    // The empty filter with a fixed amount of host work (its configuration), to price it.
+    let priced: [(&str, &str, &str); 5] = [
+        (
+            "empty-wasm-10-calls",
+            "the empty filter reading :path 10 times (cost of a host call)",
+            "10",
+        ),
+        (
+            "empty-wasm-map-read",
+            "the empty filter reading the whole request header map once",
+            "map",
+        ),
+        (
+            "empty-wasm-5-props",
+            "the empty filter reading 5 request attributes one by one",
+            "props",
+        ),
+        (
+            "empty-wasm-5-counters",
+            "the empty filter incrementing a counter 5 times",
+            "counter",
+        ),
+        (
+            "empty-wasm-5-props-batched",
+            "the empty filter reading the same 5 attributes in one CEL evaluation",
+            "batch",
+        ),
+    ];
+    for (name, what, config) in priced {
+        out.push(Config {
+            name: name.into(),
+            what: what.into(),
+            filters: vec![wasm_filter("empty", empty, config)],
+        });
+    }
     for cap in CAPABILITIES {
         if module(cap).exists() {
             out.push(Config {
@@ -411,8 +417,7 @@ fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config>> {
 /// natively with `config`), exporting the callbacks that module exports: its floor.
 fn floor(name: &str, config: &str, empty: &Path) -> anyhow::Result<Config> {
     let replay = crate::floor::replay(name, config)?;
-    let module = empty.with_file_name(format!("empty-callbacks-{}.wasm", replay.callbacks));
-    crate::build::drop_unused_callbacks(empty, &module, Some(replay.callbacks))?;
+    let module = empty_exporting(empty, replay.callbacks)?;
     let calls = crate::floor::calls_in(&replay.script);
     Ok(Config {
         name: format!("{name}-floor"),
@@ -421,6 +426,14 @@ fn floor(name: &str, config: &str, empty: &Path) -> anyhow::Result<Config> {
         ),
         filters: vec![wasm_filter("empty", &module, &replay.script)],
     })
+}
+
+/// The empty filter exporting only the callbacks `bits` names (as `sdk_shim::Callbacks`), as
+/// `cargo xtask build` trims our modules.
+fn empty_exporting(empty: &Path, bits: u8) -> anyhow::Result<PathBuf> {
+    let module = empty.with_file_name(format!("empty-callbacks-{bits}.wasm"));
+    crate::build::drop_unused_callbacks(empty, &module, Some(bits))?;
+    Ok(module)
 }
 
 /// The number of host calls in the replay script inside a floor configuration's filter.
@@ -449,13 +462,6 @@ fn build_empty_fixture() -> anyhow::Result<PathBuf> {
     let dest = root().join("target/bench/empty.wasm");
     std::fs::create_dir_all(root().join("target/bench"))?;
     std::fs::copy(&built, &dest)?;
-    // The same filter exporting only the request-headers callback, as `cargo xtask build`
-    // trims our modules: the floor of a filter that only looks at requests.
-    crate::build::drop_unused_callbacks(
-        &built,
-        &dest.with_file_name("empty-trimmed.wasm"),
-        Some(1),
-    )?;
     Ok(dest)
 }
 
