@@ -39,6 +39,17 @@ pub fn module_path(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+/// The most a GCRA bucket of `burst` holding `requests` per `per` can admit to requests whose
+/// decisions all fall within `elapsed` of each other: the burst plus one per emission interval
+/// that passed (`mesh-ratelimit`'s bound). Exactness tests assert this instead of assuming that
+/// a burst finishes before a refill: a slow machine then admits more, and the bound says how many.
+pub fn most_admitted(requests: u64, per: Duration, burst: u64, elapsed: Duration) -> u64 {
+    let per_ns = u64::try_from(per.as_nanos()).unwrap_or(u64::MAX);
+    let interval = per_ns.div_ceil(requests.max(1)).max(1);
+    let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    burst.saturating_add(elapsed_ns / interval)
+}
+
 /// A blocking HTTP client that ignores proxy settings from the environment.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

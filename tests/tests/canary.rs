@@ -109,7 +109,7 @@ fn a_90_10_split_passes_a_chi_square_test() {
 
     // The filter's stats, as /stats and /stats/prometheus show them.
     let stats = envoy
-        .wait_for_stats(Duration::from_secs(10), |s| {
+        .wait_for_stats(Duration::from_secs(30), |s| {
             s.get("wasmcustom.canary.reviews.v1.decisions")
                 .copied()
                 .unwrap_or(0)
@@ -164,7 +164,7 @@ fn an_override_forces_v2_and_a_forged_route_header_is_replaced() {
     }
     assert_eq!((v1.hits(), v2.hits()), (50, 50));
     envoy
-        .wait_for_stats(Duration::from_secs(10), |s| {
+        .wait_for_stats(Duration::from_secs(30), |s| {
             s.get("wasmcustom.canary.reviews.v2.overrides") == Some(&50)
         })
         .unwrap();
@@ -310,7 +310,7 @@ fn guard_trips_when_v2_answers(status: u16) {
     cfg["services"][0]["subsets"] =
         json!([{"name": "v1", "weight": 50}, {"name": "v2", "weight": 50}]);
     cfg["services"][0]["rollback"] =
-        json!({"subset": "v2", "max_error_rate": 0.5, "min_requests": 20, "window_s": 60});
+        json!({"subset": "v2", "max_error_rate": 0.5, "min_requests": 20, "window_s": 86400});
     let envoy = start(&v1, &v2, cfg).unwrap();
     // Enough traffic for v2 to see 20 responses: the guard then trips.
     spread_until(&envoy, &v2, 20);
@@ -321,7 +321,7 @@ fn guard_trips_when_v2_answers(status: u16) {
     // Requests in flight when it tripped may add a few responses beyond min_requests.
     assert!((20..=30).contains(&tripped_at), "{tripped_at}");
     let stats = envoy
-        .wait_for_stats(Duration::from_secs(10), |s| {
+        .wait_for_stats(Duration::from_secs(30), |s| {
             s.get("wasmcustom.canary.reviews.v2.rollbacks") == Some(&1)
         })
         .unwrap();

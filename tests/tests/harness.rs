@@ -77,7 +77,7 @@ fn statuses_pass_through_and_stats_count_them() {
     assert_eq!(http.get(envoy.url("/b")).send().unwrap().status(), 404);
 
     let stats = envoy
-        .wait_for_stats(std::time::Duration::from_secs(10), |s| {
+        .wait_for_stats(std::time::Duration::from_secs(30), |s| {
             s.get("cluster.stub_a.upstream_rq_503") == Some(&3)
         })
         .unwrap();
@@ -143,7 +143,7 @@ fn the_stub_serves_new_connections_while_idle_ones_stay_open() {
     let open = |_| {
         let tcp = TcpStream::connect(("127.0.0.1", stub.port())).unwrap();
         // A stuck stub fails the test here instead of hanging it.
-        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
             .unwrap();
         BufReader::new(tcp)
     };

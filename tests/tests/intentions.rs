@@ -172,7 +172,7 @@ fn start(pki: &Pki, stub: &Stub, setup: Setup) -> anyhow::Result<Envoy> {
 
 /// The access log once it holds every line of `want` (Envoy flushes it about once a second).
 fn access_log_with(envoy: &Envoy, want: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let log = access_log_of(envoy);
         if want.iter().all(|w| log.contains(w)) || std::time::Instant::now() > deadline {

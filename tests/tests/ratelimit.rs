@@ -10,13 +10,14 @@
     clippy::indexing_slicing
 )]
 
-use mesh_e2e::{client, Envoy, Stub};
+use mesh_e2e::{client, most_admitted, Envoy, Stub};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const BOOTSTRAP: &str = "envoy-config/ratelimit/envoy.yaml";
+const DAY: Duration = Duration::from_secs(86_400);
 
 fn envoy(stub: &Stub, concurrency: usize, config: Value) -> Envoy {
     Envoy::builder(BOOTSTRAP)
@@ -90,31 +91,37 @@ fn burst_admits_exactly_the_limit(concurrency: usize) {
     // Answered by Envoy itself, so only the filter decides what is admitted.
     let envoy = Envoy::builder(BOOTSTRAP)
         .cluster_port("upstream", 9)
-        .plugin_config("ratelimit", per_key_config(100, "1h"))
+        .plugin_config("ratelimit", per_key_config(100, "24h"))
         .concurrency(concurrency)
         .edit(with_direct_route)
         .start()
         .unwrap();
     let started = Instant::now();
     let statuses = concurrent(&envoy.url("/direct/x"), 60, 300, &[("x-api-key", "burst")]);
-    assert!(
-        started.elapsed() < Duration::from_secs(36),
-        "one emission interval passed"
-    );
+    // 100 per day refills one every 864 s: a run slower than that rightly admits more.
+    let most = most_admitted(100, DAY, 100, started.elapsed()) as usize;
     assert_eq!(statuses.len(), 300);
-    assert_eq!(count(&statuses, 200), 100, "{statuses:?}");
-    assert_eq!(count(&statuses, 429), 200);
+    let admitted = count(&statuses, 200);
+    assert!(
+        (100..=most).contains(&admitted),
+        "{admitted} admitted, at most {most}: {statuses:?}"
+    );
+    assert_eq!(count(&statuses, 429), 300 - admitted);
+    let limited = (300 - admitted) as u64;
     let stats = envoy
-        .wait_for_stats(Duration::from_secs(10), |s| {
-            s.get("wasmcustom.ratelimit.per-key.limited") == Some(&200)
+        .wait_for_stats(Duration::from_secs(30), |s| {
+            s.get("wasmcustom.ratelimit.per-key.limited") == Some(&limited)
         })
         .unwrap();
-    assert_eq!(stats["wasmcustom.ratelimit.per-key.allowed"], 100);
-    assert_eq!(stats["wasmcustom.ratelimit.per-key.limited"], 200);
+    assert_eq!(
+        stats["wasmcustom.ratelimit.per-key.allowed"],
+        admitted as u64
+    );
+    assert_eq!(stats["wasmcustom.ratelimit.per-key.limited"], limited);
     assert_eq!(stats["wasmcustom.ratelimit.per-key.failures"], 0);
     assert_eq!(stats["server.concurrency"], concurrency as u64);
     eprintln!(
-        "concurrency {concurrency}: 100/300 admitted, cas_retries {}",
+        "concurrency {concurrency}: {admitted}/300 admitted (at most {most}), cas_retries {}",
         stats["wasmcustom.ratelimit.per-key.cas_retries"]
     );
     // The same counters in Prometheus form.
@@ -123,7 +130,7 @@ fn burst_admits_exactly_the_limit(concurrency: usize) {
         .iter()
         .find(|s| s.name.contains("ratelimit") && s.name.ends_with("allowed"))
         .unwrap();
-    assert_eq!(allowed.value, 100.0, "{}", allowed.name);
+    assert_eq!(allowed.value, admitted as f64, "{}", allowed.name);
 }
 
 #[test]
@@ -255,7 +262,7 @@ fn limited_responses_carry_the_draft_fields_and_a_problem_body() {
     assert_eq!(other.status(), 200);
     assert!(other.headers().get("ratelimit").is_none());
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let log = loop {
         let log = envoy.log();
         if log.matches("RL path=").count() >= 4 || Instant::now() > deadline {
@@ -283,7 +290,7 @@ fn shadow_mode_counts_but_lets_everything_through() {
     let statuses = concurrent(&envoy.url("/"), 4, 10, &[]);
     assert_eq!(count(&statuses, 200), 10);
     let stats = envoy
-        .wait_for_stats(Duration::from_secs(10), |s| {
+        .wait_for_stats(Duration::from_secs(30), |s| {
             s.get("wasmcustom.ratelimit.dry.shadow_limited") == Some(&8)
         })
         .unwrap();
@@ -384,7 +391,13 @@ fn start_flood_envoy(max_keys: u32, concurrency: usize) -> Envoy {
 
 fn flood_keeps_memory_flat_and_the_hot_key_exact(concurrency: usize) {
     let envoy = start_flood_envoy(1000, concurrency);
-    assert_eq!(hot(&envoy, 150), 100, "the hot key before the flood");
+    let first_hot = Instant::now();
+    let before_flood = hot(&envoy, 150);
+    let most = most_admitted(100, DAY, 100, first_hot.elapsed()) as usize;
+    assert!(
+        (100..=most).contains(&before_flood),
+        "the hot key before the flood: {before_flood}, at most {most}"
+    );
     // Warm up connections, V8 and allocator caches, then measure.
     flood(&envoy, "warm", 5_000);
     let before = memory_allocated(&envoy);
@@ -392,7 +405,14 @@ fn flood_keeps_memory_flat_and_the_hot_key_exact(concurrency: usize) {
     let admitted = flood(&envoy, "flood", 100_000);
     let took = started.elapsed();
     let after = memory_allocated(&envoy);
-    assert_eq!(hot(&envoy, 50), 0, "the hot key after the flood");
+    let after_flood = hot(&envoy, 50);
+    // Whatever refilled since the first hot request, and nothing more.
+    let refilled = most_admitted(100, DAY, 100, first_hot.elapsed()) as usize;
+    let refilled = refilled.saturating_sub(before_flood);
+    assert!(
+        after_flood <= refilled,
+        "the hot key after the flood: {after_flood} admitted, {refilled} refilled"
+    );
 
     // What one slot costs, measured: the same Envoy with a 100x bigger table.
     let idle_small = memory_allocated(&start_flood_envoy(1000, concurrency));
@@ -629,23 +649,35 @@ fn the_istio_wasmplugin_example_is_accepted_by_the_filter() {
 fn heavy_contention_on_one_bucket_stays_exact_at_concurrency_4() {
     let envoy = Envoy::builder(BOOTSTRAP)
         .cluster_port("upstream", 9)
-        .plugin_config("ratelimit", per_key_config(3000, "1h"))
+        .plugin_config("ratelimit", per_key_config(3000, "24h"))
         .concurrency(4)
         .edit(with_direct_route)
         .start()
         .unwrap();
+    let started = Instant::now();
     let statuses = concurrent(&envoy.url("/direct/x"), 64, 5000, &[("x-api-key", "one")]);
-    assert_eq!(count(&statuses, 200), 3000);
-    assert_eq!(count(&statuses, 429), 2000);
+    // 3000 per day refills one every 28.8 s; with 3000 per hour (1.2 s) a burst on a loaded
+    // 2-core machine rightly admitted 3001. The bound is what the elapsed time allows.
+    let most = most_admitted(3000, DAY, 3000, started.elapsed()) as usize;
+    let admitted = count(&statuses, 200);
+    assert!(
+        (3000..=most).contains(&admitted),
+        "{admitted} admitted, at most {most}"
+    );
+    assert_eq!(count(&statuses, 429), 5000 - admitted);
+    let limited = (5000 - admitted) as u64;
     let stats = envoy
-        .wait_for_stats(Duration::from_secs(10), |s| {
-            s.get("wasmcustom.ratelimit.per-key.limited") == Some(&2000)
+        .wait_for_stats(Duration::from_secs(30), |s| {
+            s.get("wasmcustom.ratelimit.per-key.limited") == Some(&limited)
         })
         .unwrap();
-    assert_eq!(stats["wasmcustom.ratelimit.per-key.allowed"], 3000);
+    assert_eq!(
+        stats["wasmcustom.ratelimit.per-key.allowed"],
+        admitted as u64
+    );
     assert_eq!(stats["wasmcustom.ratelimit.per-key.failures"], 0);
     eprintln!(
-        "contention: 3000/5000 admitted over 64 connections, cas_retries {}",
+        "contention: {admitted}/5000 admitted (at most {most}) over 64 connections, cas_retries {}",
         stats["wasmcustom.ratelimit.per-key.cas_retries"]
     );
 }
@@ -749,7 +781,7 @@ fn raw_get(envoy: &Envoy, path: &[u8]) -> u16 {
         .trim_end_matches('/')
         .to_owned();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = b"GET ".to_vec();
     req.extend_from_slice(path);
     req.extend_from_slice(b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");

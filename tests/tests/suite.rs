@@ -55,7 +55,7 @@ fn get_as(envoy: &Envoy, who: &str) -> u16 {
 
 /// Waits until telemetry has counted `n` requests answered `code` (stats flush async).
 fn wait_counter(envoy: &Envoy, code: &str, n: f64) -> f64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while counter(envoy, code) < n && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -93,7 +93,7 @@ fn access_lines(envoy: &Envoy) -> Vec<Value> {
 }
 
 fn wait_lines(envoy: &Envoy, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let lines = access_lines(envoy);
         if lines.len() >= n || Instant::now() > deadline {
@@ -586,7 +586,7 @@ fn response_flags_are_the_ones_envoy_logs() {
     assert_eq!(http.get(envoy.url("/")).send().unwrap().status(), 200);
 
     let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 3.0);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let envoy_flags: BTreeMap<String, String> = loop {
         let found: BTreeMap<String, String> = envoy
             .log()
@@ -995,7 +995,7 @@ fn the_access_log_carries_the_other_filters_decisions() {
     let canary = json!({"route_header": "x-canary-subset", "services": [{"host": "reviews",
         "subsets": [{"name": "v1", "weight": 0}, {"name": "v2", "weight": 100}]}]});
     let ratelimit = json!({"rules": [{"name": "all", "match": {"path_prefix": "/"},
-        "limit": {"requests": 2, "per": "1m"}}]});
+        "limit": {"requests": 2, "per": "24h"}}]});
     let envoy = start(&stub, json!({}), move |doc| {
         // telemetry first, then the other modules (each in its own VM), then the router.
         let filters = hcm(doc)["http_filters"].as_sequence_mut().unwrap();
