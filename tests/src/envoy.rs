@@ -55,6 +55,27 @@ fn set_port(address: Option<&mut Value>, port: u16) {
     }
 }
 
+/// The `typed_config` of the first HTTP connection manager in the bootstrap (after any
+/// network filters before it, such as the peer stamp).
+pub fn hcm_mut(doc: &mut Value) -> Option<&mut Value> {
+    let listeners = get(doc, &["static_resources", "listeners"])?.as_sequence_mut()?;
+    listeners.iter_mut().find_map(|l| {
+        l.get_mut("filter_chains")?
+            .as_sequence_mut()?
+            .iter_mut()
+            .find_map(|fc| {
+                fc.get_mut("filters")?
+                    .as_sequence_mut()?
+                    .iter_mut()
+                    .find(|f| {
+                        f.get("name").and_then(Value::as_str)
+                            == Some("envoy.filters.network.http_connection_manager")
+                    })?
+                    .get_mut("typed_config")
+            })
+    })
+}
+
 /// The `http_filters` list of the first HTTP connection manager in the bootstrap.
 pub fn http_filters_mut(doc: &mut Value) -> Option<&mut Vec<Value>> {
     let listeners = get(doc, &["static_resources", "listeners"])?.as_sequence_mut()?;
@@ -255,26 +276,10 @@ impl EnvoyBuilder {
 
     /// Renders the bootstrap, starts Envoy and waits until the admin `/ready` says LIVE.
     /// When Envoy refuses the configuration the error carries its log.
-    pub fn start(self) -> anyhow::Result<Envoy> {
+    pub fn start(mut self) -> anyhow::Result<Envoy> {
         let text = std::fs::read_to_string(repo_root().join(&self.bootstrap))
             .with_context(|| format!("reading {}", self.bootstrap.display()))?;
         let mut doc: Value = serde_yaml::from_str(&text)?;
-        let admin_port = free_port()?;
-        set_port(get(&mut doc, &["admin", "address"]), admin_port);
-
-        let mut listeners = Vec::new();
-        if let Some(Value::Sequence(ls)) = get(&mut doc, &["static_resources", "listeners"]) {
-            for l in ls.iter_mut() {
-                let name = l
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                let port = free_port()?;
-                set_port(l.get_mut("address"), port);
-                listeners.push((name, port));
-            }
-        }
         if let Some(Value::Sequence(cs)) = get(&mut doc, &["static_resources", "clusters"]) {
             for c in cs.iter_mut() {
                 let name = c.get("name").and_then(Value::as_str).unwrap_or("");
@@ -293,7 +298,7 @@ impl EnvoyBuilder {
             }
         }
         let root = repo_root();
-        let configs = self.plugin_configs;
+        let configs = std::mem::take(&mut self.plugin_configs);
         walk_mappings(&mut doc, &mut |m| {
             // Relative file names resolve against the repository root.
             if let Some(Value::String(f)) = m.get_mut(key("filename")) {
@@ -319,20 +324,50 @@ impl EnvoyBuilder {
                 }
             }
         });
-        for e in self.edits {
+        for e in std::mem::take(&mut self.edits) {
             e(&mut doc);
         }
         if self.as_suite || std::env::var("MESH_E2E_MODULE").is_ok_and(|m| m == "suite") {
             swap_in_suite(&mut doc, &root);
         }
 
+        // A free port can be taken by another test between the check and Envoy's bind: then
+        // Envoy exits (or another Envoy answers on the admin port), and a new set of ports is
+        // tried.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.start_once(&mut doc) {
+                Err(e) if attempt < 5 && is_port_race(&e) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(&self, doc: &mut Value) -> anyhow::Result<Envoy> {
+        let admin_port = free_port()?;
+        set_port(get(doc, &["admin", "address"]), admin_port);
+        let mut listeners = Vec::new();
+        if let Some(Value::Sequence(ls)) = get(doc, &["static_resources", "listeners"]) {
+            for l in ls.iter_mut() {
+                let name = l
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                let port = free_port()?;
+                set_port(l.get_mut("address"), port);
+                listeners.push((name, port));
+            }
+        }
+        let root = repo_root();
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = root
             .join("target/e2e")
             .join(format!("envoy-{}-{seq}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, serde_yaml::to_string(&doc)?)?;
+        std::fs::write(&config_path, serde_yaml::to_string(&*doc)?)?;
         let log = std::fs::File::create(dir.join("envoy.log"))?;
         let envoy = envoy_bin()?;
         let mut cmd = match self.wrapper.split_first() {
@@ -368,6 +403,12 @@ impl EnvoyBuilder {
     }
 }
 
+/// Whether Envoy failed to start because a port it was given was taken meanwhile.
+fn is_port_race(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("Address already in use") || text.contains("cannot bind")
+}
+
 // === impl Envoy ===
 
 impl Envoy {
@@ -395,8 +436,12 @@ impl Envoy {
                     self.log()
                 );
             }
+            // Another Envoy may hold the admin port we were given: ours then exits on its
+            // bind, and /server_info names the other one's config.
             if let Ok(r) = self.http.get(self.admin_url("/ready")).send() {
-                if r.status().is_success() {
+                let ours = self.dir.join("envoy.yaml").display().to_string();
+                let info = self.admin("/server_info").unwrap_or_default();
+                if r.status().is_success() && info.contains(&ours) {
                     return Ok(());
                 }
             }

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+use mesh_e2e::envoy::hcm_mut;
 use mesh_e2e::{client, most_admitted, Envoy, Stub};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
@@ -35,8 +36,7 @@ fn with_direct_route(y: &mut Yaml) {
         "{match: {prefix: /direct}, direct_response: {status: 200, body: {inline_string: ok}}}",
     )
     .unwrap();
-    let routes = y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    let routes = hcm_mut(y).unwrap()["route_config"]["virtual_hosts"][0]["routes"]
         .as_sequence_mut()
         .unwrap();
     routes.insert(0, route);
@@ -178,25 +178,300 @@ fn separate_keys_get_separate_limits() {
     assert_eq!(repeated("dave", "alice"), 200);
 }
 
+/// How a client tries to pass for someone else: the headers of its `i`-th request.
+#[derive(Debug, Clone, Copy)]
+enum Forgery {
+    None,
+    SameXff,
+    VariedXff,
+    RepeatedXff,
+    CommaJoinedXff,
+    OversizedXff,
+    XRealIp,
+    Forwarded,
+    ExternalAddress,
+}
+
+const FORGERIES: [Forgery; 9] = [
+    Forgery::None,
+    Forgery::SameXff,
+    Forgery::VariedXff,
+    Forgery::RepeatedXff,
+    Forgery::CommaJoinedXff,
+    Forgery::OversizedXff,
+    Forgery::XRealIp,
+    Forgery::Forwarded,
+    Forgery::ExternalAddress,
+];
+
+// === impl Forgery ===
+
+impl Forgery {
+    fn headers(self, i: usize) -> Vec<(&'static str, String)> {
+        let ip = |a: usize| format!("10.9.{}.{}", a / 250, a % 250 + 1);
+        match self {
+            Forgery::None => vec![],
+            Forgery::SameXff => vec![("x-forwarded-for", "10.1.1.1".into())],
+            Forgery::VariedXff => vec![("x-forwarded-for", ip(i))],
+            Forgery::RepeatedXff => vec![
+                ("x-forwarded-for", ip(i)),
+                ("x-forwarded-for", ip(i + 1000)),
+            ],
+            Forgery::CommaJoinedXff => {
+                vec![(
+                    "x-forwarded-for",
+                    format!("{}, {},{}", ip(i), ip(i + 1), ip(i + 2)),
+                )]
+            }
+            Forgery::OversizedXff => {
+                let many: Vec<String> = (0..1500).map(|k| ip(i * 7 + k)).collect();
+                vec![("x-forwarded-for", many.join(","))]
+            }
+            Forgery::XRealIp => vec![("x-real-ip", ip(i))],
+            Forgery::Forwarded => vec![("forwarded", format!("for={};proto=http", ip(i)))],
+            Forgery::ExternalAddress => vec![("x-envoy-external-address", ip(i))],
+        }
+    }
+}
+
+/// One rule per (protocol, forgery), keyed by address, 5 per day, told apart by path.
+fn per_peer_config(rules: &[String]) -> Value {
+    let rules: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({"name": r, "match": {"path_prefix": format!("/direct/{r}/")},
+                "key": {"source": "address"}, "limit": {"requests": 5, "per": "24h"}})
+        })
+        .collect();
+    json!({"rules": rules, "max_keys": 100_000})
+}
+
+/// `n` requests from `threads` clients bound to `from`, over HTTP/2 (prior knowledge) or
+/// HTTP/1.1, all released at once; returns how many were admitted.
+fn from_peer(url: &str, from: &str, h2: bool, forgery: Forgery, n: usize) -> usize {
+    let threads = 6;
+    let barrier = Arc::new(Barrier::new(threads));
+    let from: std::net::IpAddr = from.parse().unwrap();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = barrier.clone();
+            let url = url.to_owned();
+            std::thread::spawn(move || {
+                let mut b = reqwest::blocking::Client::builder()
+                    .no_proxy()
+                    .local_address(from)
+                    .timeout(Duration::from_secs(30));
+                if h2 {
+                    b = b.http2_prior_knowledge();
+                }
+                let http = b.build().unwrap();
+                barrier.wait();
+                (t..n)
+                    .step_by(threads)
+                    .filter(|i| {
+                        let mut req = http.get(&url);
+                        for (k, v) in forgery.headers(*i) {
+                            req = req.header(k, v);
+                        }
+                        let r = req.send().unwrap();
+                        let version = r.version();
+                        assert_eq!(version == reqwest::Version::HTTP_2, h2, "{version:?}");
+                        r.status() == 200
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+fn rule_name(h2: bool, f: Forgery) -> String {
+    format!("{}-{f:?}", if h2 { "h2" } else { "h1" }).to_lowercase()
+}
+
+/// Two real peers (127.0.0.1 and 127.0.0.2) each send 30 requests per forgery, over HTTP/1.1
+/// and HTTP/2: each admits exactly its own 5, whatever the headers say.
+fn forged_client_addresses_never_mint_buckets(use_remote_address: Option<bool>) {
+    let names: Vec<String> = [false, true]
+        .iter()
+        .flat_map(|h2| FORGERIES.iter().map(move |f| rule_name(*h2, *f)))
+        .collect();
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", per_peer_config(&names))
+        .concurrency(2)
+        .edit(with_direct_route)
+        .edit(move |y| {
+            let hcm = hcm_mut(y).unwrap().as_mapping_mut().unwrap();
+            match use_remote_address {
+                None => hcm.remove("use_remote_address"),
+                Some(v) => hcm.insert("use_remote_address".into(), v.into()),
+            };
+        })
+        .start()
+        .unwrap();
+    let started = Instant::now();
+    let mut table = Vec::new();
+    for h2 in [false, true] {
+        for f in FORGERIES {
+            let url = envoy.url(&format!("/direct/{}/x", rule_name(h2, f)));
+            let one = from_peer(&url, "127.0.0.1", h2, f, 30);
+            let two = from_peer(&url, "127.0.0.2", h2, f, 30);
+            table.push(format!(
+                "{} {f:?}: {one} / {two}",
+                if h2 { "h2" } else { "h1" }
+            ));
+            // 5 per day: a run that takes hours would earn one back, nothing less.
+            let most = most_admitted(5, DAY, 5, started.elapsed()) as usize;
+            assert!((5..=most).contains(&one), "{table:#?}");
+            assert!((5..=most).contains(&two), "{table:#?}");
+        }
+    }
+    eprintln!(
+        "use_remote_address {use_remote_address:?}, admitted of 30 per peer:\n{}",
+        table.join("\n")
+    );
+    let stats = envoy.stats().unwrap();
+    for name in &names {
+        assert_eq!(
+            stats[&format!("wasmcustom.ratelimit.{name}.peer_unknown")],
+            0
+        );
+    }
+}
+
 #[test]
-fn peer_address_keys_ignore_x_forwarded_for() {
-    let stub = Stub::start("v1").unwrap();
-    let config = json!({"rules": [{"name": "per-client", "key": {"source": "address"},
-        "limit": {"requests": 3, "per": "1h"}}]});
-    let envoy = envoy(&stub, 2, config);
-    let statuses: Vec<u16> = (0..6)
-        .map(|i| {
-            // Fresh connections (new source ports) and a different claimed client each time.
-            client()
-                .get(envoy.url("/"))
-                .header("x-forwarded-for", format!("203.0.113.{i}"))
+fn forged_client_addresses_never_mint_buckets_under_the_default_connection_manager() {
+    forged_client_addresses_never_mint_buckets(None);
+}
+
+#[test]
+fn forged_client_addresses_never_mint_buckets_with_use_remote_address() {
+    forged_client_addresses_never_mint_buckets(Some(true));
+}
+
+#[test]
+fn without_the_peer_stamp_address_keys_share_one_bucket_and_say_why() {
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", per_peer_config(&["all".to_owned()]))
+        .concurrency(2)
+        .edit(with_direct_route)
+        .edit(|y| {
+            let chain = y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                .as_sequence_mut()
+                .unwrap();
+            chain.retain(|f| f["name"] != "envoy.filters.network.set_filter_state");
+            let hcm = hcm_mut(y).unwrap().as_mapping_mut().unwrap();
+            hcm.remove("use_remote_address");
+        })
+        .start()
+        .unwrap();
+    let url = envoy.url("/direct/all/x");
+    let started = Instant::now();
+    let admitted = from_peer(&url, "127.0.0.1", false, Forgery::VariedXff, 30)
+        + from_peer(&url, "127.0.0.2", false, Forgery::VariedXff, 30);
+    let most = most_admitted(5, DAY, 5, started.elapsed()) as usize;
+    assert!((5..=most).contains(&admitted), "{admitted}");
+    let stats = envoy.stats().unwrap();
+    assert_eq!(stats["wasmcustom.ratelimit.all.peer_unknown"], 60);
+    let log = envoy.log();
+    assert!(
+        log.contains("carries no mesh.peer_address filter state"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_istio_envoyfilter_stamps_the_peer_as_the_bootstrap_does() {
+    let path =
+        mesh_e2e::repo_root().join("envoy-config/ratelimit/istio-peer-stamp-envoyfilter.yaml");
+    let doc: Yaml = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(doc["kind"], "EnvoyFilter");
+    let patch = &doc["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "NETWORK_FILTER");
+    assert_eq!(patch["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+    assert_eq!(
+        patch["match"]["listener"]["filterChain"]["filter"]["name"],
+        "envoy.filters.network.http_connection_manager"
+    );
+    let stamp = patch["patch"]["value"].clone();
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", per_peer_config(&["all".to_owned()]))
+        .edit(with_direct_route)
+        .edit(move |y| {
+            // Istio sidecars: no use_remote_address, and the EnvoyFilter's stamp in place of ours.
+            let chain = y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                .as_sequence_mut()
+                .unwrap();
+            chain.retain(|f| f["name"] != "envoy.filters.network.set_filter_state");
+            chain.insert(0, stamp);
+            hcm_mut(y)
+                .unwrap()
+                .as_mapping_mut()
+                .unwrap()
+                .remove("use_remote_address");
+        })
+        .start()
+        .unwrap();
+    let url = envoy.url("/direct/all/x");
+    let started = Instant::now();
+    let one = from_peer(&url, "127.0.0.1", false, Forgery::VariedXff, 30);
+    let two = from_peer(&url, "127.0.0.3", true, Forgery::VariedXff, 30);
+    let most = most_admitted(5, DAY, 5, started.elapsed()) as usize;
+    assert!((5..=most).contains(&one), "{one}");
+    assert!((5..=most).contains(&two), "{two}");
+    assert_eq!(
+        envoy.stats().unwrap()["wasmcustom.ratelimit.all.peer_unknown"],
+        0
+    );
+}
+
+#[test]
+fn trusted_hops_take_the_client_from_the_trusted_proxy_whatever_the_client_prepends() {
+    // With use_remote_address Envoy appends the peer to x-forwarded-for, or for a loopback
+    // peer (as here) its own host address, which the filter cannot tell from a client: the
+    // README pairs trusted_hops with skip_xff_append then.
+    for use_remote_address in [false, true] {
+        let config = json!({"rules": [{"name": "lb", "key": {"source": "address", "trusted_hops": 1},
+            "limit": {"requests": 2, "per": "24h"}}]});
+        let envoy = Envoy::builder(BOOTSTRAP)
+            .cluster_port("upstream", 9)
+            .plugin_config("ratelimit", config)
+            .edit(with_direct_route)
+            .edit(move |y| {
+                let hcm = hcm_mut(y).unwrap().as_mapping_mut().unwrap();
+                hcm.insert("use_remote_address".into(), use_remote_address.into());
+                hcm.insert("skip_xff_append".into(), use_remote_address.into());
+            })
+            .start()
+            .unwrap();
+        // This test is the trusted load balancer: the last entry is the client it saw.
+        let http = client();
+        let send = |xff: &str| {
+            http.get(envoy.url("/direct/x"))
+                .header("x-forwarded-for", xff)
                 .send()
                 .unwrap()
                 .status()
                 .as_u16()
-        })
-        .collect();
-    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+        };
+        let alice: Vec<u16> = (0..4)
+            .map(|i| send(&format!("6.6.{i}.{i}, 203.0.113.7")))
+            .collect();
+        assert_eq!(
+            alice,
+            [200, 200, 429, 429],
+            "use_remote_address {use_remote_address}"
+        );
+        assert_eq!(
+            send("203.0.113.8"),
+            200,
+            "use_remote_address {use_remote_address}"
+        );
+    }
 }
 
 #[test]
@@ -214,8 +489,7 @@ fn limited_responses_carry_the_draft_fields_and_a_problem_body() {
                 r#"[{name: envoy.access_loggers.stdout, typed_config: {"@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog, log_format: {text_format_source: {inline_string: "RL path=%REQ(:PATH)% code=%RESPONSE_CODE% verdict=%FILTER_STATE(wasm.mesh.ratelimit:PLAIN)%\n"}}}}]"#,
             )
             .unwrap();
-            y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-                ["typed_config"]["access_log"] = log;
+            hcm_mut(y).unwrap()["access_log"] = log;
         })
         .start()
         .unwrap();

@@ -290,11 +290,11 @@ fn hostile_requests_never_trap() {
             .request_header("x-api-key", "second"),
         p.host()
             .request("GET", "svc", "/")
-            .property(&["source", "address"], b"\xff\xff")
+            .property(&["filter_state", "mesh.peer_address"], b"\xff\xff")
             .property(&["connection", "uri_san_peer_certificate"], &huge),
         p.host()
             .request("GET", "svc", "/")
-            .property(&["source", "address"], "[::1"),
+            .property(&["filter_state", "mesh.peer_address"], "[::1"),
         p.host().request("GET", "svc", "/").failing_header_reads(),
     ];
     for host in &hosts {

@@ -11,6 +11,8 @@ pub const DEFAULT_MAX_KEYS: u32 = 10_000;
 pub const MAX_MAX_KEYS: u32 = 1_000_000;
 /// Longest rule name; names appear in metric names and response headers.
 pub const MAX_RULE_NAME: usize = 64;
+/// Most proxies a client address may be taken from behind (`trusted_hops`).
+pub const MAX_TRUSTED_HOPS: u8 = 16;
 /// Largest `burst` and `requests`.
 pub const MAX_REQUESTS: i64 = 1_000_000_000;
 
@@ -51,12 +53,17 @@ pub struct KeySpec {
     pub header: Option<String>,
     #[serde(default)]
     pub source: Option<SourceSpec>,
+    /// With `source: address`: how many proxies in front of this one append the client to
+    /// `x-forwarded-for` and are trusted to (0, the default: the TCP peer is the client).
+    #[serde(default)]
+    pub trusted_hops: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceSpec {
-    /// The direct peer's IP address (`source.address`, port stripped).
+    /// The client's IP address: the TCP peer, or with `trusted_hops` the address the trusted
+    /// proxies in front recorded in `x-forwarded-for`.
     Address,
     /// The SPIFFE ID in the peer certificate's first URI SAN.
     Principal,
@@ -100,8 +107,10 @@ pub enum KeySource {
     Rule,
     /// The first value of this (lowercase) request header.
     Header(String),
-    /// The direct peer address, port stripped.
-    Address,
+    /// The client's address: the TCP peer as Envoy stamped it on the connection (never
+    /// `source.address`, which Envoy may take from `x-forwarded-for`), or with
+    /// `trusted_hops > 0` the entry that many trusted proxies back in `x-forwarded-for`.
+    Address { trusted_hops: u8 },
     /// The peer's SPIFFE ID from its verified certificate.
     Principal,
 }
@@ -254,6 +263,24 @@ impl RuleSpec {
 
 impl KeySpec {
     fn compile(&self, field: &str) -> Result<KeySource, ConfigError> {
+        let hops = match (self.trusted_hops, self.source) {
+            (None, _) => 0,
+            (Some(_), s) if s != Some(SourceSpec::Address) => {
+                return Err(ConfigError::new(
+                    format!("{field}.trusted_hops"),
+                    "only applies to source address",
+                ))
+            }
+            (Some(n), _) => u8::try_from(n)
+                .ok()
+                .filter(|n| *n <= MAX_TRUSTED_HOPS)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{field}.trusted_hops"),
+                        format!("must be between 0 and {MAX_TRUSTED_HOPS}"),
+                    )
+                })?,
+        };
         match (&self.header, self.source) {
             (Some(h), None) => {
                 let name = h.to_ascii_lowercase();
@@ -265,7 +292,7 @@ impl KeySpec {
                 }
                 Ok(KeySource::Header(name))
             }
-            (None, Some(SourceSpec::Address)) => Ok(KeySource::Address),
+            (None, Some(SourceSpec::Address)) => Ok(KeySource::Address { trusted_hops: hops }),
             (None, Some(SourceSpec::Principal)) => Ok(KeySource::Principal),
             (Some(_), Some(_)) => Err(ConfigError::new(field, "set only one of header and source")),
             (None, None) => Err(ConfigError::new(

@@ -5,9 +5,15 @@
 //!   the header twice gains nothing it could not get by changing the value, and a component
 //!   that owns the header (an auth filter setting an API key) must replace it, not append.
 //!   Any bytes are accepted (non-UTF-8, empty, huge): they are hashed, never stored.
-//! - Address keys use Envoy's `source.address` with the port stripped (`1.2.3.4:5` and
-//!   `[::1]:5` both handled; IPv4-mapped IPv6 counts as the IPv4 address). The filter never
-//!   reads `X-Forwarded-For`.
+//! - Address keys use the TCP peer that Envoy stamps on the connection as filter state
+//!   [`PEER_STAMP`] (`envoy.filters.network.set_filter_state` with
+//!   `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%`). Not `source.address`: Envoy 1.40 reports
+//!   there the address it derived from `x-forwarded-for` (under `use_remote_address: false`,
+//!   `xff_num_trusted_hops` or an original-IP detection extension), which any client can vary,
+//!   and proxy-wasm offers no other attribute for the socket's peer. Without the stamp every
+//!   request shares one bucket per rule, so no header mints a bucket. With `trusted_hops: N` the
+//!   client is the entry N hops back along `x-forwarded-for` (see [`client_behind`]). Ports are
+//!   stripped (`1.2.3.4:5`, `[::1]:5`); IPv4-mapped IPv6 counts as the IPv4 address.
 //! - Principal keys use the first URI SAN of the verified peer certificate
 //!   (`connection.uri_san_peer_certificate`) when it is a `spiffe://` URI.
 //!
@@ -17,8 +23,13 @@
 use mesh_core::hash::{SipHasher13, SipKey};
 use std::net::IpAddr;
 
-/// Envoy property holding the downstream peer address (`ip:port`, `[ip6]:port`, or a pipe).
-pub const ADDRESS_PROPERTY: [&str; 2] = ["source", "address"];
+/// Name of the connection filter state object holding the TCP peer's address, set by Envoy's
+/// network `set_filter_state` filter (clients cannot set filter state).
+pub const PEER_STAMP: &str = "mesh.peer_address";
+/// The property path of [`PEER_STAMP`].
+pub const PEER_PROPERTY: [&str; 2] = ["filter_state", PEER_STAMP];
+/// The header trusted proxies append the client's address to.
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
 /// Envoy property holding the first URI SAN of the peer certificate.
 pub const PRINCIPAL_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certificate"];
 /// Envoy property that is `[1]` when the connection presented a client certificate the
@@ -110,6 +121,34 @@ impl<'a> PeerAddress<'a> {
             Self::Other(raw) => fp.byte(0).bytes(raw),
         }
     }
+}
+
+/// The client `hops` proxies back from `peer` along `x-forwarded-for` (every value of the
+/// header, in order, each a comma-separated list): hop 0 is the peer itself, hop k the k-th
+/// entry from the right. A trailing entry equal to the peer is the one Envoy appended under
+/// `use_remote_address: true` and is skipped, so the answer is the same either way. A chain
+/// shorter than `hops` gives its leftmost entry (the first trusted proxy's view).
+pub fn client_behind<'a>(peer: &'a [u8], xff: &'a [Vec<u8>], hops: u8) -> &'a [u8] {
+    if hops == 0 {
+        return peer;
+    }
+    let peer_ip = PeerAddress::parse(peer);
+    let mut entries = xff
+        .iter()
+        .rev()
+        .flat_map(|v| v.rsplit(|b| *b == b','))
+        .map(|e| e.trim_ascii())
+        .peekable();
+    if let (Some(last), Some(ip)) = (entries.peek(), peer_ip) {
+        if PeerAddress::parse(last) == Some(ip) {
+            entries.next();
+        }
+    }
+    let mut client = peer;
+    for e in entries.take(usize::from(hops)) {
+        client = e;
+    }
+    client
 }
 
 /// The principal key from the peer certificate's first URI SAN, if it is a SPIFFE ID.

@@ -11,7 +11,8 @@
 //!
 //! - `rules` are tried in order; `match` (optional) uses the shared matchers of `mesh_core`.
 //!   `name`: 1-64 of `[A-Za-z0-9_-]`, unique (it names metrics and the policy in headers).
-//! - `key`: `{"header": NAME}` (first value), `{"source": "address"}` (direct peer IP),
+//! - `key`: `{"header": NAME}` (first value), `{"source": "address"}` (the TCP peer as the
+//!   listener stamped it, or with `"trusted_hops": N` the client N trusted proxies back),
 //!   `{"source": "principal"}` (peer SPIFFE ID), or absent for one bucket per rule. A request
 //!   lacking the key's input is not limited by that rule (see [`key`]).
 //! - `limit`: `requests` (>= 1) per `per` (`Nms`, `Ns`, `Nm`, `Nh`), `burst` (>= 1, default

@@ -14,6 +14,7 @@ use crate::table::{self, Failure};
 use mesh_core::request::RequestHead;
 use sdk_shim::{host_log, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The metric ids of one rule: `ratelimit.<rule>.<stat>`.
 #[derive(Debug, Clone, Copy)]
@@ -25,16 +26,20 @@ pub struct RuleStats {
     pub slot_collisions: MetricId,
     /// Store failures and exhausted CAS retries (decided by `failure_mode`).
     pub failures: MetricId,
+    /// Address keys of requests whose connection carries no peer stamp (they share one
+    /// bucket per rule).
+    pub peer_unknown: MetricId,
 }
 
 /// The names of the per-rule stats, in [`RuleStats`] order.
-pub const STAT_NAMES: [&str; 6] = [
+pub const STAT_NAMES: [&str; 7] = [
     "allowed",
     "limited",
     "shadow_limited",
     "cas_retries",
     "slot_collisions",
     "failures",
+    "peer_unknown",
 ];
 
 /// A compiled configuration with its metrics: what each request is checked against. Built
@@ -46,6 +51,8 @@ pub struct Limiter {
     /// Per rule, the fingerprint state after the table's secret and the rule's name: a
     /// request copies it and adds its key, with no host call and no allocation.
     fingerprints: Vec<Fingerprint>,
+    /// Whether this worker already warned that a connection had no peer stamp.
+    warned_unstamped: AtomicBool,
 }
 
 /// What the filter does with a request.
@@ -99,7 +106,8 @@ impl Decision {
 /// Request properties read at most once per request, shared by rules that key on them.
 #[derive(Default)]
 struct Props {
-    address: Option<Result<Option<Vec<u8>>, HostError>>,
+    peer: Option<Result<Option<Vec<u8>>, HostError>>,
+    forwarded_for: Option<Result<Vec<Vec<u8>>, HostError>>,
     principal: Option<Result<Option<Vec<u8>>, HostError>>,
 }
 
@@ -114,6 +122,8 @@ fn is_mtls(v: &Result<Option<Vec<u8>>, HostError>) -> Result<bool, HostError> {
 
 enum KeyRead {
     Fingerprint(u64),
+    /// An address key on a connection without the peer stamp: the rule's one shared bucket.
+    Unstamped(u64),
     Missing,
     Failed(HostError),
 }
@@ -124,12 +134,13 @@ impl Limiter {
     pub fn new<H: Host>(host: &H, config: Config) -> Result<Self, HostError> {
         let mut stats = Vec::with_capacity(config.rules.len());
         for rule in &config.rules {
-            let mut ids = [MetricId(0); 6];
+            let mut ids = [MetricId(0); STAT_NAMES.len()];
             for (id, stat) in ids.iter_mut().zip(STAT_NAMES) {
                 let name = format!("ratelimit.{}.{stat}", rule.name);
                 *id = host.define_metric(MetricKind::Counter, &name)?;
             }
-            let [allowed, limited, shadow_limited, cas_retries, slot_collisions, failures] = ids;
+            let [allowed, limited, shadow_limited, cas_retries, slot_collisions, failures, peer_unknown] =
+                ids;
             stats.push(RuleStats {
                 allowed,
                 limited,
@@ -137,6 +148,7 @@ impl Limiter {
                 cas_retries,
                 slot_collisions,
                 failures,
+                peer_unknown,
             });
         }
         let mut fingerprints = Vec::with_capacity(config.rules.len());
@@ -169,6 +181,7 @@ impl Limiter {
             config,
             stats,
             fingerprints,
+            warned_unstamped: AtomicBool::new(false),
         })
     }
 
@@ -243,6 +256,21 @@ impl Limiter {
             let acquired =
                 result.and_then(|()| match self.key(host, rule, *fp, &head, &mut props) {
                     KeyRead::Fingerprint(fp) => {
+                        table::acquire(host, &rule.limit, fp, config.max_keys, now)
+                            .map(Some)
+                            .map_err(|f| (i, f))
+                    }
+                    KeyRead::Unstamped(fp) => {
+                        self.count(host, i, |s| s.peer_unknown, 1);
+                        if !self.warned_unstamped.swap(true, Ordering::Relaxed) {
+                            host_log!(
+                                host,
+                                LogLevel::Warn,
+                                "ratelimit: rule {}: the connection carries no {} filter state, so every such request shares one bucket; add envoy.filters.network.set_filter_state to the listener (see the ratelimit README)",
+                                rule.name,
+                                key::PEER_STAMP
+                            );
+                        }
                         table::acquire(host, &rule.limit, fp, config.max_keys, now)
                             .map(Some)
                             .map_err(|f| (i, f))
@@ -354,17 +382,40 @@ impl Limiter {
                     },
                 }
             }
-            KeySource::Address => {
-                let raw = props
-                    .address
-                    .get_or_insert_with(|| host.property(&key::ADDRESS_PROPERTY));
-                match raw {
-                    Ok(Some(v)) => match PeerAddress::parse(v) {
-                        Some(addr) => KeyRead::Fingerprint(addr.hash_into(fp.byte(b'a')).finish()),
-                        None => KeyRead::Missing,
-                    },
-                    Ok(None) | Err(HostError::NotFound) => KeyRead::Missing,
-                    Err(e) => KeyRead::Failed(*e),
+            KeySource::Address { trusted_hops } => {
+                let peer = props
+                    .peer
+                    .get_or_insert_with(|| host.property(&key::PEER_PROPERTY));
+                let peer = match peer {
+                    Ok(Some(v)) if !v.is_empty() => v,
+                    Ok(_) | Err(HostError::NotFound) => {
+                        return KeyRead::Unstamped(fp.byte(b'u').finish());
+                    }
+                    Err(e) => return KeyRead::Failed(*e),
+                };
+                let client = if *trusted_hops == 0 {
+                    peer.as_slice()
+                } else {
+                    let xff = props.forwarded_for.get_or_insert_with(|| match head {
+                        Some(Ok(h)) if !h.headers.is_empty() => Ok(h
+                            .headers
+                            .iter()
+                            .filter(|(k, _)| k.eq_ignore_ascii_case(key::FORWARDED_FOR))
+                            .map(|(_, v)| v.to_vec())
+                            .collect()),
+                        _ => match host.header_values(HeaderMap::Request, key::FORWARDED_FOR) {
+                            Err(HostError::NotFound) => Ok(Vec::new()),
+                            other => other,
+                        },
+                    });
+                    match xff {
+                        Ok(values) => key::client_behind(peer, values, *trusted_hops),
+                        Err(e) => return KeyRead::Failed(*e),
+                    }
+                };
+                match PeerAddress::parse(client) {
+                    Some(addr) => KeyRead::Fingerprint(addr.hash_into(fp.byte(b'a')).finish()),
+                    None => KeyRead::Missing,
                 }
             }
             KeySource::Principal => {

@@ -52,7 +52,7 @@ fn keys_and_defaults() {
            "mode":"shadow","failure_mode":"allow","headers_on_allowed":true,"max_keys":1}"#,
     )
     .unwrap();
-    assert_eq!(c.rules[0].key, KeySource::Address);
+    assert_eq!(c.rules[0].key, KeySource::Address { trusted_hops: 0 });
     assert_eq!(c.rules[1].key, KeySource::Principal);
     assert_eq!(c.rules[2].key, KeySource::Rule);
     // burst defaults to requests
@@ -212,4 +212,35 @@ fn serde_errors_are_named_with_their_path() {
         assert_eq!(e.field, *field, "{json}: {e}");
         assert!(!e.reason.ends_with('.'), "{e}");
     }
+}
+
+#[test]
+fn trusted_hops_apply_to_address_keys_only_and_are_bounded() {
+    let rule = |key: &str| {
+        Config::parse(
+            format!(
+                r#"{{"rules":[{{"name":"a","key":{key},"limit":{{"requests":1,"per":"1s"}}}}]}}"#
+            )
+            .as_bytes(),
+        )
+    };
+    let c = rule(r#"{"source":"address","trusted_hops":2}"#).unwrap();
+    assert_eq!(c.rules[0].key, KeySource::Address { trusted_hops: 2 });
+    let err = |key: &str| rule(key).unwrap_err().to_string();
+    assert_eq!(
+        err(r#"{"header":"x-k","trusted_hops":1}"#),
+        "rules[0].key.trusted_hops: only applies to source address"
+    );
+    assert_eq!(
+        err(r#"{"source":"principal","trusted_hops":1}"#),
+        "rules[0].key.trusted_hops: only applies to source address"
+    );
+    assert_eq!(
+        err(r#"{"source":"address","trusted_hops":17}"#),
+        "rules[0].key.trusted_hops: must be between 0 and 16"
+    );
+    assert_eq!(
+        err(r#"{"source":"address","trusted_hops":-1}"#),
+        "rules[0].key.trusted_hops: must be between 0 and 16"
+    );
 }

@@ -171,34 +171,137 @@ fn hostile_key_values_are_just_keys() {
     assert_eq!(p.store.len(), 102, "the table never grows");
 }
 
+const PEER: [&str; 2] = ["filter_state", "mesh.peer_address"];
+
 #[test]
-fn address_keys_ignore_the_port_and_x_forwarded_for() {
+fn address_keys_come_from_the_peer_stamp_never_from_client_headers() {
     let p = Proxy::new(
         r#"{"rules":[{"name":"ip","key":{"source":"address"},"limit":{"requests":2,"per":"1m"}}]}"#,
     );
-    let from = |addr: &str, xff: &str| {
+    // What a client controls varies on every request; the stamped peer does not. Envoy's
+    // `source.address`, which may come from x-forwarded-for, is ignored.
+    let from = |peer: &str, i: u32| {
         p.get("/")
-            .request_header("x-forwarded-for", xff)
-            .property(&["source", "address"], addr)
+            .request_header("x-forwarded-for", format!("10.9.{i}.{i}"))
+            .request_header("x-real-ip", format!("10.8.{i}.{i}"))
+            .request_header("forwarded", format!("for=10.7.{i}.{i}"))
+            .request_header("x-envoy-external-address", format!("10.6.{i}.{i}"))
+            .property(&["source", "address"], format!("10.9.{i}.{i}:1000"))
+            .property(&PEER, peer)
     };
+    assert_eq!(decide(&p.limiter, &from("::1", 1)), Decision::Allowed);
+    assert_eq!(decide(&p.limiter, &from("::1", 2)), Decision::Allowed);
+    assert!(matches!(
+        decide(&p.limiter, &from("::1", 3)),
+        Decision::Limited { .. }
+    ));
+    // The port never splits a peer; IPv4-mapped IPv6 is the IPv4 peer.
     assert_eq!(
-        decide(&p.limiter, &from("[::1]:1000", "1.1.1.1")),
+        decide(&p.limiter, &from("10.0.0.1:1", 4)),
         Decision::Allowed
     );
     assert_eq!(
-        decide(&p.limiter, &from("[::1]:2000", "2.2.2.2")),
+        decide(&p.limiter, &from("[::ffff:10.0.0.1]:2", 5)),
         Decision::Allowed
     );
     assert!(matches!(
-        decide(&p.limiter, &from("[::1]:3000", "3.3.3.3")),
+        decide(&p.limiter, &from("10.0.0.1", 6)),
         Decision::Limited { .. }
     ));
+}
+
+#[test]
+fn without_the_peer_stamp_address_keys_share_one_bucket_and_warn_once() {
+    let p = Proxy::new(
+        r#"{"rules":[{"name":"ip","key":{"source":"address"},"limit":{"requests":2,"per":"1m"}}]}"#,
+    );
+    let from = |i: u32| {
+        p.get("/")
+            .request_header("x-forwarded-for", format!("10.9.{i}.{i}"))
+            .property(&["source", "address"], format!("10.9.{i}.{i}:1000"))
+    };
+    let hosts: Vec<FakeHost> = (0..4).map(from).collect();
+    let decisions: Vec<bool> = hosts
+        .iter()
+        .map(|h| decide(&p.limiter, h) == Decision::Allowed)
+        .collect();
+    assert_eq!(decisions, [true, true, false, false]);
+    assert_eq!(p.stat("ip", "peer_unknown"), 4);
+    let warnings = hosts
+        .iter()
+        .flat_map(|h| h.logs_at(LogLevel::Warn))
+        .filter(|l| l.contains("carries no mesh.peer_address filter state"))
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+#[test]
+fn trusted_hops_take_the_client_the_trusted_proxies_recorded() {
+    let p = Proxy::new(
+        r#"{"rules":[{"name":"ip","key":{"source":"address","trusted_hops":1},"limit":{"requests":1,"per":"1m"}}]}"#,
+    );
+    // One trusted load balancer (10.0.0.9) in front; it appended the client it saw.
+    let via_lb = |xff: &[&str]| {
+        let mut h = p.get("/").property(&PEER, "10.0.0.9");
+        for v in xff {
+            h = h.request_header("x-forwarded-for", v);
+        }
+        h
+    };
     assert_eq!(
-        decide(&p.limiter, &from("10.0.0.1:1", "::1")),
+        decide(&p.limiter, &via_lb(&["203.0.113.1"])),
         Decision::Allowed
     );
-    // No address (missing property): not limited by this rule.
-    assert_eq!(decide(&p.limiter, &p.get("/")), Decision::Unmatched);
+    // Whatever the client prepends, and whether Envoy appended the peer or not.
+    for xff in [
+        &["203.0.113.1"][..],
+        &["6.6.6.6, 203.0.113.1"],
+        &["6.6.6.6", "7.7.7.7,203.0.113.1"],
+        &["6.6.6.6,203.0.113.1, 10.0.0.9"],
+        &["1.1.1.1", "203.0.113.1", "10.0.0.9"],
+    ] {
+        assert!(
+            matches!(decide(&p.limiter, &via_lb(xff)), Decision::Limited { .. }),
+            "{xff:?}"
+        );
+    }
+    assert_eq!(
+        decide(&p.limiter, &via_lb(&["203.0.113.2"])),
+        Decision::Allowed
+    );
+}
+
+#[test]
+fn client_behind_walks_x_forwarded_for_from_the_right() {
+    use crate::key::client_behind;
+    let v = |s: &[&str]| s.iter().map(|x| x.as_bytes().to_vec()).collect::<Vec<_>>();
+    let peer = b"10.0.0.9".as_slice();
+    assert_eq!(client_behind(peer, &v(&["1.1.1.1"]), 0), peer);
+    assert_eq!(
+        client_behind(peer, &v(&["1.1.1.1, 2.2.2.2"]), 1),
+        b"2.2.2.2"
+    );
+    assert_eq!(
+        client_behind(peer, &v(&["1.1.1.1, 2.2.2.2"]), 2),
+        b"1.1.1.1"
+    );
+    // Too short a chain: its leftmost entry; no header at all: the peer.
+    assert_eq!(
+        client_behind(peer, &v(&["1.1.1.1, 2.2.2.2"]), 5),
+        b"1.1.1.1"
+    );
+    assert_eq!(client_behind(peer, &[], 3), peer);
+    // The peer appended by Envoy (use_remote_address: true) is skipped.
+    assert_eq!(
+        client_behind(peer, &v(&["2.2.2.2,10.0.0.9"]), 1),
+        b"2.2.2.2"
+    );
+    // Huge and non-UTF-8 values are walked without trouble.
+    let huge = format!("{},3.3.3.3", "9".repeat(60 * 1024));
+    let mut odd = v(&[&huge]);
+    odd.insert(0, b"\xff\xfe".to_vec());
+    assert_eq!(client_behind(peer, &odd, 1), b"3.3.3.3");
+    assert_eq!(client_behind(peer, &odd, 3), b"\xff\xfe");
 }
 
 #[test]
