@@ -14,11 +14,13 @@ pub mod entropy;
 mod error;
 mod filter;
 mod host;
+pub mod namespace;
 
 pub use batch::PropertySet;
 pub use error::HostError;
 pub use filter::{Action, Callbacks, HttpCallResponse, HttpFilter, RootFilter};
 pub use host::*;
+pub use namespace::Namespace;
 
 #[cfg(feature = "proxy-wasm")]
 pub mod proxy;

@@ -76,6 +76,54 @@ pub fn hcm_mut(doc: &mut Value) -> Option<&mut Value> {
     })
 }
 
+/// Clones listener 0 as `name`, giving its wasm plugin Envoy name `plugin_name` and
+/// configuration `config`; every wasm plugin gets the empty `vm_id` (as Istio gives them), so
+/// both plugins run in one VM and see one shared-data store. `None` when the bootstrap has no
+/// listener with a wasm filter.
+pub fn second_plugin_listener(
+    doc: &mut Value,
+    name: &str,
+    plugin_name: &str,
+    config: &serde_json::Value,
+) -> Option<()> {
+    let listeners = get(doc, &["static_resources", "listeners"])?.as_sequence_mut()?;
+    let mut second = listeners.first()?.clone();
+    second.as_mapping_mut()?.insert(key("name"), key(name));
+    listeners.push(second);
+    for (i, l) in listeners.iter_mut().enumerate() {
+        let cfg = l
+            .get_mut("filter_chains")?
+            .as_sequence_mut()?
+            .iter_mut()
+            .flat_map(|fc| fc.get_mut("filters").and_then(Value::as_sequence_mut))
+            .flatten()
+            .filter_map(|f| {
+                f.get_mut("typed_config")?
+                    .get_mut("http_filters")?
+                    .as_sequence_mut()
+            })
+            .flatten()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))?
+            .get_mut("typed_config")?
+            .get_mut("config")?
+            .as_mapping_mut()?;
+        if let Some(vm) = cfg.get_mut("vm_config").and_then(Value::as_mapping_mut) {
+            vm.insert(key("vm_id"), key(""));
+        }
+        if i == 1 {
+            cfg.insert(key("name"), key(plugin_name));
+            let mut c = Mapping::new();
+            c.insert(
+                key("@type"),
+                key("type.googleapis.com/google.protobuf.StringValue"),
+            );
+            c.insert(key("value"), key(&config.to_string()));
+            cfg.insert(key("configuration"), Value::Mapping(c));
+        }
+    }
+    Some(())
+}
+
 /// The `http_filters` list of the first HTTP connection manager in the bootstrap.
 pub fn http_filters_mut(doc: &mut Value) -> Option<&mut Vec<Value>> {
     let listeners = get(doc, &["static_resources", "listeners"])?.as_sequence_mut()?;

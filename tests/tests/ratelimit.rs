@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-use mesh_e2e::envoy::hcm_mut;
+use mesh_e2e::envoy::{hcm_mut, second_plugin_listener};
 use mesh_e2e::{client, most_admitted, Envoy, Stub};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
@@ -1080,4 +1080,46 @@ fn a_path_rule_limits_paths_with_non_utf8_bytes() {
     // Envoy may refuse the byte itself (400); what it lets through must be limited.
     let passed = statuses.iter().filter(|s| **s == 200).count();
     assert!(passed <= 2, "{statuses:?}");
+}
+
+#[test]
+fn two_plugins_in_one_vm_limit_independently_on_the_same_rule_and_key() {
+    let rule = |n: u32| {
+        json!({"rules": [{"name": "api", "key": {"header": "x-api-key"},
+            "limit": {"requests": n, "per": "24h"}}]})
+    };
+    let envoy = Envoy::builder(BOOTSTRAP)
+        .cluster_port("upstream", 9)
+        .plugin_config("ratelimit", rule(2))
+        .edit(with_direct_route)
+        .edit(move |y| {
+            second_plugin_listener(y, "ingress-b", "default.ratelimit-b", &rule(5)).unwrap();
+        })
+        .start()
+        .unwrap();
+    let http = client();
+    let send = |port: u16| {
+        http.get(format!("http://127.0.0.1:{port}/direct/x"))
+            .header("x-api-key", "same-key")
+            .send()
+            .unwrap()
+            .status()
+            == 200
+    };
+    let a = envoy.listener_port("ingress").unwrap();
+    let b = envoy.listener_port("ingress-b").unwrap();
+    // Interleaved, so a shared bucket would show at once.
+    let mut admitted = (0, 0);
+    for _ in 0..10 {
+        admitted.0 += usize::from(send(a));
+        admitted.1 += usize::from(send(b));
+    }
+    assert_eq!(admitted, (2, 5), "plugin a admits its 2, plugin b its 5");
+    let log = envoy.log();
+    assert_eq!(
+        log.matches("ratelimit: generated the bucket table's hash secret")
+            .count(),
+        2,
+        "each plugin draws its own secret: {log}"
+    );
 }

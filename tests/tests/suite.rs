@@ -152,3 +152,50 @@ fn a_bad_capability_config_stops_envoy_with_the_field_named() {
         "{msg}"
     );
 }
+
+#[test]
+fn inbound_and_outbound_suites_in_one_vm_keep_separate_series_budgets() {
+    let (v1, v2) = (Stub::start("v1").unwrap(), Stub::start("v2").unwrap());
+    // One series each: inbound's requests answer 200, outbound's 404 (another host), so
+    // their series differ; with one shared budget the second would overflow.
+    let telemetry_only = |name: &str| {
+        json!({"telemetry": {"reporter": "destination", "max_series": 1,
+            "workload": {"name": name, "namespace": "default", "service": "reviews"}}})
+    };
+    let outbound = telemetry_only("reviews-v1");
+    let envoy = Envoy::builder("envoy-config/suite/envoy.yaml")
+        .cluster("reviews_v1", &v1)
+        .cluster("reviews_v2", &v2)
+        .plugin_config("suite", telemetry_only("reviews-v1"))
+        .edit(move |y| {
+            mesh_e2e::envoy::second_plugin_listener(
+                y,
+                "outbound",
+                "default.mesh-suite-outbound",
+                &outbound,
+            )
+            .unwrap();
+        })
+        .start()
+        .unwrap();
+    let http = client();
+    let get = |port: u16, host: &str| {
+        http.get(format!("http://127.0.0.1:{port}/"))
+            .header("host", host)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let inbound_port = envoy.listener_port("ingress").unwrap();
+    let outbound_port = envoy.listener_port("outbound").unwrap();
+    assert_eq!(get(inbound_port, "reviews"), 200);
+    assert_eq!(get(outbound_port, "elsewhere"), 404);
+    let stats = envoy
+        .wait_for_stats(Duration::from_secs(30), |s| {
+            s.get("wasmcustom.telemetry.series_admitted") == Some(&2)
+        })
+        .unwrap();
+    assert_eq!(stats["wasmcustom.telemetry.series_admitted"], 2);
+    assert_eq!(stats["wasmcustom.telemetry.series_overflow"], 0);
+}

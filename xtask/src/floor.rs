@@ -107,8 +107,9 @@ mod tests {
         let rl = replay("ratelimit", &p["ratelimit"].to_string()).unwrap();
         assert!(rl.script.starts_with("@request_headers\n"));
         let request_part = rl.script.split("@response_headers").next().unwrap();
-        assert!(request_part.contains("\nshared_get mesh.ratelimit/"));
-        assert!(request_part.contains("\nshared_set mesh.ratelimit/"));
+        assert!(request_part.contains("/ratelimit.2/"), "{request_part}");
+        assert!(request_part.contains("\nshared_get "));
+        assert!(request_part.contains("\nshared_set "));
         assert_eq!(
             rl.callbacks,
             Callbacks::REQUEST_HEADERS

@@ -5,7 +5,7 @@ use mesh_canary::{Canary, CanarySpec, Decision, Reason};
 use mesh_core::ConfigError;
 use sdk_shim::{
     decision, host_log, Action, Callbacks, Host, HttpFilter, HttpHost, LogLevel, MetricId,
-    MetricKind, Metrics, RootFilter,
+    MetricKind, Metrics, Namespace, RootFilter,
 };
 use std::sync::Arc;
 
@@ -44,7 +44,8 @@ impl CanaryConfig {
         Ok(Self::new(host, Canary::compile(spec)?))
     }
 
-    fn new<H: Host>(host: &H, canary: Canary) -> Arc<Self> {
+    fn new<H: Host>(host: &H, mut canary: Canary) -> Arc<Self> {
+        canary.bind_namespace(Namespace::of_plugin(host, canary.namespace()));
         let define = |name: String| host.define_metric(MetricKind::Counter, &name).ok();
         let stats = canary
             .services()

@@ -1,6 +1,15 @@
 use super::*;
 use mesh_core::hash::SipKey;
-use mesh_ratelimit::table::{slot_of, SECRET_KEY};
+use mesh_ratelimit::table::{slot_of, TableKeys};
+
+/// The secret's key for a plugin whose host names no plugin (as FakeHost does).
+fn secret_key() -> String {
+    TableKeys::new(sdk_shim::Namespace::of_plugin(
+        &sdk_shim::testing::FakeHost::new(),
+        None,
+    ))
+    .secret()
+}
 use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
 use sdk_shim::LogLevel;
 
@@ -223,7 +232,7 @@ fn workers_share_one_limit() {
 #[test]
 fn roots_sharing_a_store_share_the_secret_and_the_slots() {
     let p = Proxy::new(CONFIG, 2);
-    let stored = p.store.get(SECRET_KEY).unwrap();
+    let stored = p.store.get(&secret_key()).unwrap();
     let secret = SipKey::from_bytes(&stored.clone().try_into().unwrap());
     let [a, b] = [&p.roots[0], &p.roots[1]].map(|r| r.limiter().unwrap().clone());
     for key in [b"alice".as_slice(), b"bob", b"", b"\xff\x00"] {
@@ -241,7 +250,7 @@ fn roots_sharing_a_store_share_the_secret_and_the_slots() {
     let other = Proxy::new(CONFIG, 0);
     let mut root = RateLimitRoot::default();
     assert!(root.on_configure(&other.host().random_seed(1000), CONFIG.as_bytes()));
-    assert_ne!(other.store.get(SECRET_KEY).unwrap(), stored);
+    assert_ne!(other.store.get(&secret_key()).unwrap(), stored);
     let fo = root.limiter().unwrap().header_fingerprint(0, b"alice");
     assert_ne!(fo, a.header_fingerprint(0, b"alice"));
 }
@@ -249,7 +258,7 @@ fn roots_sharing_a_store_share_the_secret_and_the_slots() {
 #[test]
 fn a_config_update_keeps_the_secret_so_buckets_survive() {
     let mut p = Proxy::new(CONFIG, 1);
-    let secret = p.store.get(SECRET_KEY).unwrap();
+    let secret = p.store.get(&secret_key()).unwrap();
     let req = |p: &Proxy| {
         let host = p
             .host()
@@ -265,7 +274,7 @@ fn a_config_update_keeps_the_secret_so_buckets_survive() {
     let host = p.host().random_seed(77);
     assert!(p.roots[0].on_configure(&host, updated.as_bytes()));
     assert!(host.logs_at(LogLevel::Info).is_empty(), "nothing redrawn");
-    assert_eq!(p.store.get(SECRET_KEY).unwrap(), secret);
+    assert_eq!(p.store.get(&secret_key()).unwrap(), secret);
     assert_eq!(req(&p), Action::Pause, "k1's bucket is still empty");
 }
 

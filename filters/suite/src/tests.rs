@@ -229,7 +229,10 @@ fn a_request_makes_exactly_these_host_calls() {
         .into_iter()
         .map(|c| c.split(';').next().unwrap_or_default().to_owned())
         .collect();
-    let expected = [
+    // The bucket's slot, in the plugin's namespace (FakeHost names no plugin).
+    let ns = sdk_shim::Namespace::of_plugin(&sdk_shim::testing::FakeHost::new(), None);
+    let slot = ns.key("ratelimit.2/11");
+    let expected: [&str; 20] = [
         // Request headers: each header once, the clock once, `connection.mtls` once.
         "header Request :method",
         "header Request :path",
@@ -239,8 +242,8 @@ fn a_request_makes_exactly_these_host_calls() {
         "header Request traceparent",
         "property connection.mtls",
         "increment_metric intentions.default.allowed",
-        "shared_get mesh.ratelimit/11",
-        "shared_set mesh.ratelimit/11",
+        &format!("shared_get {slot}"),
+        &format!("shared_set {slot}"),
         "increment_metric ratelimit.all.allowed",
         // The canary's draw (Envoy serves it from a 256-byte block of host entropy).
         "fill_random",

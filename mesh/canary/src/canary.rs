@@ -10,7 +10,7 @@ use crate::hash::siphash24;
 use crate::host::{HostPattern, HostTable};
 use crate::split::Split;
 use mesh_core::{ConfigError, HeaderMatchSpec, HttpMatch, HttpMatchSpec};
-use sdk_shim::{HostError, SharedStore};
+use sdk_shim::{HostError, Namespace, SharedStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A validated configuration, ready to route requests; share it with `Arc`.
@@ -20,6 +20,8 @@ pub struct Canary {
     pub(crate) expose_subset: bool,
     pub(crate) services: Vec<Service>,
     pub(crate) hosts: HostTable,
+    /// The configured shared-state namespace, if any.
+    pub(crate) namespace: Option<String>,
 }
 
 /// One service: its subsets and how requests are spread over them.
@@ -60,6 +62,8 @@ pub(crate) struct CookieSticky {
 pub struct Guard {
     pub(crate) subset: usize,
     pub(crate) policy: GuardPolicy,
+    /// Identifies the service's configuration; the key adds the plugin's namespace.
+    fingerprint: u64,
     key: String,
     /// This worker has seen the guard tripped; it stays so for this configuration, so the
     /// shared record need not be read again.
@@ -109,12 +113,36 @@ impl Canary {
             services.push(service);
             patterns.push(pattern);
         }
-        Ok(Self {
+        if let Some(ns) = &spec.namespace {
+            if !sdk_shim::namespace::valid_name(ns) {
+                return Err(ConfigError::new(
+                    "namespace",
+                    "must be 1 to 64 characters from a-z, A-Z, 0-9, ., _ and -",
+                ));
+            }
+        }
+        let mut canary = Self {
             route_header,
             expose_subset: spec.expose_subset,
             services,
             hosts: HostTable::new(patterns),
-        })
+            namespace: spec.namespace.clone(),
+        };
+        canary.bind_namespace(Namespace::from_identity(&[]));
+        Ok(canary)
+    }
+
+    /// The configured namespace, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// Puts the guards' shared records in plugin namespace `ns` (see
+    /// [`Namespace::of_plugin`]); until then they are in the empty identity's.
+    pub fn bind_namespace(&mut self, ns: Namespace) {
+        for g in self.services.iter_mut().filter_map(|s| s.guard.as_mut()) {
+            g.key = guard_key(&ns, g.fingerprint);
+        }
     }
 
     /// The request header that carries the chosen subset.
@@ -233,7 +261,8 @@ impl Service {
                 Some(Guard {
                     subset,
                     policy: compile_policy(r, &f("rollback"))?,
-                    key: guard_key(fingerprint(s)),
+                    fingerprint: fingerprint(s),
+                    key: String::new(),
                     tripped_seen: AtomicBool::new(false),
                 })
             }

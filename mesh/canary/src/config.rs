@@ -25,6 +25,9 @@ pub struct CanarySpec {
     pub expose_subset: bool,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// Shared-state namespace of the rollback guards; default: one per plugin.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

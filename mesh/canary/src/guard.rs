@@ -1,8 +1,9 @@
 //! The rollback guard: counts the guarded subset's responses and failures per window in the
 //! shared store, shared by every worker, and trips once the error rate is too high.
 //!
-//! Layout: one fixed key per guarded service and configuration,
-//! `mesh.canary.guard.<fingerprint>` (see [`guard_key`]), holding a [`GuardRecord`] of 34
+//! Layout: one fixed key per plugin, guarded service and configuration,
+//! `<namespace>canary.2/guard.<fingerprint>` (see [`guard_key`]; version 1 was the
+//! un-namespaced `mesh.canary.guard.<fingerprint>`), holding a [`GuardRecord`] of 34
 //! bytes. Every update is a read then a compare-and-swap write, retried a bounded number of
 //! times, so counts from all workers add up exactly. Since shared data has no delete and a
 //! CAS against a missing key writes unconditionally, the key is seeded when the configuration
@@ -15,7 +16,10 @@
 //! applied again (a listener rebuilt by an unrelated update, say) finds its tripped record and
 //! keeps the canary out. Shared data lives as long as the process, so a restart re-arms.
 
-use sdk_shim::{HostError, SharedStore};
+use sdk_shim::{HostError, Namespace, SharedStore};
+
+/// The guards' layout inside the plugin's namespace.
+pub const LAYOUT: &str = "canary.2/";
 
 /// Compare-and-swap attempts before an update is given up.
 pub const MAX_CAS_ATTEMPTS: u32 = 8;
@@ -24,9 +28,10 @@ const RECORD_VERSION: u8 = 1;
 const RECORD_LEN: usize = 34;
 const PPB: u128 = 1_000_000_000;
 
-/// The key of a guarded service's record; `fingerprint` identifies its configuration.
-pub fn guard_key(fingerprint: u64) -> String {
-    format!("mesh.canary.guard.{fingerprint:016x}")
+/// The key of a guarded service's record in plugin namespace `ns`; `fingerprint` identifies
+/// its configuration.
+pub fn guard_key(ns: &Namespace, fingerprint: u64) -> String {
+    ns.key(&format!("{LAYOUT}guard.{fingerprint:016x}"))
 }
 
 /// When the guard trips.

@@ -32,6 +32,9 @@ pub struct ConfigSpec {
     pub failure_mode: FailureMode,
     #[serde(default)]
     pub headers_on_allowed: bool,
+    /// Shared-state namespace; default: one per plugin (its Envoy name and root id).
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +137,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub rules: Vec<Rule>,
+    /// The configured shared-state namespace, if any.
+    pub namespace: Option<String>,
     pub max_keys: u32,
     pub mode: Mode,
     pub failure_mode: FailureMode,
@@ -146,6 +151,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             rules: Vec::new(),
+            namespace: None,
             max_keys: DEFAULT_MAX_KEYS,
             mode: Mode::Enforce,
             failure_mode: FailureMode::Deny,
@@ -187,6 +193,14 @@ impl ConfigSpec {
                     ConfigError::new("max_keys", format!("must be at most {MAX_MAX_KEYS}"))
                 })?,
         };
+        if let Some(ns) = &self.namespace {
+            if !sdk_shim::namespace::valid_name(ns) {
+                return Err(ConfigError::new(
+                    "namespace",
+                    "must be 1 to 64 characters from a-z, A-Z, 0-9, ., _ and -",
+                ));
+            }
+        }
         let mut rules: Vec<Rule> = Vec::with_capacity(self.rules.len());
         for (i, spec) in self.rules.iter().enumerate() {
             let field = format!("rules[{i}]");
@@ -205,6 +219,7 @@ impl ConfigSpec {
             mode: self.mode,
             failure_mode: self.failure_mode,
             headers_on_allowed: self.headers_on_allowed,
+            namespace: self.namespace.clone(),
         })
     }
 }

@@ -10,9 +10,11 @@ use crate::config::{Config, FailureMode, KeySource, Mode, Rule};
 use crate::gcra::Outcome;
 use crate::headers::{ceil_secs, push_policy, push_service_limit, LimitedReply};
 use crate::key::{self, Fingerprint, PeerAddress};
-use crate::table::{self, Failure};
+use crate::table::{self, Failure, TableKeys};
 use mesh_core::request::RequestHead;
-use sdk_shim::{host_log, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind};
+use sdk_shim::{
+    host_log, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind, Namespace,
+};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -51,6 +53,8 @@ pub struct Limiter {
     /// Per rule, the fingerprint state after the table's secret and the rule's name: a
     /// request copies it and adds its key, with no host call and no allocation.
     fingerprints: Vec<Fingerprint>,
+    /// This plugin's keys in shared data.
+    keys: TableKeys,
     /// Whether this worker already warned that a connection had no peer stamp.
     warned_unstamped: AtomicBool,
 }
@@ -152,8 +156,9 @@ impl Limiter {
             });
         }
         let mut fingerprints = Vec::with_capacity(config.rules.len());
+        let keys = TableKeys::new(Namespace::of_plugin(host, config.namespace.as_deref()));
         if !config.rules.is_empty() {
-            let secret = table::load_or_create_secret(host)?;
+            let secret = table::load_or_create_secret(host, &keys)?;
             if secret.created {
                 host_log!(
                     host,
@@ -167,7 +172,7 @@ impl Limiter {
                     .iter()
                     .map(|r| Fingerprint::for_rule(secret.key, &r.name)),
             );
-            let created = table::seed(host, config.max_keys)?;
+            let created = table::seed(host, &keys, config.max_keys)?;
             if created > 0 {
                 host_log!(
                     host,
@@ -181,8 +186,14 @@ impl Limiter {
             config,
             stats,
             fingerprints,
+            keys,
             warned_unstamped: AtomicBool::new(false),
         })
+    }
+
+    /// This plugin's shared-data keys.
+    pub fn keys(&self) -> &TableKeys {
+        &self.keys
     }
 
     pub fn config(&self) -> &Config {
@@ -256,7 +267,7 @@ impl Limiter {
             let acquired =
                 result.and_then(|()| match self.key(host, rule, *fp, &head, &mut props) {
                     KeyRead::Fingerprint(fp) => {
-                        table::acquire(host, &rule.limit, fp, config.max_keys, now)
+                        table::acquire(host, &self.keys, &rule.limit, fp, config.max_keys, now)
                             .map(Some)
                             .map_err(|f| (i, f))
                     }
@@ -271,7 +282,7 @@ impl Limiter {
                                 key::PEER_STAMP
                             );
                         }
-                        table::acquire(host, &rule.limit, fp, config.max_keys, now)
+                        table::acquire(host, &self.keys, &rule.limit, fp, config.max_keys, now)
                             .map(Some)
                             .map_err(|f| (i, f))
                     }

@@ -19,7 +19,11 @@
 //! store failure, not something to create on the fly. Envoy configures a plugin on its main
 //! thread before any worker gets it, so seeding completes before the first request.
 //!
-//! Fingerprints are keyed by a 128-bit secret kept next to the table under [`SECRET_KEY`]
+//! Every key lives in the plugin's [`Namespace`] under [`LAYOUT`] (`<ns>/ratelimit.2/<slot>`,
+//! `.../seeded`, `.../secret`): two plugins in one VM keep separate tables, and a module with
+//! another layout never reads these entries as its own.
+//!
+//! Fingerprints are keyed by a 128-bit secret kept next to the table under [`SECRET`]
 //! (see [`load_or_create_secret`]): the first configuration draws it from the host's random
 //! source, every later one (other workers, reconfigurations) reads it, so all workers agree
 //! on every key's slot and buckets survive a configuration update, while clients, who never
@@ -28,14 +32,21 @@
 use crate::gcra::{Limit, Outcome};
 use crate::key::EMPTY_FINGERPRINT;
 use mesh_core::hash::SipKey;
-use sdk_shim::{HostError, Random, SharedStore};
+use sdk_shim::{HostError, Namespace, Random, SharedStore};
 
-/// Shared-data key prefix of the slots.
-pub const SLOT_PREFIX: &str = "mesh.ratelimit/";
-/// Shared-data key recording how many slots are already seeded.
-pub const SEEDED_KEY: &str = "mesh.ratelimit/seeded";
-/// Shared-data key of the table's hash secret (16 bytes).
-pub const SECRET_KEY: &str = "mesh.ratelimit/secret";
+/// The table's layout: its name and version inside the plugin's namespace. Version 1 was the
+/// un-namespaced `mesh.ratelimit/...`; change the version whenever the entries change.
+pub const LAYOUT: &str = "ratelimit.2/";
+/// Key (after the layout) recording how many slots are already seeded.
+pub const SEEDED: &str = "seeded";
+/// Key (after the layout) of the table's hash secret (16 bytes).
+pub const SECRET: &str = "secret";
+
+/// The shared-data keys of one plugin's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableKeys {
+    ns: Namespace,
+}
 /// CAS conflicts tolerated per rule per request before giving up.
 pub const MAX_CAS_RETRIES: u32 = 16;
 
@@ -49,7 +60,7 @@ pub struct Entry {
 /// A slot's shared-data key, formatted without allocating.
 #[derive(Debug, Clone, Copy)]
 pub struct SlotKey {
-    buf: [u8; 32],
+    buf: [u8; 48],
     len: usize,
 }
 
@@ -107,12 +118,32 @@ impl Entry {
     }
 }
 
+// === impl TableKeys ===
+
+impl TableKeys {
+    pub fn new(ns: Namespace) -> Self {
+        Self { ns }
+    }
+
+    pub fn seeded(&self) -> String {
+        self.ns.key(&format!("{LAYOUT}{SEEDED}"))
+    }
+
+    pub fn secret(&self) -> String {
+        self.ns.key(&format!("{LAYOUT}{SECRET}"))
+    }
+
+    pub fn slot(&self, slot: u32) -> SlotKey {
+        SlotKey::new(self, slot)
+    }
+}
+
 // === impl SlotKey ===
 
 impl SlotKey {
-    pub fn new(slot: u32) -> Self {
-        let mut buf = [0u8; 32];
-        let prefix = SLOT_PREFIX.as_bytes();
+    fn new(keys: &TableKeys, slot: u32) -> Self {
+        let mut buf = [0u8; 48];
+        let prefix = keys.ns.as_bytes().iter().chain(LAYOUT.as_bytes());
         let mut len = 0;
         for (dst, src) in buf.iter_mut().zip(prefix) {
             *dst = *src;
@@ -144,7 +175,7 @@ impl SlotKey {
         self.buf
             .get(..self.len)
             .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or(SLOT_PREFIX)
+            .unwrap_or(LAYOUT)
     }
 }
 
@@ -156,14 +187,15 @@ pub fn slot_of(fingerprint: u64, max_keys: u32) -> u32 {
 /// Creates every missing slot of a `max_keys` table with an empty entry. Runs at
 /// configuration time; skips the work when an earlier configuration seeded at least as many.
 /// Returns how many slots it created.
-pub fn seed<S: SharedStore>(store: &S, max_keys: u32) -> Result<u32, HostError> {
-    if seeded_count(store)?.is_some_and(|(n, _)| n >= max_keys) {
+pub fn seed<S: SharedStore>(store: &S, keys: &TableKeys, max_keys: u32) -> Result<u32, HostError> {
+    let seeded = keys.seeded();
+    if seeded_count(store, &seeded)?.is_some_and(|(n, _)| n >= max_keys) {
         return Ok(0);
     }
     let empty = Entry::default().encode();
     let mut created = 0;
     for slot in 0..max_keys {
-        let key = SlotKey::new(slot);
+        let key = keys.slot(slot);
         if store.shared_get(key.as_str())?.is_none() {
             store.shared_set(key.as_str(), &empty, None)?;
             created += 1;
@@ -171,12 +203,12 @@ pub fn seed<S: SharedStore>(store: &S, max_keys: u32) -> Result<u32, HostError> 
     }
     // Record the size; a lost race here only means a later configuration re-checks slots.
     for _ in 0..MAX_CAS_RETRIES {
-        let current = seeded_count(store)?;
+        let current = seeded_count(store, &seeded)?;
         if current.is_some_and(|(n, _)| n >= max_keys) {
             break;
         }
         let cas = current.map(|(_, cas)| cas).filter(|c| *c != 0);
-        match store.shared_set(SEEDED_KEY, &u64::from(max_keys).to_le_bytes(), cas) {
+        match store.shared_set(&seeded, &u64::from(max_keys).to_le_bytes(), cas) {
             Err(HostError::CasMismatch) => continue,
             other => {
                 other?;
@@ -197,10 +229,14 @@ pub fn seed<S: SharedStore>(store: &S, max_keys: u32) -> Result<u32, HostError> 
 /// Envoy runs the main thread's alone). A value of the wrong size (not written by this
 /// module) is replaced with a CAS on the version read, so racing replacements leave one
 /// winner.
-pub fn load_or_create_secret<H: SharedStore + Random>(host: &H) -> Result<Secret, HostError> {
+pub fn load_or_create_secret<H: SharedStore + Random>(
+    host: &H,
+    keys: &TableKeys,
+) -> Result<Secret, HostError> {
+    let secret_key = keys.secret();
     let mut written = None;
     for _ in 0..=MAX_CAS_RETRIES {
-        let current = host.shared_get(SECRET_KEY)?;
+        let current = host.shared_get(&secret_key)?;
         if let Some(key) = current.as_ref().and_then(|v| decode_secret(&v.value)) {
             return Ok(Secret {
                 key,
@@ -210,7 +246,7 @@ pub fn load_or_create_secret<H: SharedStore + Random>(host: &H) -> Result<Secret
         let mut bytes = [0u8; SipKey::LEN];
         host.fill_random(&mut bytes)?;
         let cas = current.map(|v| v.cas).filter(|c| *c != 0);
-        match host.shared_set(SECRET_KEY, &bytes, cas) {
+        match host.shared_set(&secret_key, &bytes, cas) {
             Ok(()) => written = Some(SipKey::from_bytes(&bytes)),
             Err(HostError::CasMismatch) => {}
             Err(e) => return Err(e),
@@ -225,8 +261,8 @@ fn decode_secret(value: &[u8]) -> Option<SipKey> {
         .map(SipKey::from_bytes)
 }
 
-fn seeded_count<S: SharedStore>(store: &S) -> Result<Option<(u32, u32)>, HostError> {
-    Ok(store.shared_get(SEEDED_KEY)?.map(|v| {
+fn seeded_count<S: SharedStore>(store: &S, key: &str) -> Result<Option<(u32, u32)>, HostError> {
+    Ok(store.shared_get(key)?.map(|v| {
         let n = v
             .value
             .first_chunk::<8>()
@@ -241,12 +277,13 @@ fn seeded_count<S: SharedStore>(store: &S) -> Result<Option<(u32, u32)>, HostErr
 /// slot with CAS when the request is admitted.
 pub fn acquire<S: SharedStore>(
     store: &S,
+    keys: &TableKeys,
     limit: &Limit,
     fingerprint: u64,
     max_keys: u32,
     now: u64,
 ) -> Result<Acquired, Failure> {
-    let key = SlotKey::new(slot_of(fingerprint, max_keys));
+    let key = keys.slot(slot_of(fingerprint, max_keys));
     let mut cas_retries = 0;
     loop {
         let current = store

@@ -142,6 +142,9 @@ pub struct TelemetrySpec {
     pub trace: TraceSpec,
     #[serde(default)]
     pub access_log: AccessLogSpec,
+    /// Shared-state namespace of the series budget; default: one per plugin.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// Trace handling, validated.
@@ -158,6 +161,8 @@ pub struct TelemetryConfig {
     pub reporter: Reporter,
     pub workload: WorkloadSpec,
     pub max_series: u32,
+    /// The configured shared-state namespace, if any.
+    pub namespace: Option<String>,
     /// Lowercase header name, when the peer metadata exchange is on.
     pub peer_header: Option<String>,
     pub trace: TraceConfig,
@@ -235,10 +240,19 @@ impl TelemetryConfig {
         } else {
             None
         };
+        if let Some(ns) = &spec.namespace {
+            if !sdk_shim::namespace::valid_name(ns) {
+                return Err(ConfigError::new(
+                    "namespace",
+                    "must be 1 to 64 characters from a-z, A-Z, 0-9, ., _ and -",
+                ));
+            }
+        }
         Ok(Self {
             reporter: spec.reporter,
             workload: spec.workload,
             max_series,
+            namespace: spec.namespace,
             peer_header,
             trace: TraceConfig {
                 enabled: spec.trace.enabled,

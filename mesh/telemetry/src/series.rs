@@ -5,15 +5,21 @@
 //! Shared data cannot be deleted, so only admitted series get an entry (at most the cap).
 //! Two workers admitting the same new series at once may both count it: the cap can then be
 //! reached a little early, never exceeded.
+//!
+//! The count and the markers live in the plugin's [`Namespace`] under [`LAYOUT`], so two
+//! plugins of one VM (a suite's inbound and outbound instances) have separate budgets.
 
 use crate::labels::{stat_name, LabelValues, Metric};
 use rustc_hash::FxHashMap;
-use sdk_shim::{HostError, MetricId, MetricKind, Metrics, SharedStore};
+use sdk_shim::{HostError, MetricId, MetricKind, Metrics, Namespace, SharedStore};
 
-/// Shared-store key holding the number of admitted series (decimal).
-pub const COUNT_KEY: &str = "mesh.telemetry.series_count";
-/// Prefix of the shared-store key marking one admitted series.
-pub const SERIES_KEY_PREFIX: &str = "mesh.telemetry.series";
+/// The budget's layout inside the plugin's namespace; version 1 was the un-namespaced
+/// `mesh.telemetry.series_count`.
+pub const LAYOUT: &str = "telemetry.2/";
+/// Key (after the layout) holding the number of admitted series (decimal).
+pub const COUNT: &str = "series_count";
+/// Key prefix (after the layout) marking one admitted series.
+pub const SERIES: &str = "series/";
 const CAS_ATTEMPTS: usize = 8;
 
 /// The four metric ids of one series.
@@ -57,8 +63,12 @@ pub enum Admission {
 }
 
 /// One worker's view: the series it already defined, and whether the cap was seen reached.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SeriesRegistry {
+    /// `<ns>telemetry.2/series_count`.
+    count_key: String,
+    /// `<ns>telemetry.2/series/`.
+    marker_prefix: String,
     /// FxHash: keys run near 1 KiB and are hashed on every request; their number is capped
     /// by `max_series`, so colliding keys cost bounded work.
     local: FxHashMap<String, SeriesIds>,
@@ -67,13 +77,6 @@ pub struct SeriesRegistry {
     by_values: FxHashMap<Box<str>, SeriesIds>,
     scratch: String,
     full: bool,
-}
-
-fn series_key(key: &str) -> String {
-    let mut k = String::with_capacity(SERIES_KEY_PREFIX.len() + key.len());
-    k.push_str(SERIES_KEY_PREFIX);
-    k.push_str(key);
-    k
 }
 
 fn parse_count(v: &[u8]) -> u32 {
@@ -86,12 +89,36 @@ fn parse_count(v: &[u8]) -> u32 {
 // === impl SeriesRegistry ===
 
 impl SeriesRegistry {
+    /// A registry for the plugin with namespace `ns`.
+    pub fn new(ns: Namespace) -> Self {
+        Self {
+            count_key: ns.key(&format!("{LAYOUT}{COUNT}")),
+            marker_prefix: ns.key(&format!("{LAYOUT}{SERIES}")),
+            local: FxHashMap::default(),
+            by_values: FxHashMap::default(),
+            scratch: String::new(),
+            full: false,
+        }
+    }
+
+    /// The shared key of the series count.
+    pub fn count_key(&self) -> &str {
+        &self.count_key
+    }
+
     /// Makes sure the shared counter exists before workers race on it with CAS (a missing key
     /// cannot be compare-and-swapped).
-    pub fn seed<S: SharedStore>(store: &S) {
-        if let Ok(None) = store.shared_get(COUNT_KEY) {
-            let _ = store.shared_set(COUNT_KEY, b"0", None);
+    pub fn seed<S: SharedStore>(&self, store: &S) {
+        if let Ok(None) = store.shared_get(&self.count_key) {
+            let _ = store.shared_set(&self.count_key, b"0", None);
         }
+    }
+
+    fn marker(&self, key: &str) -> String {
+        let mut k = String::with_capacity(self.marker_prefix.len() + key.len());
+        k.push_str(&self.marker_prefix);
+        k.push_str(key);
+        k
     }
 
     /// Number of series this worker holds ids for.
@@ -128,7 +155,7 @@ impl SeriesRegistry {
         if let Some(ids) = self.local.get(key) {
             return Admission::Series(*ids);
         }
-        let marker = series_key(key);
+        let marker = self.marker(key);
         // Admitted by another worker (or before a reconfiguration)?
         let known = matches!(host.shared_get(&marker), Ok(Some(_)));
         if !known && (self.full || !self.take_slot(host, max)) {
@@ -153,7 +180,7 @@ impl SeriesRegistry {
     /// Increments the shared series count if it is below `max`.
     fn take_slot<S: SharedStore>(&mut self, store: &S, max: u32) -> bool {
         for _ in 0..CAS_ATTEMPTS {
-            let (count, cas) = match store.shared_get(COUNT_KEY) {
+            let (count, cas) = match store.shared_get(&self.count_key) {
                 Ok(Some(v)) => (parse_count(&v.value), Some(v.cas)),
                 Ok(None) => (0, None),
                 Err(_) => return false,
@@ -163,7 +190,7 @@ impl SeriesRegistry {
                 return false;
             }
             let next = (count + 1).to_string();
-            match store.shared_set(COUNT_KEY, next.as_bytes(), cas) {
+            match store.shared_set(&self.count_key, next.as_bytes(), cas) {
                 Ok(()) => return true,
                 Err(HostError::CasMismatch) => continue,
                 Err(_) => return false,

@@ -10,8 +10,8 @@ use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
 use mesh_core::SpiffeId;
 use sdk_shim::{
-    decision, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics, Properties,
-    PropertySet,
+    decision, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics, Namespace,
+    Properties, PropertySet,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -259,7 +259,8 @@ impl Telemetry {
             trace_replaced: counter(host, stat::TRACE_REPLACED),
             peer_rejected: counter(host, stat::PEER_METADATA_REJECTED),
         };
-        SeriesRegistry::seed(host);
+        let registry = SeriesRegistry::new(Namespace::of_plugin(host, config.namespace.as_deref()));
+        registry.seed(host);
         let own_peer_value = config
             .peer_header
             .as_ref()
@@ -272,7 +273,7 @@ impl Telemetry {
             stats,
             at_log: host.prepare_properties(PropertySet::new(attr::AT_LOG)),
             overflow: OnceLock::new(),
-            registry: Mutex::new(SeriesRegistry::default()),
+            registry: Mutex::new(registry),
         }
     }
 

@@ -43,7 +43,7 @@ fn the_design_example_compiles() {
     assert_eq!(g.policy().max_error_ppb, 50_000_000);
     assert_eq!(g.policy().min_requests, 50);
     assert_eq!(g.policy().window_nanos, 30_000_000_000);
-    assert!(g.key().starts_with("mesh.canary.guard."));
+    assert!(g.key().contains("/canary.2/guard."), "{}", g.key());
 }
 
 #[test]

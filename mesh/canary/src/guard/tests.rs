@@ -217,8 +217,14 @@ fn arming_again_keeps_the_record_and_its_trip() {
 }
 
 #[test]
-fn key_names_the_fingerprint() {
-    assert_eq!(guard_key(0xab), "mesh.canary.guard.00000000000000ab");
+fn key_names_the_plugin_layout_and_fingerprint() {
+    let a = Namespace::from_identity(&[b"a"]);
+    let b = Namespace::from_identity(&[b"b"]);
+    assert_eq!(
+        guard_key(&a, 0xab),
+        format!("{}canary.2/guard.00000000000000ab", a.as_str())
+    );
+    assert_ne!(guard_key(&a, 0xab), guard_key(&b, 0xab));
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -244,3 +244,15 @@ fn trusted_hops_apply_to_address_keys_only_and_are_bounded() {
         "rules[0].key.trusted_hops: must be between 0 and 16"
     );
 }
+
+#[test]
+fn a_configured_namespace_is_checked() {
+    let c = Config::parse(br#"{"namespace":"team-a.v1"}"#).unwrap();
+    assert_eq!(c.namespace.as_deref(), Some("team-a.v1"));
+    assert_eq!(
+        Config::parse(br#"{"namespace":"a/b"}"#)
+            .unwrap_err()
+            .to_string(),
+        "namespace: must be 1 to 64 characters from a-z, A-Z, 0-9, ., _ and -"
+    );
+}

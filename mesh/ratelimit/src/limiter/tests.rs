@@ -1,5 +1,14 @@
 use super::*;
-use crate::table::{slot_of, MAX_CAS_RETRIES, SECRET_KEY};
+use crate::table::{slot_of, Entry, TableKeys, MAX_CAS_RETRIES};
+
+/// The secret's key for a plugin whose host names no plugin (as FakeHost does).
+fn secret_key() -> String {
+    TableKeys::new(sdk_shim::Namespace::of_plugin(
+        &sdk_shim::testing::FakeHost::new(),
+        None,
+    ))
+    .secret()
+}
 use mesh_core::hash::SipKey;
 use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
 use sdk_shim::SharedStore;
@@ -51,7 +60,7 @@ impl Proxy {
     }
 
     fn secret(&self) -> SipKey {
-        SipKey::from_bytes(&self.store.get(SECRET_KEY).unwrap().try_into().unwrap())
+        SipKey::from_bytes(&self.store.get(&secret_key()).unwrap().try_into().unwrap())
     }
 
     fn host(&self) -> FakeHost {
@@ -535,12 +544,16 @@ fn every_worker_uses_the_secret_the_first_configuration_drew() {
             "ratelimit: seeded 100 bucket slots (max_keys 100)"
         ]
     );
-    let stored = store.get(SECRET_KEY).unwrap();
+    let stored = store.get(&secret_key()).unwrap();
     assert_eq!(stored.len(), 16);
     let second = FakeHost::new().with_store(&store).random_seed(22);
     let l2 = Limiter::new(&second, config()).unwrap();
     assert!(second.logs_at(LogLevel::Info).is_empty());
-    assert_eq!(store.get(SECRET_KEY).unwrap(), stored, "never overwritten");
+    assert_eq!(
+        store.get(&secret_key()).unwrap(),
+        stored,
+        "never overwritten"
+    );
     let secret = SipKey::from_bytes(&stored.try_into().unwrap());
     let expected = Fingerprint::for_rule(secret, "api")
         .byte(b'h')
@@ -623,7 +636,7 @@ fn keys_aimed_at_a_slot_without_the_secret_miss_it() {
     // Had the guess been the table's secret, the victim would get nothing.
     let known = FakeStore::default();
     known
-        .shared_set(SECRET_KEY, &guessed.to_bytes(), None)
+        .shared_set(&secret_key(), &guessed.to_bytes(), None)
         .unwrap();
     let p = Proxy::on(known, json);
     assert_eq!(run(&p), 0);
@@ -705,4 +718,98 @@ fn a_path_rule_limits_paths_that_are_not_utf8() {
         decide(&p.limiter, &req()),
         Decision::Limited { rule: 0, .. }
     ));
+}
+
+/// A limiter configured as the plugin `name` (Envoy's `plugin_name`) on a shared store.
+fn plugin(store: &FakeStore, clock: &FakeClock, name: &str, json: &str) -> Limiter {
+    let host = FakeHost::new()
+        .with_store(store)
+        .with_clock(clock)
+        .property(&sdk_shim::namespace::PLUGIN_NAME, name)
+        .property(&sdk_shim::namespace::PLUGIN_ROOT_ID, "ratelimit");
+    Limiter::new(&host, Config::parse(json.as_bytes()).unwrap()).unwrap()
+}
+
+fn run(l: &Limiter, store: &FakeStore, clock: &FakeClock, n: usize) -> usize {
+    (0..n)
+        .filter(|_| {
+            let h = FakeHost::new()
+                .with_store(store)
+                .with_clock(clock)
+                .request("GET", "svc", "/")
+                .request_header("x-api-key", "k");
+            decide(l, &h) == Decision::Allowed
+        })
+        .count()
+}
+
+#[test]
+fn two_plugins_in_one_vm_keep_separate_tables_unless_they_name_one_namespace() {
+    let store = FakeStore::default();
+    let clock = FakeClock::at_nanos(1_700_000_000_000_000_000);
+    let rule = |n: u32, ns: &str| {
+        format!(
+            r#"{{{ns}"rules":[{{"name":"api","key":{{"header":"x-api-key"}},"limit":{{"requests":{n},"per":"1h"}}}}]}}"#
+        )
+    };
+    // Same rule name, same key, different limits: Istio's default.rl-a and default.rl-b.
+    let a = plugin(&store, &clock, "default.rl-a", &rule(2, ""));
+    let b = plugin(&store, &clock, "default.rl-b", &rule(5, ""));
+    assert_eq!(run(&a, &store, &clock, 10), 2);
+    assert_eq!(
+        run(&b, &store, &clock, 10),
+        5,
+        "a's traffic spent none of b's tokens"
+    );
+    // A configured namespace is one budget whatever the plugin names.
+    let shared = r#""namespace":"team","#;
+    let c = plugin(&store, &clock, "default.rl-c", &rule(3, shared));
+    let d = plugin(&store, &clock, "default.rl-d", &rule(3, shared));
+    assert_eq!(run(&c, &store, &clock, 2) + run(&d, &store, &clock, 10), 3);
+}
+
+#[test]
+fn state_of_another_layout_is_ignored_never_misread() {
+    let store = FakeStore::default();
+    let clock = FakeClock::at_nanos(1_700_000_000_000_000_000);
+    // What the un-namespaced layout 1 left behind: a secret and every slot exhausted (TAT far
+    // in the future), and a 16-byte value under this plugin's namespace with layout 1.
+    let exhausted = Entry {
+        fingerprint: 7,
+        tat: u64::MAX / 2,
+    }
+    .encode();
+    store
+        .shared_set("mesh.ratelimit/secret", &[9u8; 16], None)
+        .unwrap();
+    store
+        .shared_set("mesh.ratelimit/seeded", &64u64.to_le_bytes(), None)
+        .unwrap();
+    for slot in 0..64 {
+        store
+            .shared_set(&format!("mesh.ratelimit/{slot}"), &exhausted, None)
+            .unwrap();
+    }
+    let host = FakeHost::new()
+        .property(&sdk_shim::namespace::PLUGIN_NAME, "default.rl")
+        .property(&sdk_shim::namespace::PLUGIN_ROOT_ID, "ratelimit");
+    let ns = sdk_shim::Namespace::of_plugin(&host, None);
+    store
+        .shared_set(&ns.key("ratelimit.1/secret"), &[9u8; 16], None)
+        .unwrap();
+    let json = r#"{"rules":[{"name":"api","key":{"header":"x-api-key"},"limit":{"requests":4,"per":"1h"}}],"max_keys":64}"#;
+    let l = plugin(&store, &clock, "default.rl", json);
+    assert_ne!(l.keys().secret(), "mesh.ratelimit/secret");
+    assert_ne!(
+        store.get(&l.keys().secret()).unwrap(),
+        vec![9u8; 16],
+        "a secret of its own layout"
+    );
+    assert_eq!(
+        run(&l, &store, &clock, 10),
+        4,
+        "old exhausted slots limit nothing"
+    );
+    // And the old entries are left as they were.
+    assert_eq!(store.get("mesh.ratelimit/0").unwrap(), exhausted.to_vec());
 }

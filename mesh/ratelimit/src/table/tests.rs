@@ -6,6 +6,11 @@ use std::cell::{Cell, RefCell};
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const S: u64 = 1_000_000_000;
+
+/// The keys of one test plugin's table.
+fn keys() -> TableKeys {
+    TableKeys::new(Namespace::from_identity(&[b"test"]))
+}
 const NOW: u64 = 1_700_000_000 * S;
 
 fn limit(requests: u64, per_s: u64) -> Limit {
@@ -14,7 +19,7 @@ fn limit(requests: u64, per_s: u64) -> Limit {
 
 fn seeded(max_keys: u32) -> FakeStore {
     let store = FakeStore::default();
-    assert_eq!(seed(&store, max_keys).unwrap(), max_keys);
+    assert_eq!(seed(&store, &keys(), max_keys).unwrap(), max_keys);
     store
 }
 
@@ -23,7 +28,7 @@ fn admitted(r: Result<Acquired, Failure>) -> bool {
 }
 
 fn entry(store: &FakeStore, slot: u32) -> Entry {
-    Entry::decode(&store.get(SlotKey::new(slot).as_str()).unwrap()).unwrap()
+    Entry::decode(&store.get(keys().slot(slot).as_str()).unwrap()).unwrap()
 }
 
 #[test]
@@ -40,9 +45,14 @@ fn entries_are_16_bytes_and_round_trip() {
 
 #[test]
 fn slot_keys_format_without_allocating() {
-    assert_eq!(SlotKey::new(0).as_str(), "mesh.ratelimit/0");
-    assert_eq!(SlotKey::new(907).as_str(), "mesh.ratelimit/907");
-    assert_eq!(SlotKey::new(u32::MAX).as_str(), "mesh.ratelimit/4294967295");
+    let ns = Namespace::from_identity(&[b"test"]);
+    let ns = ns.as_str();
+    assert_eq!(keys().slot(0).as_str(), format!("{ns}ratelimit.2/0"));
+    assert_eq!(keys().slot(907).as_str(), format!("{ns}ratelimit.2/907"));
+    assert_eq!(
+        keys().slot(u32::MAX).as_str(),
+        format!("{ns}ratelimit.2/4294967295")
+    );
     assert_eq!(slot_of(1003, 1000), 3);
     assert_eq!(slot_of(5, 0), 0);
 }
@@ -53,25 +63,36 @@ fn seeding_creates_each_slot_once_and_never_clobbers() {
     assert_eq!(store.len(), 101, "100 slots and the seeded marker");
     // A slot in use survives a later seeding of a bigger table.
     let fp = 7;
-    assert!(admitted(acquire(&store, &limit(1, 60), fp, 100, NOW)));
+    assert!(admitted(acquire(
+        &store,
+        &keys(),
+        &limit(1, 60),
+        fp,
+        100,
+        NOW
+    )));
     let before = entry(&store, 7);
     assert_eq!(
-        seed(&store, 100).unwrap(),
+        seed(&store, &keys(), 100).unwrap(),
         0,
         "already seeded: nothing to do"
     );
-    assert_eq!(seed(&store, 150).unwrap(), 50, "only the new slots");
+    assert_eq!(
+        seed(&store, &keys(), 150).unwrap(),
+        50,
+        "only the new slots"
+    );
     assert_eq!(entry(&store, 7), before);
     assert_eq!(store.len(), 151);
     // A smaller table reuses the slots already there.
-    assert_eq!(seed(&store, 10).unwrap(), 0);
+    assert_eq!(seed(&store, &keys(), 10).unwrap(), 0);
 }
 
 #[test]
 fn an_unseeded_slot_is_a_failure_not_a_blind_write() {
     let store = FakeStore::default();
     assert_eq!(
-        acquire(&store, &limit(1, 60), 1, 10, NOW),
+        acquire(&store, &keys(), &limit(1, 60), 1, 10, NOW),
         Err(Failure::Unseeded)
     );
     assert!(store.is_empty());
@@ -82,7 +103,7 @@ fn a_key_admits_its_limit_then_is_refused() {
     let store = seeded(10);
     let l = limit(3, 60);
     let results: Vec<bool> = (0..5)
-        .map(|_| admitted(acquire(&store, &l, 42, 10, NOW)))
+        .map(|_| admitted(acquire(&store, &keys(), &l, 42, 10, NOW)))
         .collect();
     assert_eq!(results, [true, true, true, false, false]);
     assert_eq!(entry(&store, 2).fingerprint, 42);
@@ -93,14 +114,14 @@ fn an_idle_foreign_bucket_is_reclaimed() {
     let store = seeded(10);
     let l = limit(1, 60);
     // Keys 3 and 13 share slot 3.
-    assert!(admitted(acquire(&store, &l, 3, 10, NOW)));
+    assert!(admitted(acquire(&store, &keys(), &l, 3, 10, NOW)));
     // 60s later key 3's bucket is full again: key 13 takes the slot, no collision.
-    let a = acquire(&store, &l, 13, 10, NOW + 60 * S).unwrap();
+    let a = acquire(&store, &keys(), &l, 13, 10, NOW + 60 * S).unwrap();
     assert!(!a.collision);
     assert!(matches!(a.outcome, Outcome::Allow { .. }));
     assert_eq!(entry(&store, 3).fingerprint, 13);
     // And key 3 is not harmed: the slot is busy with 13, so 3 shares it (a collision).
-    let a = acquire(&store, &l, 3, 10, NOW + 60 * S).unwrap();
+    let a = acquire(&store, &keys(), &l, 3, 10, NOW + 60 * S).unwrap();
     assert!(a.collision);
 }
 
@@ -108,13 +129,13 @@ fn an_idle_foreign_bucket_is_reclaimed() {
 fn a_busy_foreign_bucket_is_shared_and_counted() {
     let store = seeded(10);
     let l = limit(2, 60);
-    assert!(admitted(acquire(&store, &l, 3, 10, NOW)));
-    let a = acquire(&store, &l, 13, 10, NOW).unwrap();
+    assert!(admitted(acquire(&store, &keys(), &l, 3, 10, NOW)));
+    let a = acquire(&store, &keys(), &l, 13, 10, NOW).unwrap();
     assert!(a.collision);
     assert!(matches!(a.outcome, Outcome::Allow { .. }));
     assert_eq!(entry(&store, 3).fingerprint, 3, "the owner keeps the slot");
     // Both keys together got the one bucket's 2, never more.
-    let a = acquire(&store, &l, 3, 10, NOW).unwrap();
+    let a = acquire(&store, &keys(), &l, 3, 10, NOW).unwrap();
     assert!(matches!(a.outcome, Outcome::Deny { .. }));
 }
 
@@ -122,9 +143,16 @@ fn a_busy_foreign_bucket_is_shared_and_counted() {
 fn a_corrupt_slot_is_taken_over_as_unused() {
     let store = seeded(10);
     store
-        .shared_set(SlotKey::new(4).as_str(), b"garbage", None)
+        .shared_set(keys().slot(4).as_str(), b"garbage", None)
         .unwrap();
-    assert!(admitted(acquire(&store, &limit(1, 60), 4, 10, NOW)));
+    assert!(admitted(acquire(
+        &store,
+        &keys(),
+        &limit(1, 60),
+        4,
+        10,
+        NOW
+    )));
     assert_eq!(entry(&store, 4).fingerprint, 4);
 }
 
@@ -132,7 +160,7 @@ fn a_corrupt_slot_is_taken_over_as_unused() {
 fn cas_conflicts_are_retried_and_counted() {
     let store = seeded(10);
     store.force_cas_conflicts(3);
-    let a = acquire(&store, &limit(1, 60), 5, 10, NOW).unwrap();
+    let a = acquire(&store, &keys(), &limit(1, 60), 5, 10, NOW).unwrap();
     assert_eq!(a.cas_retries, 3);
     assert!(matches!(a.outcome, Outcome::Allow { .. }));
 }
@@ -143,14 +171,21 @@ fn exhausted_retries_fail_without_admitting() {
     let before = entry(&store, 5);
     store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
     assert_eq!(
-        acquire(&store, &limit(1, 60), 5, 10, NOW),
+        acquire(&store, &keys(), &limit(1, 60), 5, 10, NOW),
         Err(Failure::CasExhausted {
             retries: MAX_CAS_RETRIES
         })
     );
     assert_eq!(entry(&store, 5), before, "nothing written");
     // The next request has the whole bucket: the failed one consumed nothing.
-    assert!(admitted(acquire(&store, &limit(1, 60), 5, 10, NOW)));
+    assert!(admitted(acquire(
+        &store,
+        &keys(),
+        &limit(1, 60),
+        5,
+        10,
+        NOW
+    )));
 }
 
 /// A store whose reads carry no version (what a CAS-less host would return).
@@ -169,7 +204,7 @@ impl SharedStore for NoVersions {
 fn a_missing_version_is_never_used_as_an_unconditional_write() {
     let store = NoVersions(seeded(10));
     assert_eq!(
-        acquire(&store, &limit(1, 60), 5, 10, NOW),
+        acquire(&store, &keys(), &limit(1, 60), 5, 10, NOW),
         Err(Failure::NoVersion)
     );
 }
@@ -201,17 +236,17 @@ impl SharedStore for Racing<'_> {
 fn two_workers_racing_for_the_last_request_admit_it_once() {
     let inner = seeded(10);
     let l = limit(2, 3600);
-    assert!(admitted(acquire(&inner, &l, 9, 10, NOW)));
+    assert!(admitted(acquire(&inner, &keys(), &l, 9, 10, NOW)));
     let rival_result = RefCell::new(None);
     let store = Racing {
         inner: inner.clone(),
         rival: RefCell::new(Some(Box::new(|s: &FakeStore| {
-            *rival_result.borrow_mut() = Some(acquire(s, &l, 9, 10, NOW));
+            *rival_result.borrow_mut() = Some(acquire(s, &keys(), &l, 9, 10, NOW));
         }))),
         sets: Cell::new(0),
     };
     // We read "1 left", the rival takes it, our CAS fails, we re-read and are refused.
-    let ours = acquire(&store, &l, 9, 10, NOW).unwrap();
+    let ours = acquire(&store, &keys(), &l, 9, 10, NOW).unwrap();
     let rival = rival_result.borrow_mut().take().unwrap().unwrap();
     assert!(matches!(rival.outcome, Outcome::Allow { .. }));
     assert!(matches!(ours.outcome, Outcome::Deny { .. }));
@@ -228,16 +263,16 @@ fn host(store: &FakeStore, seed: u64) -> FakeHost {
 #[test]
 fn the_first_configuration_draws_the_secret_and_later_ones_read_it() {
     let store = FakeStore::default();
-    let first = load_or_create_secret(&host(&store, 1)).unwrap();
+    let first = load_or_create_secret(&host(&store, 1), &keys()).unwrap();
     assert!(first.created);
     assert_eq!(
-        store.get(SECRET_KEY).unwrap(),
+        store.get(&keys().secret()).unwrap(),
         first.key.to_bytes(),
         "16 bytes"
     );
     // Other workers and later configurations draw other bytes but keep the first secret.
     for seed in 2..6 {
-        let later = load_or_create_secret(&host(&store, seed)).unwrap();
+        let later = load_or_create_secret(&host(&store, seed), &keys()).unwrap();
         assert_eq!(
             later,
             Secret {
@@ -248,17 +283,19 @@ fn the_first_configuration_draws_the_secret_and_later_ones_read_it() {
     }
     assert_eq!(store.len(), 1);
     // Another proxy (another store) gets its own.
-    let elsewhere = load_or_create_secret(&host(&FakeStore::default(), 2)).unwrap();
+    let elsewhere = load_or_create_secret(&host(&FakeStore::default(), 2), &keys()).unwrap();
     assert_ne!(elsewhere.key, first.key);
 }
 
 #[test]
 fn a_malformed_secret_is_replaced() {
     let store = FakeStore::default();
-    store.shared_set(SECRET_KEY, b"not 16 bytes", None).unwrap();
-    let s = load_or_create_secret(&host(&store, 3)).unwrap();
+    store
+        .shared_set(&keys().secret(), b"not 16 bytes", None)
+        .unwrap();
+    let s = load_or_create_secret(&host(&store, 3), &keys()).unwrap();
     assert!(s.created);
-    assert_eq!(store.get(SECRET_KEY).unwrap(), s.key.to_bytes());
+    assert_eq!(store.get(&keys().secret()).unwrap(), s.key.to_bytes());
 }
 
 /// A store where a rival that also found the secret missing writes its own right after our
@@ -296,7 +333,7 @@ fn a_writer_uses_what_the_store_holds_after_its_write() {
         rival: [9; 16],
         raced: Cell::new(false),
     };
-    let ours = load_or_create_secret(&store).unwrap();
+    let ours = load_or_create_secret(&store, &keys()).unwrap();
     assert!(!ours.created, "the rival's write came last");
     assert_eq!(ours.key, SipKey::from_bytes(&[9; 16]));
 }
@@ -337,17 +374,23 @@ fn without_randomness_or_a_store_there_is_no_secret() {
         reads: true,
     };
     assert_eq!(
-        load_or_create_secret(&no_random),
+        load_or_create_secret(&no_random, &keys()),
         Err(HostError::Unsupported)
     );
     assert!(no_random.inner.is_empty(), "nothing guessable written");
     // An existing secret needs no randomness.
-    let s = load_or_create_secret(&host(&no_random.inner, 1)).unwrap();
-    assert_eq!(load_or_create_secret(&no_random).unwrap().key, s.key);
+    let s = load_or_create_secret(&host(&no_random.inner, 1), &keys()).unwrap();
+    assert_eq!(
+        load_or_create_secret(&no_random, &keys()).unwrap().key,
+        s.key
+    );
     let no_reads = Broken {
         inner: FakeStore::default(),
         random: true,
         reads: false,
     };
-    assert_eq!(load_or_create_secret(&no_reads), Err(HostError::Internal));
+    assert_eq!(
+        load_or_create_secret(&no_reads, &keys()),
+        Err(HostError::Internal)
+    );
 }
