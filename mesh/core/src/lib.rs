@@ -1,6 +1,7 @@
 //! What every mesh filter shares: config errors with field paths, durations, keyed hashing, request matchers and SPIFFE identities.
 #![forbid(unsafe_code)]
 
+pub mod capability;
 pub mod config;
 pub mod duration;
 pub mod hash;
@@ -8,6 +9,7 @@ pub mod matchers;
 pub mod request;
 pub mod spiffe;
 
+pub use capability::{Capability, CapabilityRoot, SetupError};
 pub use config::{parse_json, ConfigError};
 pub use duration::parse_duration;
 pub use hash::{SipHasher13, SipHasher24, SipKey};

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod filter;
 pub mod gcra;
 pub mod headers;
 pub mod key;
@@ -31,6 +32,7 @@ pub mod limiter;
 pub mod table;
 
 pub use config::{Config, FailureMode, KeySource, Mode, Rule};
+pub use filter::{RateLimit, RateLimitFilter, RateLimitRoot, DECISION_KEY};
 pub use gcra::{Limit, Outcome};
 pub use headers::LimitedReply;
 pub use limiter::{Decision, Limiter, Verdict};

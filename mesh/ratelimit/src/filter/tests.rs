@@ -1,6 +1,7 @@
 use super::*;
+use sdk_shim::RootFilter;
 use mesh_core::hash::SipKey;
-use mesh_ratelimit::table::{slot_of, TableKeys};
+use crate::table::{slot_of, TableKeys};
 
 /// The secret's key for a plugin whose host names no plugin (as FakeHost does).
 fn secret_key() -> String {
@@ -103,7 +104,7 @@ fn bad_configs_are_rejected_with_one_line_naming_the_field() {
         assert!(errors[0].starts_with(prefix), "{}", errors[0]);
         assert!(errors[0].contains(expected), "{} !~ {expected}", errors[0]);
         assert!(!errors[0].ends_with('.'));
-        assert!(root.limiter().is_none());
+        assert!(root.bound().is_none());
         assert!(
             host.store().is_empty(),
             "nothing seeded for a rejected config"
@@ -234,13 +235,13 @@ fn roots_sharing_a_store_share_the_secret_and_the_slots() {
     let p = Proxy::new(CONFIG, 2);
     let stored = p.store.get(&secret_key()).unwrap();
     let secret = SipKey::from_bytes(&stored.clone().try_into().unwrap());
-    let [a, b] = [&p.roots[0], &p.roots[1]].map(|r| r.limiter().unwrap().clone());
+    let [a, b] = [&p.roots[0], &p.roots[1]].map(|r| r.bound().unwrap().clone());
     for key in [b"alice".as_slice(), b"bob", b"", b"\xff\x00"] {
         let fa = a.header_fingerprint(0, key).unwrap();
         let fb = b.header_fingerprint(0, key).unwrap();
         assert_eq!(fa, fb);
         assert_eq!(slot_of(fa, 64), slot_of(fb, 64));
-        let expected = mesh_ratelimit::key::Fingerprint::for_rule(secret, "api")
+        let expected = crate::key::Fingerprint::for_rule(secret, "api")
             .byte(b'h')
             .bytes(key)
             .finish();
@@ -251,7 +252,7 @@ fn roots_sharing_a_store_share_the_secret_and_the_slots() {
     let mut root = RateLimitRoot::default();
     assert!(root.on_configure(&other.host().random_seed(1000), CONFIG.as_bytes()));
     assert_ne!(other.store.get(&secret_key()).unwrap(), stored);
-    let fo = root.limiter().unwrap().header_fingerprint(0, b"alice");
+    let fo = root.bound().unwrap().header_fingerprint(0, b"alice");
     assert_ne!(fo, a.header_fingerprint(0, b"alice"));
 }
 
