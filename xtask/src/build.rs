@@ -55,43 +55,10 @@ pub fn build() -> anyhow::Result<Vec<PathBuf>> {
 /// Section where `sdk_shim::export_root_filter!` records the filter's `HttpFilter::CALLBACKS`.
 const CALLBACKS_SECTION: &str = "mesh.callbacks";
 
-/// Exports the shim's adapter never forwards to a filter: the SDK defines them all, and the
-/// proxy enters the VM for each one it finds (a body callback per data frame).
-const NEVER_FORWARDED: &[&str] = &[
-    "proxy_on_request_body",
-    "proxy_on_request_trailers",
-    "proxy_on_response_body",
-    "proxy_on_response_trailers",
-    "proxy_on_done",
-    "proxy_on_new_connection",
-    "proxy_on_downstream_data",
-    "proxy_on_downstream_connection_close",
-    "proxy_on_upstream_data",
-    "proxy_on_upstream_connection_close",
-    "proxy_on_queue_ready",
-    "proxy_on_foreign_function",
-    "proxy_on_grpc_receive_initial_metadata",
-    "proxy_on_grpc_receive",
-    "proxy_on_grpc_receive_trailing_metadata",
-    "proxy_on_grpc_close",
-];
-
-/// Exports forwarded to a filter only if its `CALLBACKS` bits (as in `sdk_shim::Callbacks`)
-/// include them.
-const FORWARDED: &[(u8, &str)] = &[
-    (1, "proxy_on_request_headers"),
-    (2, "proxy_on_response_headers"),
-    (4, "proxy_on_log"),
-    (8, "proxy_on_http_call_response"),
-];
-
-/// The exports a filter declaring callback bits `bits` does not need.
+/// The exports a filter declaring callback bits `bits` does not need (the table is
+/// `sdk_shim::Callbacks::EXPORTS`, next to the adapter that forwards them).
 fn unused_exports(bits: u8) -> Vec<&'static str> {
-    let forwarded = FORWARDED
-        .iter()
-        .filter(|(bit, _)| bits & bit == 0)
-        .map(|(_, name)| *name);
-    NEVER_FORWARDED.iter().copied().chain(forwarded).collect()
+    sdk_shim::Callbacks::from_bits(bits).unused_exports()
 }
 
 /// Writes to `dest` the module at `path` without the exports of callbacks its filter does not
@@ -220,6 +187,9 @@ mod tests {
         ] {
             assert!(!unused.contains(&name), "{name}");
         }
-        assert_eq!(unused_exports(15).len(), NEVER_FORWARDED.len());
+        assert_eq!(
+            unused_exports(15).len(),
+            sdk_shim::Callbacks::NEVER_FORWARDED.len()
+        );
     }
 }
