@@ -60,6 +60,54 @@ impl Callbacks {
     pub const fn bits(self) -> u8 {
         self.0
     }
+
+    /// The callbacks of a `mesh.callbacks` byte.
+    pub const fn from_bits(bits: u8) -> Self {
+        Self(bits & Self::ALL.0)
+    }
+
+    /// Each forwarded callback with the proxy-wasm export that delivers it: the one table
+    /// `cargo xtask build` trims a module's exports by.
+    pub const EXPORTS: [(Self, &'static str); 4] = [
+        (Self::REQUEST_HEADERS, "proxy_on_request_headers"),
+        (Self::RESPONSE_HEADERS, "proxy_on_response_headers"),
+        (Self::LOG, "proxy_on_log"),
+        (Self::HTTP_CALL_RESPONSE, "proxy_on_http_call_response"),
+    ];
+
+    /// Exports the adapter never forwards to a filter: the SDK defines them all, and the
+    /// proxy enters the VM for each one it finds (a body callback per data frame).
+    pub const NEVER_FORWARDED: [&'static str; 16] = [
+        "proxy_on_request_body",
+        "proxy_on_request_trailers",
+        "proxy_on_response_body",
+        "proxy_on_response_trailers",
+        "proxy_on_done",
+        "proxy_on_new_connection",
+        "proxy_on_downstream_data",
+        "proxy_on_downstream_connection_close",
+        "proxy_on_upstream_data",
+        "proxy_on_upstream_connection_close",
+        "proxy_on_queue_ready",
+        "proxy_on_foreign_function",
+        "proxy_on_grpc_receive_initial_metadata",
+        "proxy_on_grpc_receive",
+        "proxy_on_grpc_receive_trailing_metadata",
+        "proxy_on_grpc_close",
+    ];
+
+    /// The exports a module whose filter uses these callbacks does not need.
+    pub fn unused_exports(self) -> Vec<&'static str> {
+        let forwarded = Self::EXPORTS
+            .iter()
+            .filter(|(c, _)| !self.contains(*c))
+            .map(|(_, name)| *name);
+        Self::NEVER_FORWARDED
+            .iter()
+            .copied()
+            .chain(forwarded)
+            .collect()
+    }
 }
 
 /// Per-request callbacks. Defaults continue and do nothing.

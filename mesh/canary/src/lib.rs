@@ -1,9 +1,11 @@
-//! Canary routing logic independent of any proxy: weighted splits, overrides, sticky users and the rollback guard.
+//! Canary routing for the mesh: weighted splits, overrides, sticky users, the rollback guard
+//! and the capability's filter ([`filter`]), all against sdk-shim's host traits.
 #![forbid(unsafe_code)]
 
 pub mod canary;
 pub mod config;
 pub mod cookie;
+pub mod filter;
 pub mod guard;
 pub mod hash;
 pub mod host;
@@ -12,5 +14,6 @@ pub mod split;
 
 pub use canary::{Canary, Guard, Service};
 pub use config::CanarySpec;
+pub use filter::{CanaryCapability, CanaryConfig, CanaryFilter, CanaryRoot, DECISION};
 pub use guard::Observation;
 pub use route::{Decision, Reason};

@@ -172,9 +172,7 @@ impl IntentionsConfig {
             },
             intentions: kept,
             ignored,
-            labels: Vec::new(),
-        }
-        .with_labels())
+        })
     }
 }
 

@@ -105,16 +105,19 @@
 //! # Audit mode
 //!
 //! `mode: audit` evaluates, counts and logs every decision, and lets would-be denials (and
-//! refused paths) through; the decision reads `audit_deny:<name>`.
+//! refused paths) through; the decision reads `audit_deny:<name>`. The policy decides alike in
+//! both modes; [`filter`], the capability in the proxy, carries audit mode out.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod filter;
 pub mod identity;
 pub mod path;
 pub mod pattern;
 pub mod policy;
 
 pub use config::IntentionsConfig;
+pub use filter::{Intentions, IntentionsFilter, IntentionsRoot, DECISION_KEY};
 pub use identity::{Anonymous, Peer};
 pub use path::{normalize_path, PathError};
 pub use pattern::{precedence, NamePattern, ServiceName};

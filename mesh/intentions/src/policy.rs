@@ -13,7 +13,8 @@ pub enum Action {
     Deny,
 }
 
-/// Enforce decisions, or only report them.
+/// Enforce decisions, or only report them; the policy decides the same in both, the filter
+/// ([`crate::filter`]) carries audit mode out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
@@ -79,9 +80,6 @@ pub struct Policy {
     pub(crate) intentions: Vec<Intention>,
     /// How many valid intentions name other destinations.
     pub(crate) ignored: usize,
-    /// [`Policy::label`]'s answers, made once: `[allow, deny]` per intention, then the
-    /// default's.
-    pub(crate) labels: Vec<[String; 2]>,
 }
 
 /// The intentions that decide a peer's requests: those at the highest matching precedence.
@@ -136,36 +134,6 @@ impl Policy {
                 .map_or("unknown", |i| i.name.as_str()),
             DecidedBy::Default { .. } => "default",
         }
-    }
-
-    /// `allow:<name>`, `deny:<name>` or, in audit mode, `audit_deny:<name>` for a denial.
-    pub fn label(&self, decision: Decision) -> &str {
-        let row = match decision.by {
-            DecidedBy::Intention { index, .. } => index,
-            DecidedBy::Default { .. } => self.intentions.len(),
-        };
-        let column = usize::from(decision.action == Action::Deny);
-        self.labels
-            .get(row)
-            .and_then(|r| r.get(column))
-            .map_or("unknown", String::as_str)
-    }
-
-    /// Fills the table [`Policy::label`] reads; called once the intentions are final.
-    pub(crate) fn with_labels(mut self) -> Self {
-        let deny = match self.mode {
-            Mode::Enforce => "deny",
-            Mode::Audit => "audit_deny",
-        };
-        let names = self
-            .intentions
-            .iter()
-            .map(|i| i.name.as_str())
-            .chain(["default"]);
-        self.labels = names
-            .map(|n| [format!("allow:{n}"), format!("{deny}:{n}")])
-            .collect();
-        self
     }
 }
 

@@ -33,7 +33,8 @@ impl Capability for RateLimit {
 
     /// Defines the metrics, reads (or draws) the table's secret and seeds the table.
     fn bind<H: Host>(host: &H, config: Config) -> Result<Limiter, SetupError> {
-        Limiter::new(host, config).map_err(SetupError::of("the bucket table, its secret or metrics"))
+        Limiter::new(host, config)
+            .map_err(SetupError::of("the bucket table, its secret or metrics"))
     }
 
     fn filter(bound: Option<&Arc<Limiter>>) -> RateLimitFilter {

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod filter;
 pub mod flags;
 pub mod histogram;
 pub mod labels;
@@ -12,4 +13,5 @@ pub mod telemetry;
 pub mod trace;
 
 pub use config::{Reporter, TelemetryConfig};
+pub use filter::{TelemetryCapability, TelemetryFilter, TelemetryRoot};
 pub use telemetry::{Decisions, RequestTelemetry, Telemetry, Workload};

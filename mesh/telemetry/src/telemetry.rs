@@ -10,8 +10,8 @@ use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
 use mesh_core::SpiffeId;
 use sdk_shim::{
-    decision, HeaderMap, Host, HttpHost, LogLevel, MetricId, MetricKind, Metrics, Namespace,
-    Properties, PropertySet,
+    decision, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind, Metrics,
+    Namespace, Properties, PropertySet,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -154,13 +154,14 @@ impl Workload {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// The filter's own counters, defined at configuration (a failure there rejects it).
+#[derive(Debug, Clone, Copy)]
 struct OwnStats {
-    series_admitted: Option<MetricId>,
-    series_overflow: Option<MetricId>,
-    trace_started: Option<MetricId>,
-    trace_replaced: Option<MetricId>,
-    peer_rejected: Option<MetricId>,
+    series_admitted: MetricId,
+    series_overflow: MetricId,
+    trace_started: MetricId,
+    trace_replaced: MetricId,
+    peer_rejected: MetricId,
 }
 
 /// Everything built at configuration time, shared by the requests of one worker.
@@ -180,22 +181,21 @@ pub struct Telemetry {
     registry: Mutex<SeriesRegistry>,
 }
 
-fn counter<H: Metrics>(host: &H, name: &str) -> Option<MetricId> {
-    host.define_metric(MetricKind::Counter, name).ok()
+fn counter<H: Metrics>(host: &H, name: &str) -> Result<MetricId, HostError> {
+    host.define_metric(MetricKind::Counter, name)
 }
 
-fn bump<H: Metrics>(host: &H, id: Option<MetricId>) {
-    if let Some(id) = id {
-        let _ = host.increment_metric(id, 1);
-    }
+/// A failed increment loses one count, never the request.
+fn bump<H: Metrics>(host: &H, id: MetricId) {
+    let _ = host.increment_metric(id, 1);
 }
 
 // === impl Telemetry ===
 
 impl Telemetry {
-    /// Resolves the workload (reading the node once), defines the filter's own stats and
-    /// seeds the shared series count.
-    pub fn configure<H: Host>(host: &H, config: TelemetryConfig) -> Self {
+    /// The capability's bind step: resolves the workload (reading the node once), defines the
+    /// filter's own stats (failing if one cannot be) and seeds the shared series count.
+    pub fn bind<H: Host>(host: &H, config: TelemetryConfig) -> Result<Self, HostError> {
         let workload = Workload::resolve(&config.workload, host);
         let reporter = config.reporter.as_str();
         let mut template = LabelValues::default();
@@ -253,19 +253,21 @@ impl Telemetry {
             template.set_str(Label::ConnectionSecurityPolicy, UNKNOWN);
         }
         let stats = OwnStats {
-            series_admitted: counter(host, stat::SERIES_ADMITTED),
-            series_overflow: counter(host, stat::SERIES_OVERFLOW),
-            trace_started: counter(host, stat::TRACE_STARTED),
-            trace_replaced: counter(host, stat::TRACE_REPLACED),
-            peer_rejected: counter(host, stat::PEER_METADATA_REJECTED),
+            series_admitted: counter(host, stat::SERIES_ADMITTED)?,
+            series_overflow: counter(host, stat::SERIES_OVERFLOW)?,
+            trace_started: counter(host, stat::TRACE_STARTED)?,
+            trace_replaced: counter(host, stat::TRACE_REPLACED)?,
+            peer_rejected: counter(host, stat::PEER_METADATA_REJECTED)?,
         };
         let registry = SeriesRegistry::new(Namespace::of_plugin(host, config.namespace.as_deref()));
+        // Best effort, unlike the stats: a store failing here fails admissions later, which
+        // then go to the overflow series.
         registry.seed(host);
         let own_peer_value = config
             .peer_header
             .as_ref()
             .map(|_| workload.peer_metadata().to_string());
-        Self {
+        Ok(Self {
             config,
             workload,
             template,
@@ -274,7 +276,7 @@ impl Telemetry {
             at_log: host.prepare_properties(PropertySet::new(attr::AT_LOG)),
             overflow: OnceLock::new(),
             registry: Mutex::new(registry),
-        }
+        })
     }
 
     /// Series this worker holds ids for.

@@ -38,8 +38,13 @@ fn decide(p: &Policy, who: &Peer) -> Decision {
     decide_req(p, who, "GET", "/", &[])
 }
 
+/// `allow:<name>` or `deny:<name>`: the action and the decider's name.
+fn named(p: &Policy, d: Decision) -> String {
+    format!("{}:{}", d.action.as_str(), p.decider_name(d.by))
+}
+
 fn label(p: &Policy, who: &Peer, method: &str, path: &str) -> String {
-    p.label(decide_req(p, who, method, path, &[])).to_owned()
+    named(p, decide_req(p, who, method, path, &[]))
 }
 
 /// Every ordered pair of rows of Consul's table, with each action on each side: the higher row
@@ -218,7 +223,7 @@ fn first_matching_permission_decides() {
             permission: Some(0)
         }
     );
-    assert_eq!(p.label(d), "deny:web");
+    assert_eq!(named(&p, d), "deny:web");
     assert_eq!(label(&p, &web, "HEAD", "/api/x"), "allow:web");
     assert_eq!(label(&p, &web, "GET", "/v2/anything"), "allow:web");
     assert_eq!(label(&p, &web, "DELETE", "/v2/anything"), "deny:web");
@@ -236,7 +241,7 @@ fn no_matching_permission_falls_to_default_action() {
             by: DecidedBy::Default { after: Some(0) }
         }
     );
-    assert_eq!(p.label(d), "deny:default");
+    assert_eq!(named(&p, d), "deny:default");
     assert_eq!(label(&p, &web, "GET", "/other"), "deny:default");
 }
 
@@ -245,7 +250,7 @@ fn headers_are_matched_with_every_value() {
     let p = l7();
     let web = peer("default", "web");
     assert!(p.select(&web).needs_headers());
-    let up = |h: &[(&str, &str)]| p.label(decide_req(&p, &web, "POST", "/upload", h));
+    let up = |h: &[(&str, &str)]| named(&p, decide_req(&p, &web, "POST", "/upload", h));
     assert_eq!(up(&[("x-role", "uploader")]), "allow:web");
     assert_eq!(
         up(&[("x-role", "guest"), ("x-role", "uploader")]),
@@ -277,11 +282,13 @@ fn l4_selection_does_not_need_the_request() {
     let sel = p.select(&web);
     assert!(!sel.needs_headers());
     assert!(!sel.is_l7());
-    assert_eq!(p.label(decide(&p, &web)), "allow:default.web");
+    assert_eq!(named(&p, decide(&p, &web)), "allow:default.web");
 }
 
+/// The policy decides alike in both modes; the filter carries audit mode out (its
+/// `audit_mode_labels_denials` test).
 #[test]
-fn audit_mode_labels_denials() {
+fn audit_mode_decides_as_enforce() {
     let p = policy(&format!(
         r#"{{"trust_domain":"{TD}","destination":"api","mode":"audit",
             "intentions":[{{"source":"web","action":"deny"}}]}}"#
@@ -289,12 +296,9 @@ fn audit_mode_labels_denials() {
     assert_eq!(p.mode, Mode::Audit);
     assert_eq!(
         label(&p, &peer("default", "web"), "GET", "/"),
-        "audit_deny:default.web"
+        "deny:default.web"
     );
-    assert_eq!(
-        label(&p, &peer("default", "x"), "GET", "/"),
-        "audit_deny:default"
-    );
+    assert_eq!(label(&p, &peer("default", "x"), "GET", "/"), "deny:default");
 }
 
 fn tied(a: Rule, b: Rule) -> Policy {
@@ -313,9 +317,7 @@ fn tied(a: Rule, b: Rule) -> Policy {
         mode: Mode::Enforce,
         intentions: vec![mk("a", a), mk("b", b)],
         ignored: 0,
-        labels: Vec::new(),
     }
-    .with_labels()
 }
 
 fn perm(action: Action, prefix: &str) -> Permission {
@@ -370,7 +372,7 @@ fn deny_header_matchers_see_list_elements() {
             {{"action":"allow","http":{{"headers":[{{"name":"x-ok","exact":"yes"}}]}}}}]}}]}}"#
     ));
     let web = peer("default", "web");
-    let d = |h: &[(&str, &str)]| p.label(decide_req(&p, &web, "GET", "/", h));
+    let d = |h: &[(&str, &str)]| named(&p, decide_req(&p, &web, "GET", "/", h));
     let gold = ("x-tier", "gold");
     assert_eq!(
         d(&[gold, ("x-tenant", "guest"), ("x-tenant", "admin")]),
@@ -428,7 +430,10 @@ fn list_splitting_costs_at_most_a_small_multiple_of_the_request() {
         path: "/",
         headers: &headers,
     };
-    assert_eq!(p.label(p.select(&web).decide(&input)), "allow:default.web");
+    assert_eq!(
+        named(&p, p.select(&web).decide(&input)),
+        "allow:default.web"
+    );
 }
 
 #[test]
@@ -451,7 +456,7 @@ fn deny_header_regexes_see_values_that_are_not_utf8() {
             path: "/",
             headers: &headers,
         };
-        p.label(p.select(&web).decide(&input))
+        named(&p, p.select(&web).decide(&input))
     };
     assert_eq!(d(&[("user-agent", b"curl/8")]), "deny:default.web");
     assert_eq!(d(&[("user-agent", b"curl/8\xff")]), "deny:default.web");

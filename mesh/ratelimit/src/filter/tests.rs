@@ -1,7 +1,7 @@
 use super::*;
-use sdk_shim::RootFilter;
-use mesh_core::hash::SipKey;
 use crate::table::{slot_of, TableKeys};
+use mesh_core::hash::SipKey;
+use sdk_shim::RootFilter;
 
 /// The secret's key for a plugin whose host names no plugin (as FakeHost does).
 fn secret_key() -> String {

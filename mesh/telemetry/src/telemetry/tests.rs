@@ -29,7 +29,7 @@ impl Proxy {
         let root = root.with_metrics(&metrics).with_store(&store);
         let config = TelemetryConfig::from_json(json.as_bytes()).unwrap();
         Self {
-            telemetry: Arc::new(Telemetry::configure(&root, config)),
+            telemetry: Arc::new(Telemetry::bind(&root, config).unwrap()),
             metrics,
             store,
         }

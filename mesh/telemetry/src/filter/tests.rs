@@ -1,10 +1,16 @@
-//! The filter glue against sdk-shim's FakeHost: configuration handling, the request lifecycle
+//! The capability against sdk-shim's FakeHost: configuration handling, the request lifecycle
 //! through the `RootFilter`/`HttpFilter` traits, workers sharing one cap, hostile requests.
 
-use filter_telemetry::{TelemetryFilter, TelemetryRoot};
-use mesh_telemetry::telemetry::{attr, stat};
+use super::*;
+use crate::telemetry::{attr, stat};
 use sdk_shim::testing::{FakeHost, FakeMetrics, FakeStore};
-use sdk_shim::{decision, Action, HeaderMap, HttpFilter, HttpHeaders, LogLevel, RootFilter};
+use sdk_shim::{
+    decision, Clock, HeaderMap, HostError, HttpHeaders, Log, LogLevel, MetricId, MetricKind,
+    Metrics, Properties, PropertySet, Random, RootFilter, SharedStore, Timer, Versioned,
+};
+use std::time::Duration;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn configured(json: &str, host: &FakeHost) -> TelemetryRoot {
     let mut root = TelemetryRoot::default();
@@ -70,7 +76,7 @@ fn bad_configurations_are_rejected_with_one_error_line() {
             errors[0]
         );
         assert!(!errors[0].ends_with('.'));
-        assert!(root.shared().is_none());
+        assert!(root.bound().is_none());
     }
 }
 
@@ -78,7 +84,7 @@ fn bad_configurations_are_rejected_with_one_error_line() {
 fn empty_configuration_means_defaults() {
     let host = FakeHost::new();
     let root = configured("", &host);
-    let t = root.shared().unwrap();
+    let t = root.bound().unwrap();
     assert_eq!(t.config.max_series, 1000);
     assert_eq!(t.workload.name, "unknown");
 }
@@ -151,7 +157,7 @@ fn workers_share_one_cardinality_cap() {
 fn the_suite_can_drive_it_with_decisions_in_memory() {
     let host = FakeHost::new().request("GET", "reviews", "/");
     let root = configured("", &host);
-    let mut f = TelemetryFilter::new(root.shared().unwrap());
+    let mut f = TelemetryFilter::new(Arc::clone(root.bound().unwrap()));
     f.on_request_headers(&host, true);
     let r = f.request().unwrap();
     r.set_decision(decision::CANARY, "v2");
@@ -234,4 +240,115 @@ fn grpc_status_is_read_from_the_trailers_at_log_time() {
     ] {
         assert!(series.contains(part), "{part} in {series}");
     }
+}
+
+/// A configuring host whose metric definitions fail for names starting with `refused`.
+struct RefusingMetrics<'a> {
+    host: &'a FakeHost,
+    refused: &'a str,
+}
+
+impl Log for RefusingMetrics<'_> {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.host.log(level, message);
+    }
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        self.host.log_enabled(level)
+    }
+}
+
+impl Clock for RefusingMetrics<'_> {
+    fn now_nanos(&self) -> u64 {
+        self.host.now_nanos()
+    }
+}
+
+impl Random for RefusingMetrics<'_> {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
+        self.host.fill_random(buf)
+    }
+}
+
+impl Properties for RefusingMetrics<'_> {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.host.property(path)
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.host.set_property(path, value)
+    }
+    fn prepare_properties(&self, set: PropertySet) -> PropertySet {
+        self.host.prepare_properties(set)
+    }
+}
+
+impl SharedStore for RefusingMetrics<'_> {
+    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
+        self.host.shared_get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.host.shared_set(key, value, cas)
+    }
+}
+
+impl Metrics for RefusingMetrics<'_> {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        if name.starts_with(self.refused) {
+            return Err(HostError::BadArgument);
+        }
+        self.host.define_metric(kind, name)
+    }
+    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
+        self.host.increment_metric(id, delta)
+    }
+    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
+        self.host.record_metric(id, value)
+    }
+    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
+        self.host.metric_value(id)
+    }
+}
+
+impl Timer for RefusingMetrics<'_> {
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.host.set_tick_period(period)
+    }
+}
+
+#[test]
+fn a_stat_that_cannot_be_defined_rejects_the_configuration() {
+    for refused in [
+        stat::SERIES_ADMITTED,
+        stat::SERIES_OVERFLOW,
+        stat::TRACE_STARTED,
+        stat::TRACE_REPLACED,
+        stat::PEER_METADATA_REJECTED,
+    ] {
+        let host = FakeHost::new();
+        let mut root = TelemetryRoot::default();
+        let refusing = RefusingMetrics {
+            host: &host,
+            refused,
+        };
+        assert!(!root.on_configure(&refusing, b""), "{refused}");
+        assert_eq!(
+            host.logs_at(LogLevel::Error),
+            ["telemetry: cannot set up metrics: bad argument"],
+            "{refused}"
+        );
+        assert!(root.bound().is_none());
+    }
+}
+
+#[test]
+fn series_metrics_are_not_defined_at_configuration() {
+    // Series are defined per request, where a failure overflows instead of failing.
+    let host = FakeHost::new();
+    let refusing = RefusingMetrics {
+        host: &host,
+        refused: "istio_",
+    };
+    let mut root = TelemetryRoot::default();
+    assert!(root.on_configure(&refusing, b""), "{:?}", host.logs());
+    assert!(host.logs_at(LogLevel::Error).is_empty());
+    assert!(root.bound().is_some());
 }

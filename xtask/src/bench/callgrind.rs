@@ -1,0 +1,91 @@
+//! Envoy instructions per request under callgrind.
+
+use super::*;
+
+/// The callgrind files of configuration `name` in `dir` (`<name>.out` and its dumps).
+pub(super) fn dumps(dir: &Path, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let prefix = format!("{name}.out");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Requests measured per configuration under callgrind (after as many again to warm up).
+pub(super) const INSTRUCTION_REQUESTS: u64 = 2000;
+
+/// Envoy's instructions per request under callgrind, counted over `requests` requests sent
+/// one at a time after a warm-up; the count starts and stops around the requests only.
+pub(super) fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Result<f64> {
+    let out_dir = root().join("target/bench/callgrind");
+    std::fs::create_dir_all(&out_dir)?;
+    let out_file = out_dir.join(format!("{}.out", c.name));
+    for path in dumps(&out_dir, &c.name)? {
+        std::fs::remove_file(path)?;
+    }
+    let envoy = bench_envoy(c)
+        .wrapper(
+            "valgrind",
+            &[
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                // V8 writes the code it compiles into memory it then runs.
+                "--smc-check=all-non-file",
+                &format!("--callgrind-out-file={}", out_file.display()),
+            ],
+        )
+        .start()?;
+    let url = envoy.url("/api/items");
+    let pid = envoy.pid().to_string();
+    let send = |n: u64| -> anyhow::Result<()> {
+        let out = Command::new("h2load")
+            .args(["--h1", "-c1", "-n", &n.to_string(), &url])
+            .output()
+            .context("running h2load")?;
+        if !out.status.success() {
+            bail!("h2load failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let control = |flag: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("callgrind_control")
+            .args(flag)
+            .arg(&pid)
+            .output()
+            .context("running callgrind_control")?;
+        if !out.status.success() {
+            bail!("callgrind_control {flag:?} failed");
+        }
+        Ok(())
+    };
+    send(requests)?;
+    let r0 = downstream_requests(&envoy)?;
+    control(&["-z"])?;
+    control(&["-i", "on"])?;
+    send(requests)?;
+    // The admin reads below stay out of the count.
+    control(&["-i", "off"])?;
+    control(&["-d"])?;
+    let r1 = downstream_requests(&envoy)?;
+    drop(envoy);
+    let mut total = None;
+    for path in dumps(&out_dir, &c.name)? {
+        let text = std::fs::read_to_string(&path)?;
+        let totals = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("totals:"))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .max();
+        total = total.max(totals);
+    }
+    let total = total.context("callgrind wrote no totals")?;
+    Ok(total as f64 / r1.saturating_sub(r0).max(1) as f64)
+}
