@@ -14,22 +14,24 @@
 //! Every other call goes straight to the wrapped host.
 
 use crate::{
-    decision, Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId,
-    MetricKind, Metrics, OutboundCalls, Properties, PropertySet, Random, SharedStore, Timer,
-    Versioned,
+    Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind,
+    Metrics, Properties, PropertySet, Random, SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
-use std::time::Duration;
 
-const KEYS: [&str; 3] = [decision::CANARY, decision::RATELIMIT, decision::INTENTIONS];
+/// Most decision keys one pass knows.
+pub const MAX_DECISION_KEYS: usize = 4;
 
 /// What one pass keeps for a request: verdicts and connection properties.
 #[derive(Debug, Default)]
 pub struct PassState {
-    values: RefCell<[Option<Vec<u8>>; 3]>,
+    /// The decision keys the pass's filters publish under ([`crate::decision`]), given by
+    /// whoever composes the pass; sdk-shim knows none of them.
+    keys: [Option<&'static str>; MAX_DECISION_KEYS],
+    values: RefCell<[Option<Vec<u8>>; MAX_DECISION_KEYS]>,
     /// Keys this pass decides itself. The others (a capability running in another module
     /// of the same filter chain) are read from the host.
-    owned: [bool; 3],
+    owned: [bool; MAX_DECISION_KEYS],
     /// Connection properties already read (`None`: absent).
     connection: RefCell<InlineCache<InlineKey, Option<Vec<u8>>, 4>>,
 }
@@ -40,18 +42,24 @@ fn connection_scoped(path: &[&str]) -> bool {
 }
 
 impl PassState {
-    fn slot(path: &[&str]) -> Option<usize> {
+    fn slot(&self, path: &[&str]) -> Option<usize> {
         match path {
-            [key] => KEYS.iter().position(|k| k == key),
+            [key] => self.keys.iter().position(|k| k == &Some(*key)),
             _ => None,
         }
     }
-    /// State for a pass that runs the capabilities marked `true`; `Default` owns none.
-    pub fn owning(canary: bool, ratelimit: bool, intentions: bool) -> Self {
-        Self {
-            owned: [canary, ratelimit, intentions],
-            ..Self::default()
+    /// State for a pass whose filters publish under `keys`, each marked `true` when a filter
+    /// of this pass decides it (beyond [`MAX_DECISION_KEYS`], keys are plain properties);
+    /// `Default` knows none.
+    pub fn new(keys: &[(&'static str, bool)]) -> Self {
+        let mut state = Self::default();
+        for ((slot, owned), (key, own)) in
+            state.keys.iter_mut().zip(state.owned.iter_mut()).zip(keys)
+        {
+            *slot = Some(*key);
+            *owned = *own;
         }
+        state
     }
 }
 
@@ -201,7 +209,7 @@ impl<'a, H> PassHost<'a, H> {
 
     /// Whether `path` is a decision key (kept in memory) rather than a host property.
     fn local(&self, path: &[&str]) -> Option<usize> {
-        PassState::slot(path)
+        self.state.slot(path)
     }
 
     /// Forgets a header this pass writes, so the next read sees the host's value.
@@ -301,15 +309,6 @@ impl<H: Metrics> Metrics for PassHost<'_, H> {
     fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
         self.host.record_metric(id, value)
     }
-    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
-        self.host.metric_value(id)
-    }
-}
-
-impl<H: Timer> Timer for PassHost<'_, H> {
-    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        self.host.set_tick_period(period)
-    }
 }
 
 impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
@@ -348,33 +347,6 @@ impl<H: LocalReply> LocalReply for PassHost<'_, H> {
         body: &[u8],
     ) -> Result<(), HostError> {
         self.host.send_local_reply(status, headers, body)
-    }
-}
-
-impl<H: OutboundCalls> OutboundCalls for PassHost<'_, H> {
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError> {
-        self.host.http_call(cluster, headers, body, timeout)
-    }
-    fn grpc_call(
-        &self,
-        cluster: &str,
-        service: &str,
-        method: &str,
-        metadata: &[(&str, &[u8])],
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError> {
-        self.host
-            .grpc_call(cluster, service, method, metadata, message, timeout)
-    }
-    fn resume_request(&self) -> Result<(), HostError> {
-        self.host.resume_request()
     }
 }
 

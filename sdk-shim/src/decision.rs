@@ -1,20 +1,12 @@
 //! How filters hand their verdict on a request to telemetry and to access logs.
 //!
-//! Each filter publishes a short string under its key with [`publish`]. In Envoy it lands in
+//! Each filter publishes a short string under its key with [`publish`] (the keys belong to
+//! the capabilities: `mesh_core::decision`). In Envoy it lands in
 //! the request's filter state as `wasm.<key>` (readable by another module through
 //! [`read`], and by Envoy's access log as `%FILTER_STATE(wasm.<key>:PLAIN)%`). Inside the
 //! suite module the same values travel in memory instead, with no host call.
 
 use crate::{HostError, Properties};
-
-/// Canary: the chosen subset, e.g. `v2`.
-pub const CANARY: &str = "mesh.canary";
-/// Rate limit: `allowed`, `limited:<rule>` or `shadow_limited:<rule>`.
-pub const RATELIMIT: &str = "mesh.ratelimit";
-/// Intentions: `allow:<name>`, `deny:<name>` or `audit_deny:<name>`, where `<name>` is an
-/// intention's name, `default` (the default action decided), `invalid_path` (refused with 400)
-/// or `error` (the peer identity could not be read; fails closed).
-pub const INTENTIONS: &str = "mesh.intentions";
 
 /// Publishes `value` under `key` for this request.
 pub fn publish<H: Properties>(host: &H, key: &str, value: &str) -> Result<(), HostError> {

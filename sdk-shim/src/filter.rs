@@ -1,7 +1,7 @@
 //! Filter lifecycle traits, generic over the host so the same filter runs in proxy-wasm and
 //! natively against a fake.
 
-use crate::{Host, HttpHost};
+use crate::{ConfigHost, StreamHost};
 
 /// What the proxy does after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,26 +11,15 @@ pub enum Action {
     Pause,
 }
 
-/// An answer to [`crate::OutboundCalls::http_call`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HttpCallResponse {
-    pub token: u32,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
-
 /// One instance per plugin configuration (and per worker): parses the configuration and
 /// makes a filter for each request.
 pub trait RootFilter: 'static {
     type Http: HttpFilter + 'static;
     /// Parses and compiles `config`; `false` makes the proxy reject the configuration.
-    fn on_configure<H: Host>(&mut self, host: &H, config: &[u8]) -> bool;
+    fn on_configure<H: ConfigHost>(&mut self, host: &H, config: &[u8]) -> bool;
     /// The filter for one request. Always returns one: an unconfigured root is rejected
     /// earlier by the proxy, and a filter must decide what to do without configuration.
     fn new_http(&self) -> Self::Http;
-    fn on_tick<H: Host>(&mut self, host: &H) {
-        let _ = host;
-    }
 }
 
 /// The per-request callbacks a filter implements. `cargo xtask build` drops the module's
@@ -46,8 +35,7 @@ impl Callbacks {
     pub const REQUEST_HEADERS: Self = Self(1);
     pub const RESPONSE_HEADERS: Self = Self(2);
     pub const LOG: Self = Self(4);
-    pub const HTTP_CALL_RESPONSE: Self = Self(8);
-    pub const ALL: Self = Self(15);
+    pub const ALL: Self = Self(7);
 
     #[must_use]
     pub const fn union(self, other: Self) -> Self {
@@ -68,16 +56,16 @@ impl Callbacks {
 
     /// Each forwarded callback with the proxy-wasm export that delivers it: the one table
     /// `cargo xtask build` trims a module's exports by.
-    pub const EXPORTS: [(Self, &'static str); 4] = [
+    pub const EXPORTS: [(Self, &'static str); 3] = [
         (Self::REQUEST_HEADERS, "proxy_on_request_headers"),
         (Self::RESPONSE_HEADERS, "proxy_on_response_headers"),
         (Self::LOG, "proxy_on_log"),
-        (Self::HTTP_CALL_RESPONSE, "proxy_on_http_call_response"),
     ];
 
     /// Exports the adapter never forwards to a filter: the SDK defines them all, and the
     /// proxy enters the VM for each one it finds (a body callback per data frame).
-    pub const NEVER_FORWARDED: [&'static str; 16] = [
+    pub const NEVER_FORWARDED: [&'static str; 17] = [
+        "proxy_on_http_call_response",
         "proxy_on_request_body",
         "proxy_on_request_trailers",
         "proxy_on_response_body",
@@ -115,19 +103,16 @@ pub trait HttpFilter {
     /// The callbacks below this filter overrides; others may never be called. Keeping the
     /// default (all of them) is always correct, only slower.
     const CALLBACKS: Callbacks = Callbacks::ALL;
-    fn on_request_headers<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Action {
+    fn on_request_headers<H: StreamHost>(&mut self, host: &H, end_of_stream: bool) -> Action {
         let _ = (host, end_of_stream);
         Action::Continue
     }
-    fn on_response_headers<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Action {
+    fn on_response_headers<H: StreamHost>(&mut self, host: &H, end_of_stream: bool) -> Action {
         let _ = (host, end_of_stream);
         Action::Continue
     }
     /// Called once the request is complete, for logs and metrics.
-    fn on_log<H: HttpHost>(&mut self, host: &H) {
+    fn on_log<H: StreamHost>(&mut self, host: &H) {
         let _ = host;
-    }
-    fn on_http_call_response<H: HttpHost>(&mut self, host: &H, response: HttpCallResponse) {
-        let _ = (host, response);
     }
 }

@@ -1,7 +1,6 @@
 //! The capability traits. Each is small so a host can offer only what it has.
 
 use crate::{HostError, PropertySet};
-use std::time::Duration;
 
 /// Log levels, ordered from the most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,17 +101,11 @@ pub trait Metrics {
     fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError>;
     /// Sets a gauge or records one histogram sample.
     fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError>;
-    fn metric_value(&self, id: MetricId) -> Result<u64, HostError>;
 }
 
-/// Periodic callbacks for the root context.
-pub trait Timer {
-    fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
-}
-
-/// What everything outside a request can use: configuration and ticks.
-pub trait Host: Log + Clock + Random + Properties + SharedStore + Metrics + Timer {}
-impl<T: Log + Clock + Random + Properties + SharedStore + Metrics + Timer> Host for T {}
+/// What a configuration can use: the configuration-time host.
+pub trait ConfigHost: Log + Clock + Random + Properties + SharedStore + Metrics {}
+impl<T: Log + Clock + Random + Properties + SharedStore + Metrics> ConfigHost for T {}
 
 /// Which header map of the current request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,32 +150,9 @@ pub trait LocalReply {
     ) -> Result<(), HostError>;
 }
 
-/// Calls to other services through the proxy's clusters. Answers arrive through
-/// [`crate::HttpFilter::on_http_call_response`] with the returned token.
-pub trait OutboundCalls {
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError>;
-    fn grpc_call(
-        &self,
-        cluster: &str,
-        service: &str,
-        method: &str,
-        metadata: &[(&str, &[u8])],
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError>;
-    /// Lets a paused request go on (after an outbound call answered).
-    fn resume_request(&self) -> Result<(), HostError>;
-}
-
-/// Everything an HTTP filter can use while it handles a request.
-pub trait HttpHost: Host + HttpHeaders + LocalReply + OutboundCalls {}
-impl<T: Host + HttpHeaders + LocalReply + OutboundCalls> HttpHost for T {}
+/// Everything a filter can use while it handles a request: the stream host.
+pub trait StreamHost: ConfigHost + HttpHeaders + LocalReply {}
+impl<T: ConfigHost + HttpHeaders + LocalReply> StreamHost for T {}
 
 /// Logs through any [`Log`] host with `format!` syntax, skipping formatting when disabled.
 #[macro_export]

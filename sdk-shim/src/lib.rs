@@ -1,8 +1,8 @@
 //! Capability traits between mesh filters and their host: the seam other hosts plug into.
 //!
 //! Filter code is written against these traits only. A host implements the traits it can
-//! offer; [`HttpHost`] bundles what an HTTP filter needs during a request and [`Host`] what it
-//! needs at configuration time. Feature `proxy-wasm` provides [`proxy::ProxyWasmHost`], the one
+//! offer; by lifecycle, [`ConfigHost`] bundles what a configuration needs and [`StreamHost`]
+//! what a filter needs during a request. Feature `proxy-wasm` provides [`proxy::ProxyWasmHost`], the one
 //! adapter over the proxy-wasm SDK; feature `testing` provides [`testing::FakeHost`].
 //!
 //! Every fallible call returns [`HostError`]; no method panics.
@@ -18,7 +18,7 @@ pub mod namespace;
 
 pub use batch::PropertySet;
 pub use error::HostError;
-pub use filter::{Action, Callbacks, HttpCallResponse, HttpFilter, RootFilter};
+pub use filter::{Action, Callbacks, HttpFilter, RootFilter};
 pub use host::*;
 pub use namespace::Namespace;
 

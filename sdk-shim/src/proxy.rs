@@ -4,13 +4,13 @@
 //! error) and registers a [`RootFilter`] with the SDK's dispatcher.
 
 use crate::{
-    Action, Clock, HeaderMap, HostError, HttpCallResponse, HttpFilter, HttpHeaders, LocalReply,
-    Log, LogLevel, MetricId, MetricKind, Metrics, OutboundCalls, Properties, PropertySet, Random,
-    RootFilter, SharedStore, Timer, Versioned,
+    Action, Clock, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel,
+    MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter, SharedStore,
+    Versioned,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 #[doc(hidden)]
 pub use proxy_wasm as __sdk;
@@ -179,16 +179,6 @@ impl Metrics for ProxyWasmHost {
     fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
         Ok(hostcalls::record_metric(id.0, value)?)
     }
-
-    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
-        Ok(hostcalls::get_metric(id.0)?)
-    }
-}
-
-impl Timer for ProxyWasmHost {
-    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        Ok(hostcalls::set_tick_period(period)?)
-    }
 }
 
 impl HttpHeaders for ProxyWasmHost {
@@ -232,48 +222,6 @@ impl LocalReply for ProxyWasmHost {
     }
 }
 
-impl OutboundCalls for ProxyWasmHost {
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError> {
-        let body = if body.is_empty() { None } else { Some(body) };
-        Ok(hostcalls::dispatch_http_call(
-            cluster,
-            headers.to_vec(),
-            body,
-            Vec::new(),
-            timeout,
-        )?)
-    }
-
-    fn grpc_call(
-        &self,
-        cluster: &str,
-        service: &str,
-        method: &str,
-        metadata: &[(&str, &[u8])],
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError> {
-        Ok(hostcalls::dispatch_grpc_call(
-            cluster,
-            service,
-            method,
-            metadata.to_vec(),
-            Some(message),
-            timeout,
-        )?)
-    }
-
-    fn resume_request(&self) -> Result<(), HostError> {
-        Ok(hostcalls::resume_http_request()?)
-    }
-}
-
 // === registration with the SDK dispatcher ===
 
 struct RootAdapter<R: RootFilter> {
@@ -302,10 +250,6 @@ impl<R: RootFilter> proxy_wasm::traits::RootContext for RootAdapter<R> {
         self.root.on_configure(&ProxyWasmHost, &config)
     }
 
-    fn on_tick(&mut self) {
-        self.root.on_tick(&ProxyWasmHost);
-    }
-
     fn create_http_context(
         &self,
         _context_id: u32,
@@ -320,24 +264,7 @@ impl<R: RootFilter> proxy_wasm::traits::RootContext for RootAdapter<R> {
     }
 }
 
-impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
-        let headers =
-            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.filter.on_http_call_response(
-            &ProxyWasmHost,
-            HttpCallResponse {
-                token,
-                headers,
-                body,
-            },
-        );
-    }
-}
+impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {}
 
 impl<F: HttpFilter> proxy_wasm::traits::HttpContext for HttpAdapter<F> {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> pw::Action {

@@ -6,7 +6,7 @@
 
 use crate::{
     Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind,
-    Metrics, OutboundCalls, Properties, PropertySet, Random, SharedStore, Timer, Versioned,
+    Metrics, Properties, PropertySet, Random, SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -152,15 +152,6 @@ impl SentReply {
     }
 }
 
-/// An outbound HTTP call the filter dispatched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentCall {
-    pub token: u32,
-    pub cluster: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
 type Map = Vec<(String, Vec<u8>)>;
 
 /// A fake proxy: build it with the request it should present, run a filter against it, then
@@ -174,14 +165,22 @@ pub struct FakeHost {
     maps: RefCell<[Map; 4]>,
     logs: RefCell<Vec<(LogLevel, String)>>,
     replies: RefCell<Vec<SentReply>>,
-    calls: RefCell<Vec<SentCall>>,
-    resumed: Cell<u32>,
     random_seed: Cell<u64>,
-    tick: Cell<Option<Duration>>,
     /// Count of every host call, to check hot paths stay lean.
     host_calls: Cell<u64>,
     call_log: RefCell<Vec<String>>,
     fail_header_reads: Cell<bool>,
+    /// Metric names whose definition fails (a host out of stats, a name it refuses).
+    refuse_metric: RefCell<Option<MetricFilter>>,
+}
+
+/// Which metric definitions a [`FakeHost`] refuses.
+pub struct MetricFilter(Box<dyn Fn(&str) -> bool>);
+
+impl std::fmt::Debug for MetricFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricFilter")
+    }
 }
 
 impl Default for FakeHost {
@@ -211,13 +210,11 @@ impl FakeHost {
             maps: RefCell::new(Default::default()),
             logs: RefCell::new(Vec::new()),
             replies: RefCell::new(Vec::new()),
-            calls: RefCell::new(Vec::new()),
-            resumed: Cell::new(0),
             random_seed: Cell::new(0x9e37_79b9_7f4a_7c15),
-            tick: Cell::new(None),
             host_calls: Cell::new(0),
             call_log: RefCell::new(Vec::new()),
             fail_header_reads: Cell::new(false),
+            refuse_metric: RefCell::new(None),
         }
     }
 
@@ -257,6 +254,12 @@ impl FakeHost {
     }
     pub fn random_seed(self, seed: u64) -> Self {
         self.random_seed.set(seed);
+        self
+    }
+    /// Makes `define_metric` fail with `BadArgument` for every name `refuse` holds true (it may
+    /// count: `refuse` is called once per definition, in order).
+    pub fn refusing_metrics(self, refuse: impl Fn(&str) -> bool + 'static) -> Self {
+        *self.refuse_metric.borrow_mut() = Some(MetricFilter(Box::new(refuse)));
         self
     }
     /// Makes every header read fail, to prove a filter survives a broken host.
@@ -352,15 +355,6 @@ impl FakeHost {
             .map(|(_, m)| m.clone())
             .collect()
     }
-    pub fn calls(&self) -> Vec<SentCall> {
-        self.calls.borrow().clone()
-    }
-    pub fn resumed(&self) -> u32 {
-        self.resumed.get()
-    }
-    pub fn tick_period(&self) -> Option<Duration> {
-        self.tick.get()
-    }
     /// Number of host calls made so far.
     pub fn host_calls(&self) -> u64 {
         self.host_calls.get()
@@ -455,6 +449,14 @@ impl SharedStore for FakeHost {
 impl Metrics for FakeHost {
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
         self.count(|| format!("define_metric {name}"));
+        if self
+            .refuse_metric
+            .borrow()
+            .as_ref()
+            .is_some_and(|r| (r.0)(name))
+        {
+            return Err(HostError::BadArgument);
+        }
         let mut m = self.metrics.lock();
         if let Some(pos) = m.iter().position(|x| x.name == name) {
             return u32::try_from(pos)
@@ -492,19 +494,6 @@ impl Metrics for FakeHost {
             }
             _ => metric.value = i64::try_from(value).unwrap_or(i64::MAX),
         }
-        Ok(())
-    }
-    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
-        self.count(|| format!("metric_value {}", self.metric_name(id)));
-        let m = self.metrics.lock();
-        let metric = m.get(id.0 as usize).ok_or(HostError::NotFound)?;
-        Ok(u64::try_from(metric.value).unwrap_or(0))
-    }
-}
-
-impl Timer for FakeHost {
-    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        self.tick.set(Some(period));
         Ok(())
     }
 }
@@ -571,47 +560,6 @@ impl LocalReply for FakeHost {
                 .collect(),
             body: body.to_vec(),
         });
-        Ok(())
-    }
-}
-
-impl OutboundCalls for FakeHost {
-    fn http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        _timeout: Duration,
-    ) -> Result<u32, HostError> {
-        self.count(|| "http_call".to_owned());
-        let mut calls = self.calls.borrow_mut();
-        let token = u32::try_from(calls.len() + 1).map_err(|_| HostError::Internal)?;
-        calls.push(SentCall {
-            token,
-            cluster: cluster.to_owned(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: body.to_vec(),
-        });
-        Ok(token)
-    }
-    fn grpc_call(
-        &self,
-        cluster: &str,
-        service: &str,
-        method: &str,
-        _metadata: &[(&str, &[u8])],
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<u32, HostError> {
-        let path = format!("/{service}/{method}");
-        self.http_call(cluster, &[(":path", &path)], message, timeout)
-    }
-    fn resume_request(&self) -> Result<(), HostError> {
-        self.count(|| "resume_request".to_owned());
-        self.resumed.set(self.resumed.get() + 1);
         Ok(())
     }
 }

@@ -213,8 +213,10 @@ fn walk_mappings(v: &mut Value, f: &mut dyn FnMut(&mut Mapping)) {
     }
 }
 
-/// Capabilities the suite module can stand in for.
-pub const CAPABILITIES: [&str; 4] = ["telemetry", "intentions", "ratelimit", "canary"];
+/// Capabilities the suite module can stand in for: the suite's own ordered list.
+pub fn capabilities() -> impl Iterator<Item = &'static str> {
+    filter_suite::CAPABILITIES.iter().map(|c| c.name)
+}
 
 /// Rewrites every Wasm filter of ours (`root_id` a capability) to load `suite.wasm` with its
 /// configuration wrapped as `{"<capability>": <config>}`.
@@ -224,7 +226,7 @@ fn swap_in_suite(doc: &mut Value, root: &Path) {
         let Some(cap) = m
             .get(key("root_id"))
             .and_then(Value::as_str)
-            .filter(|r| CAPABILITIES.contains(r))
+            .filter(|r| capabilities().any(|c| c == *r))
             .map(str::to_owned)
         else {
             return;

@@ -148,7 +148,7 @@ fn e2e_suite_tests() -> anyhow::Result<()> {
     let mut cmd = cargo();
     cmd.args(["test", "-p", "mesh-e2e"]);
     let mut any = false;
-    for cap in mesh_e2e::envoy::CAPABILITIES {
+    for cap in mesh_e2e::envoy::capabilities() {
         if root()
             .join("tests/tests")
             .join(format!("{cap}.rs"))

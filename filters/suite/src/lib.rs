@@ -1,163 +1,76 @@
 //! The suite proxy-wasm filter: every capability its config enables, in one filter pass.
 //!
 //! Configuration: `{"telemetry": .., "intentions": .., "ratelimit": .., "canary": ..}`, each
-//! key optional and each value exactly that filter's own configuration. Per request the order
-//! is telemetry (start), intentions, ratelimit, canary, then telemetry (finish) in `on_log`.
-//! A capability that answers the request itself (403, 400, 429) stops the ones after it.
+//! key optional and each value exactly that capability's own configuration. The capabilities
+//! are one ordered list ([`CAPABILITIES`], written once in [`suite!`]): a request meets them in
+//! that order, its response and log in the reverse one, so telemetry starts first and reports
+//! last. A capability that answers the request itself (403, 400, 429) stops the ones after it.
 //! Verdicts travel between capabilities in memory ([`sdk_shim::compose`]); they are also
 //! written to Envoy filter state (`wasm.mesh.*`) as the single modules do, unless
 //! `"export_decisions": false` saves those host calls. Stats and logs are those of the
 //! single-capability modules.
 
-use filter_canary::CanaryRoot;
-use filter_intentions::IntentionsRoot;
-use filter_ratelimit::RateLimitRoot;
-use filter_telemetry::TelemetryRoot;
-use mesh_core::ConfigError;
+use filter_canary::CanaryCapability;
+use filter_intentions::Intentions;
+use filter_ratelimit::RateLimit;
+use filter_telemetry::TelemetryCapability;
+use mesh_core::{Capability, CapabilityRoot, ConfigError};
 use sdk_shim::compose::{PassHost, PassState};
 use sdk_shim::{
-    host_log, Action, Callbacks, Host, HttpCallResponse, HttpFilter, HttpHost, LogLevel, RootFilter,
+    host_log, Action, Callbacks, ConfigHost, HttpFilter, LogLevel, RootFilter, StreamHost,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The suite configuration before each part is handed to its capability: each part stays the
-/// JSON text it was (no `serde_json::Value` round trip, which would ship a JSON tree and writer).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SuiteSpec {
-    #[serde(default)]
-    telemetry: Option<Box<RawValue>>,
-    #[serde(default)]
-    intentions: Option<Box<RawValue>>,
-    #[serde(default)]
-    ratelimit: Option<Box<RawValue>>,
-    #[serde(default)]
-    canary: Option<Box<RawValue>>,
-    /// Write verdicts to filter state too (default true).
-    #[serde(default)]
-    export_decisions: Option<bool>,
+/// One capability as the suite, the bench, xtask and the e2e harness see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapabilityInfo {
+    /// Its key in the suite's configuration, its module's name (`<name>.wasm`) and its
+    /// Envoy `root_id` in the shipped examples.
+    pub name: &'static str,
+    /// Where it publishes its verdict, if it has one.
+    pub decision_key: Option<&'static str>,
 }
 
 /// One configured capability root, or none when its key is absent.
-#[derive(Debug, Default)]
-struct Part<R>(Option<R>);
+#[derive(Debug)]
+struct Part<C: Capability>(Option<CapabilityRoot<C>>);
 
-impl<R: RootFilter + Default> Part<R> {
+impl<C: Capability> Default for Part<C> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<C: Capability> Part<C> {
     /// Configures the capability from its part of the suite config; the capability logs its
     /// own error line (naming its field), so the suite only adds where it came from.
-    fn configure<H: Host>(
+    fn configure<H: ConfigHost>(
         host: &H,
-        key: &str,
         spec: Option<Box<RawValue>>,
     ) -> Result<Self, ConfigError> {
         let Some(spec) = spec else {
             return Ok(Self(None));
         };
-        let mut root = R::default();
+        let mut root = CapabilityRoot::<C>::default();
         if root.on_configure(host, spec.get().as_bytes()) {
             Ok(Self(Some(root)))
         } else {
             Err(ConfigError::new(
-                key,
+                C::NAME,
                 "rejected by the capability (see the line above)",
             ))
         }
     }
 
-    fn new_http(&self) -> Option<R::Http> {
-        self.0.as_ref().map(R::new_http)
-    }
-}
-
-/// The root context: the configured capabilities.
-#[derive(Debug, Default)]
-pub struct SuiteRoot {
-    export_decisions: bool,
-    telemetry: Part<TelemetryRoot>,
-    intentions: Part<IntentionsRoot>,
-    ratelimit: Part<RateLimitRoot>,
-    canary: Part<CanaryRoot>,
-}
-
-// === impl SuiteRoot ===
-
-impl SuiteRoot {
-    fn configure<H: Host>(host: &H, config: &[u8]) -> Result<Self, ConfigError> {
-        let spec: SuiteSpec = mesh_core::parse_json(config)?;
-        Ok(Self {
-            export_decisions: spec.export_decisions.unwrap_or(true),
-            telemetry: Part::configure(host, "telemetry", spec.telemetry)?,
-            intentions: Part::configure(host, "intentions", spec.intentions)?,
-            ratelimit: Part::configure(host, "ratelimit", spec.ratelimit)?,
-            canary: Part::configure(host, "canary", spec.canary)?,
-        })
-    }
-}
-
-impl RootFilter for SuiteRoot {
-    type Http = SuiteFilter;
-
-    fn on_configure<H: Host>(&mut self, host: &H, config: &[u8]) -> bool {
-        match Self::configure(host, config) {
-            Ok(root) => {
-                *self = root;
-                true
-            }
-            Err(e) => {
-                host_log!(host, LogLevel::Error, "suite: invalid configuration: {e}");
-                false
-            }
-        }
+    fn new_http(&self) -> Option<C::Filter> {
+        self.0.as_ref().map(RootFilter::new_http)
     }
 
-    fn new_http(&self) -> SuiteFilter {
-        SuiteFilter {
-            telemetry: self.telemetry.new_http(),
-            intentions: self.intentions.new_http(),
-            ratelimit: self.ratelimit.new_http(),
-            canary: self.canary.new_http(),
-            state: PassState::owning(
-                self.canary.0.is_some(),
-                self.ratelimit.0.is_some(),
-                self.intentions.0.is_some(),
-            ),
-            export_decisions: self.export_decisions,
-        }
+    /// This capability's decision key, and whether this pass decides it.
+    fn decision(&self) -> Option<(&'static str, bool)> {
+        C::DECISION_KEY.map(|k| (k, self.0.is_some()))
     }
-
-    fn on_tick<H: Host>(&mut self, host: &H) {
-        let Self {
-            export_decisions: _,
-            telemetry,
-            intentions,
-            ratelimit,
-            canary,
-        } = self;
-        if let Some(r) = &mut telemetry.0 {
-            r.on_tick(host);
-        }
-        if let Some(r) = &mut intentions.0 {
-            r.on_tick(host);
-        }
-        if let Some(r) = &mut ratelimit.0 {
-            r.on_tick(host);
-        }
-        if let Some(r) = &mut canary.0 {
-            r.on_tick(host);
-        }
-    }
-}
-
-/// One request through every configured capability.
-#[derive(Debug)]
-pub struct SuiteFilter {
-    telemetry: Option<<TelemetryRoot as RootFilter>::Http>,
-    intentions: Option<<IntentionsRoot as RootFilter>::Http>,
-    ratelimit: Option<<RateLimitRoot as RootFilter>::Http>,
-    canary: Option<<CanaryRoot as RootFilter>::Http>,
-    state: PassState,
-    export_decisions: bool,
 }
 
 /// Runs `f` on a capability's filter if it is configured; `Continue` otherwise.
@@ -165,63 +78,138 @@ fn each<F: HttpFilter>(f: &mut Option<F>, run: impl FnOnce(&mut F) -> Action) ->
     f.as_mut().map_or(Action::Continue, run)
 }
 
-// === impl SuiteFilter ===
+/// Calls `$method($args)` on the configured filters of `$self`, last field first.
+macro_rules! reversed {
+    ($self:ident, $method:ident($($arg:expr),*); ) => {};
+    ($self:ident, $method:ident($($arg:expr),*); $first:ident $(, $rest:ident)*) => {
+        reversed!($self, $method($($arg),*); $($rest),*);
+        if let Some(f) = &mut $self.$first {
+            // A response or log callback never stops the pass.
+            let _ = f.$method($($arg),*);
+        }
+    };
+}
 
-impl HttpFilter for SuiteFilter {
-    // What any of the capabilities uses.
-    const CALLBACKS: Callbacks = <<TelemetryRoot as RootFilter>::Http as HttpFilter>::CALLBACKS
-        .union(<<IntentionsRoot as RootFilter>::Http as HttpFilter>::CALLBACKS)
-        .union(<<RateLimitRoot as RootFilter>::Http as HttpFilter>::CALLBACKS)
-        .union(<<CanaryRoot as RootFilter>::Http as HttpFilter>::CALLBACKS);
+/// Defines the suite from the ordered list of its capabilities: its configuration, its root,
+/// its per-request filter and [`CAPABILITIES`]. Each field is named after the capability's
+/// `NAME` (a unit test checks it), which is its key in the configuration.
+macro_rules! suite {
+    ($($field:ident: $cap:ty),+ $(,)?) => {
+        /// The capabilities, in the order a request meets them.
+        pub const CAPABILITIES: [CapabilityInfo; [$(stringify!($field)),+].len()] = [$(
+            CapabilityInfo {
+                name: <$cap as Capability>::NAME,
+                decision_key: <$cap as Capability>::DECISION_KEY,
+            }
+        ),+];
 
-    fn on_request_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
-        let h = &PassHost::new(host, &self.state, self.export_decisions);
-        // Telemetry only observes; its answer never stops the request.
-        each(&mut self.telemetry, |f| f.on_request_headers(h, eos));
-        // A capability that answered the request itself stops the ones after it.
-        if each(&mut self.intentions, |f| f.on_request_headers(h, eos)) == Action::Pause {
-            return Action::Pause;
+        /// The suite configuration before each part is handed to its capability: each part
+        /// stays the JSON text it was (no `serde_json::Value` round trip, which would ship a
+        /// JSON tree and writer).
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct SuiteSpec {
+            $(
+                #[serde(default)]
+                $field: Option<Box<RawValue>>,
+            )+
+            /// Write verdicts to filter state too (default true).
+            #[serde(default)]
+            export_decisions: Option<bool>,
         }
-        if each(&mut self.ratelimit, |f| f.on_request_headers(h, eos)) == Action::Pause {
-            return Action::Pause;
-        }
-        each(&mut self.canary, |f| f.on_request_headers(h, eos))
-    }
 
-    fn on_response_headers<H: HttpHost>(&mut self, host: &H, eos: bool) -> Action {
-        let h = &PassHost::new(host, &self.state, self.export_decisions);
-        each(&mut self.canary, |f| f.on_response_headers(h, eos));
-        each(&mut self.ratelimit, |f| f.on_response_headers(h, eos));
-        each(&mut self.intentions, |f| f.on_response_headers(h, eos));
-        each(&mut self.telemetry, |f| f.on_response_headers(h, eos));
-        Action::Continue
-    }
+        /// The root context: the configured capabilities.
+        #[derive(Debug, Default)]
+        pub struct SuiteRoot {
+            export_decisions: bool,
+            $($field: Part<$cap>,)+
+        }
 
-    fn on_log<H: HttpHost>(&mut self, host: &H) {
-        let h = &PassHost::new(host, &self.state, self.export_decisions);
-        if let Some(f) = &mut self.canary {
-            f.on_log(h);
-        }
-        if let Some(f) = &mut self.ratelimit {
-            f.on_log(h);
-        }
-        if let Some(f) = &mut self.intentions {
-            f.on_log(h);
-        }
-        if let Some(f) = &mut self.telemetry {
-            f.on_log(h);
-        }
-    }
+        impl SuiteRoot {
+            fn configure<H: ConfigHost>(host: &H, config: &[u8]) -> Result<Self, ConfigError> {
+                let spec: SuiteSpec = mesh_core::parse_json(config)?;
+                Ok(Self {
+                    export_decisions: spec.export_decisions.unwrap_or(true),
+                    $($field: Part::configure(host, spec.$field)?,)+
+                })
+            }
 
-    fn on_http_call_response<H: HttpHost>(&mut self, host: &H, response: HttpCallResponse) {
-        let h = &PassHost::new(host, &self.state, self.export_decisions);
-        if let Some(f) = &mut self.ratelimit {
-            f.on_http_call_response(h, response.clone());
+            fn new_state(&self) -> PassState {
+                let keys: Vec<(&'static str, bool)> =
+                    [$(self.$field.decision()),+].into_iter().flatten().collect();
+                PassState::new(&keys)
+            }
         }
-        if let Some(f) = &mut self.canary {
-            f.on_http_call_response(h, response);
+
+        impl RootFilter for SuiteRoot {
+            type Http = SuiteFilter;
+
+            fn on_configure<H: ConfigHost>(&mut self, host: &H, config: &[u8]) -> bool {
+                match Self::configure(host, config) {
+                    Ok(root) => {
+                        *self = root;
+                        true
+                    }
+                    Err(e) => {
+                        host_log!(host, LogLevel::Error, "suite: invalid configuration: {e}");
+                        false
+                    }
+                }
+            }
+
+            fn new_http(&self) -> SuiteFilter {
+                SuiteFilter {
+                    $($field: self.$field.new_http(),)+
+                    state: self.new_state(),
+                    export_decisions: self.export_decisions,
+                }
+            }
         }
-    }
+
+        /// One request through every configured capability.
+        #[derive(Debug)]
+        pub struct SuiteFilter {
+            $($field: Option<<$cap as Capability>::Filter>,)+
+            state: PassState,
+            export_decisions: bool,
+        }
+
+        impl HttpFilter for SuiteFilter {
+            // What any of the capabilities uses.
+            const CALLBACKS: Callbacks = Callbacks::NONE
+                $(.union(<<$cap as Capability>::Filter as HttpFilter>::CALLBACKS))+;
+
+            fn on_request_headers<H: StreamHost>(&mut self, host: &H, eos: bool) -> Action {
+                let h = &PassHost::new(host, &self.state, self.export_decisions);
+                // A capability that answered the request itself stops the ones after it
+                // (telemetry, first, only observes and never answers).
+                $(
+                    if each(&mut self.$field, |f| f.on_request_headers(h, eos)) == Action::Pause {
+                        return Action::Pause;
+                    }
+                )+
+                Action::Continue
+            }
+
+            fn on_response_headers<H: StreamHost>(&mut self, host: &H, eos: bool) -> Action {
+                let h = &PassHost::new(host, &self.state, self.export_decisions);
+                reversed!(self, on_response_headers(h, eos); $($field),+);
+                Action::Continue
+            }
+
+            fn on_log<H: StreamHost>(&mut self, host: &H) {
+                let h = &PassHost::new(host, &self.state, self.export_decisions);
+                reversed!(self, on_log(h); $($field),+);
+            }
+        }
+    };
+}
+
+suite! {
+    telemetry: TelemetryCapability,
+    intentions: Intentions,
+    ratelimit: RateLimit,
+    canary: CanaryCapability,
 }
 
 // The suite links this crate as a library and exports its own entry point instead.

@@ -1,6 +1,11 @@
 use super::*;
+use filter_canary::CanaryRoot;
+use filter_intentions::IntentionsRoot;
+use filter_ratelimit::RateLimitRoot;
+use filter_telemetry::TelemetryRoot;
+use mesh_core::decision;
 use sdk_shim::testing::FakeHost;
-use sdk_shim::{decision, HeaderMap};
+use sdk_shim::HeaderMap;
 
 fn configure(json: &str) -> (SuiteRoot, FakeHost, bool) {
     let host = FakeHost::new();
@@ -258,4 +263,25 @@ fn a_request_makes_exactly_these_host_calls() {
         "log",
     ];
     assert_eq!(calls, expected);
+}
+
+#[test]
+fn one_ordered_list_names_every_capability_and_its_config_key() {
+    let names: Vec<&str> = CAPABILITIES.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["telemetry", "intentions", "ratelimit", "canary"]);
+    let keys: Vec<Option<&str>> = CAPABILITIES.iter().map(|c| c.decision_key).collect();
+    assert_eq!(
+        keys,
+        [
+            None,
+            Some(decision::INTENTIONS),
+            Some(decision::RATELIMIT),
+            Some(decision::CANARY)
+        ]
+    );
+    // Each name is the capability's key in the suite's configuration.
+    for c in CAPABILITIES {
+        let (_, host, ok) = configure(&format!(r#"{{"{}": {{}}}}"#, c.name));
+        assert!(ok, "{}: {:?}", c.name, host.logs());
+    }
 }

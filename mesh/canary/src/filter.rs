@@ -3,10 +3,11 @@
 
 use crate::guard::{self, Observation};
 use crate::{Canary, CanarySpec, Decision, Reason, Service};
+use mesh_core::decision;
 use mesh_core::{Capability, CapabilityRoot, ConfigError, SetupError};
 use sdk_shim::{
-    decision, host_log, Action, Callbacks, Host, HttpFilter, HttpHost, LogLevel, MetricId,
-    MetricKind, Metrics, Namespace,
+    host_log, Action, Callbacks, ConfigHost, HttpFilter, LogLevel, MetricId, MetricKind, Metrics,
+    Namespace, StreamHost,
 };
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub type CanaryRoot = CapabilityRoot<CanaryCapability>;
 
 impl Capability for CanaryCapability {
     const NAME: &'static str = "canary";
+    const DECISION_KEY: Option<&'static str> = Some(DECISION);
     type Compiled = Canary;
     type Bound = CanaryConfig;
     type Filter = CanaryFilter;
@@ -33,7 +35,7 @@ impl Capability for CanaryCapability {
     }
 
     /// Binds the namespace, defines the stats and arms the rollback guards.
-    fn bind<H: Host>(host: &H, canary: Canary) -> Result<CanaryConfig, SetupError> {
+    fn bind<H: ConfigHost>(host: &H, canary: Canary) -> Result<CanaryConfig, SetupError> {
         let config = CanaryConfig::bind(host, canary)?;
         host_log!(
             host,
@@ -106,17 +108,17 @@ pub struct CanaryConfig {
 
 impl CanaryConfig {
     /// Parses, validates and binds a JSON configuration; the error is the one line to log.
-    pub fn from_json<H: Host>(host: &H, bytes: &[u8]) -> Result<Arc<Self>, String> {
+    pub fn from_json<H: ConfigHost>(host: &H, bytes: &[u8]) -> Result<Arc<Self>, String> {
         Self::bind_line(host, CanaryCapability::compile(bytes))
     }
 
     /// The same from an already parsed spec (as the suite filter holds it).
-    pub fn from_spec<H: Host>(host: &H, spec: &CanarySpec) -> Result<Arc<Self>, String> {
+    pub fn from_spec<H: ConfigHost>(host: &H, spec: &CanarySpec) -> Result<Arc<Self>, String> {
         Self::bind_line(host, Canary::compile(spec))
     }
 
     /// Binds a compiled configuration, with [`CapabilityRoot`]'s error lines.
-    fn bind_line<H: Host>(
+    fn bind_line<H: ConfigHost>(
         host: &H,
         compiled: Result<Canary, ConfigError>,
     ) -> Result<Arc<Self>, String> {
@@ -128,7 +130,7 @@ impl CanaryConfig {
     }
 
     /// Binds the guards to the plugin's namespace, defines the stats and arms the guards.
-    fn bind<H: Host>(host: &H, mut canary: Canary) -> Result<Self, SetupError> {
+    fn bind<H: ConfigHost>(host: &H, mut canary: Canary) -> Result<Self, SetupError> {
         canary.bind_namespace(Namespace::of_plugin(host, canary.namespace()));
         // Stats first: a configuration refused for its stats must not seed guard records.
         let stats = canary
@@ -185,7 +187,7 @@ impl CanaryFilter {
 impl HttpFilter for CanaryFilter {
     const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS.union(Callbacks::RESPONSE_HEADERS);
 
-    fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_request_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let Some(config) = &self.config else {
             return Action::Continue;
         };
@@ -203,7 +205,7 @@ impl HttpFilter for CanaryFilter {
         Action::Continue
     }
 
-    fn on_response_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_response_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let (Some(config), Some(d)) = (&self.config, &self.decision) else {
             return Action::Continue;
         };

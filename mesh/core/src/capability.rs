@@ -13,7 +13,7 @@
 //! <reason>` or `<name>: cannot set up <what>: <host error>`).
 
 use crate::ConfigError;
-use sdk_shim::{host_log, Host, HostError, HttpFilter, LogLevel, RootFilter};
+use sdk_shim::{host_log, ConfigHost, HostError, HttpFilter, LogLevel, RootFilter};
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub trait Capability: 'static {
     /// Its name: the log prefix and its key in the suite's configuration.
     const NAME: &'static str;
+    /// The key it publishes its verdict under ([`crate::decision`]), if it has one.
+    const DECISION_KEY: Option<&'static str>;
     /// The validated configuration, host-independent.
     type Compiled;
     /// The configuration bound to a host, shared by every request of that configuration.
@@ -31,7 +33,7 @@ pub trait Capability: 'static {
     /// Parses (unknown fields are errors) and validates `config`; empty means the defaults.
     fn compile(config: &[u8]) -> Result<Self::Compiled, ConfigError>;
     /// Sets the compiled configuration up against the configuring host.
-    fn bind<H: Host>(host: &H, compiled: Self::Compiled) -> Result<Self::Bound, SetupError>;
+    fn bind<H: ConfigHost>(host: &H, compiled: Self::Compiled) -> Result<Self::Bound, SetupError>;
     /// The filter for one request; `None` before any configuration (it must let requests
     /// through untouched then).
     fn filter(bound: Option<&Arc<Self::Bound>>) -> Self::Filter;
@@ -80,7 +82,7 @@ impl<C: Capability> CapabilityRoot<C> {
     }
 
     /// Compiles and binds `config`; the error is the one line to log.
-    pub fn configure<H: Host>(host: &H, config: &[u8]) -> Result<Arc<C::Bound>, String> {
+    pub fn configure<H: ConfigHost>(host: &H, config: &[u8]) -> Result<Arc<C::Bound>, String> {
         let compiled =
             C::compile(config).map_err(|e| format!("{}: invalid configuration: {e}", C::NAME))?;
         C::bind(host, compiled)
@@ -107,7 +109,7 @@ impl<C: Capability> fmt::Debug for CapabilityRoot<C> {
 impl<C: Capability> RootFilter for CapabilityRoot<C> {
     type Http = C::Filter;
 
-    fn on_configure<H: Host>(&mut self, host: &H, config: &[u8]) -> bool {
+    fn on_configure<H: ConfigHost>(&mut self, host: &H, config: &[u8]) -> bool {
         match Self::configure(host, config) {
             Ok(bound) => {
                 self.bound = Some(bound);

@@ -3,6 +3,7 @@
 
 pub mod capability;
 pub mod config;
+pub mod decision;
 pub mod duration;
 pub mod hash;
 pub mod matchers;

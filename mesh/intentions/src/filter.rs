@@ -23,11 +23,12 @@
 
 use crate::identity::{MTLS_PROPERTY, URI_SAN_PROPERTY};
 use crate::{normalize_path, Action as Verb, DecidedBy, IntentionsConfig, Mode, Peer, Policy};
+use mesh_core::decision;
 use mesh_core::request::RequestHead;
 use mesh_core::{Capability, CapabilityRoot, ConfigError, SetupError};
 use sdk_shim::{
-    decision, host_log, Action, Callbacks, Host, HostError, HttpFilter, HttpHost, LogLevel,
-    MetricId, MetricKind,
+    host_log, Action, Callbacks, ConfigHost, HostError, HttpFilter, LogLevel, MetricId, MetricKind,
+    StreamHost,
 };
 use std::sync::Arc;
 
@@ -117,6 +118,7 @@ pub struct IntentionsFilter {
 
 impl Capability for Intentions {
     const NAME: &'static str = "intentions";
+    const DECISION_KEY: Option<&'static str> = Some(DECISION_KEY);
     type Compiled = Policy;
     type Bound = Compiled;
     type Filter = IntentionsFilter;
@@ -126,7 +128,7 @@ impl Capability for Intentions {
     }
 
     /// Defines the metrics, then logs what was configured.
-    fn bind<H: Host>(host: &H, policy: Policy) -> Result<Compiled, SetupError> {
+    fn bind<H: ConfigHost>(host: &H, policy: Policy) -> Result<Compiled, SetupError> {
         let c = Compiled::from_policy(host, policy)?;
         let p = &c.policy;
         host_log!(
@@ -214,18 +216,18 @@ impl Enforcement {
 
 // === impl Stats ===
 
-fn define<H: Host>(host: &H, name: &str) -> Result<MetricId, SetupError> {
+fn define<H: ConfigHost>(host: &H, name: &str) -> Result<MetricId, SetupError> {
     host.define_metric(MetricKind::Counter, name)
         .map_err(SetupError::of("metrics"))
 }
 
-fn bump<H: Host>(host: &H, id: MetricId) {
+fn bump<H: ConfigHost>(host: &H, id: MetricId) {
     // A lost count must not change the verdict.
     let _ = host.increment_metric(id, 1);
 }
 
 impl Stats {
-    fn define<H: Host>(host: &H, policy: &Policy) -> Result<Self, SetupError> {
+    fn define<H: ConfigHost>(host: &H, policy: &Policy) -> Result<Self, SetupError> {
         let enforcement = Enforcement::of(policy.mode);
         let decider = |name: &str, prefix: &str| -> Result<Decider, SetupError> {
             let allowed = define(host, &format!("{prefix}.allowed"))?;
@@ -269,7 +271,7 @@ impl Stats {
 
 impl Compiled {
     /// Defines the metrics of `policy` (see [`Intentions::bind`], which also logs it).
-    pub fn from_policy<H: Host>(host: &H, policy: Policy) -> Result<Self, SetupError> {
+    pub fn from_policy<H: ConfigHost>(host: &H, policy: Policy) -> Result<Self, SetupError> {
         let stats = Stats::define(host, &policy)?;
         let destination = policy
             .destination
@@ -285,7 +287,7 @@ impl Compiled {
 
 // === impl IntentionsFilter ===
 
-fn read_peer<H: HttpHost>(host: &H, trust_domain: &str) -> Result<Peer, HostError> {
+fn read_peer<H: StreamHost>(host: &H, trust_domain: &str) -> Result<Peer, HostError> {
     let absent = |r: Result<Option<Vec<u8>>, HostError>| match r {
         Err(HostError::NotFound) => Ok(None),
         other => other,
@@ -320,7 +322,7 @@ impl IntentionsFilter {
     }
 
     /// Decides the request, counts and logs the decision; sends nothing.
-    pub fn check<H: HttpHost>(&self, host: &H) -> Verdict {
+    pub fn check<H: StreamHost>(&self, host: &H) -> Verdict {
         let Some(c) = &self.config else {
             host_log!(
                 host,
@@ -415,7 +417,7 @@ impl IntentionsFilter {
 
     /// Sends the local reply a verdict calls for; the returned action pauses a refused request
     /// even if the reply could not be sent (fail closed).
-    pub fn enforce<H: HttpHost>(host: &H, verdict: &Verdict) -> Action {
+    pub fn enforce<H: StreamHost>(host: &H, verdict: &Verdict) -> Action {
         let (status, body) = match verdict.outcome {
             Outcome::Allow => return Action::Continue,
             Outcome::Deny => (403, DENIED_BODY),
@@ -436,7 +438,7 @@ impl HttpFilter for IntentionsFilter {
     // The verdict is made on the request headers; nothing after them.
     const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS;
 
-    fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_request_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let verdict = self.check(host);
         // Telemetry reads it; failing to publish must not change the verdict.
         let _ = decision::publish(host, DECISION_KEY, &verdict.decision);

@@ -3,9 +3,10 @@
 //! verdict is published under [`DECISION_KEY`] for telemetry and access logs.
 
 use crate::{Config, Decision, Limiter};
+use mesh_core::decision;
 use mesh_core::{Capability, CapabilityRoot, ConfigError, SetupError};
 use sdk_shim::{
-    decision, host_log, Action, Callbacks, HeaderMap, Host, HttpFilter, HttpHost, LogLevel,
+    host_log, Action, Callbacks, ConfigHost, HeaderMap, HttpFilter, LogLevel, StreamHost,
 };
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub type RateLimitRoot = CapabilityRoot<RateLimit>;
 
 impl Capability for RateLimit {
     const NAME: &'static str = "ratelimit";
+    const DECISION_KEY: Option<&'static str> = Some(DECISION_KEY);
     type Compiled = Config;
     type Bound = Limiter;
     type Filter = RateLimitFilter;
@@ -32,7 +34,7 @@ impl Capability for RateLimit {
     }
 
     /// Defines the metrics, reads (or draws) the table's secret and seeds the table.
-    fn bind<H: Host>(host: &H, config: Config) -> Result<Limiter, SetupError> {
+    fn bind<H: ConfigHost>(host: &H, config: Config) -> Result<Limiter, SetupError> {
         Limiter::new(host, config)
             .map_err(SetupError::of("the bucket table, its secret or metrics"))
     }
@@ -65,7 +67,7 @@ impl RateLimitFilter {
 impl HttpFilter for RateLimitFilter {
     const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS.union(Callbacks::RESPONSE_HEADERS);
 
-    fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_request_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let Some(limiter) = &self.limiter else {
             return Action::Continue;
         };
@@ -96,7 +98,7 @@ impl HttpFilter for RateLimitFilter {
         Action::Continue
     }
 
-    fn on_response_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_response_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         if let Some((ratelimit, policy)) = self.response_fields.take() {
             // Appended: structured-field lists may span several fields, so an upstream's own
             // policies stay valid next to ours.

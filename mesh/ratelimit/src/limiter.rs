@@ -13,7 +13,8 @@ use crate::key::{self, Fingerprint, PeerAddress};
 use crate::table::{self, Failure, TableKeys};
 use mesh_core::request::RequestHead;
 use sdk_shim::{
-    host_log, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind, Namespace,
+    host_log, ConfigHost, HeaderMap, HostError, LogLevel, MetricId, MetricKind, Namespace,
+    StreamHost,
 };
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +91,7 @@ pub struct Verdict {
 // === impl Decision ===
 
 impl Decision {
-    /// The string published under `sdk_shim::decision::RATELIMIT`: `allowed`,
+    /// The string published under `mesh_core::decision::RATELIMIT`: `allowed`,
     /// `limited:<rule>` or `shadow_limited:<rule>`; `None` when no rule applied.
     pub fn label(&self, config: &Config) -> Option<Cow<'static, str>> {
         let name = |i: &usize| config.rules.get(*i).map_or("", |r| r.name.as_str());
@@ -135,7 +136,7 @@ enum KeyRead {
 impl Limiter {
     /// Defines the metrics, reads (or, first of all, generates) the table's hash secret and
     /// seeds the bucket table, before any request (see [`crate::table`]).
-    pub fn new<H: Host>(host: &H, config: Config) -> Result<Self, HostError> {
+    pub fn new<H: ConfigHost>(host: &H, config: Config) -> Result<Self, HostError> {
         let mut stats = Vec::with_capacity(config.rules.len());
         for rule in &config.rules {
             let mut ids = [MetricId(0); STAT_NAMES.len()];
@@ -216,7 +217,13 @@ impl Limiter {
             .map(|r| LimitedReply::new(r, retry_after_s))
     }
 
-    fn count<H: Host>(&self, host: &H, rule: usize, pick: fn(&RuleStats) -> MetricId, n: u32) {
+    fn count<H: ConfigHost>(
+        &self,
+        host: &H,
+        rule: usize,
+        pick: fn(&RuleStats) -> MetricId,
+        n: u32,
+    ) {
         if n == 0 {
             return;
         }
@@ -227,7 +234,7 @@ impl Limiter {
     }
 
     /// Checks one request against every rule, consuming from matching buckets.
-    pub fn check<H: HttpHost>(&self, host: &H) -> Verdict {
+    pub fn check<H: StreamHost>(&self, host: &H) -> Verdict {
         let config = &self.config;
         let mut verdict = Verdict {
             decision: Decision::Unmatched,
@@ -367,7 +374,7 @@ impl Limiter {
     }
 
     /// The fingerprint of `rule`'s key for this request; `fp` is the rule's prepared state.
-    fn key<H: HttpHost>(
+    fn key<H: StreamHost>(
         &self,
         host: &H,
         rule: &Rule,

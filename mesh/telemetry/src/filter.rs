@@ -7,7 +7,7 @@
 
 use crate::{RequestTelemetry, Telemetry, TelemetryConfig};
 use mesh_core::{Capability, CapabilityRoot, ConfigError, SetupError};
-use sdk_shim::{Action, Callbacks, Host, HttpFilter, HttpHost};
+use sdk_shim::{Action, Callbacks, ConfigHost, HttpFilter, StreamHost};
 use std::sync::Arc;
 
 /// The telemetry capability.
@@ -22,6 +22,7 @@ pub type TelemetryRoot = CapabilityRoot<TelemetryCapability>;
 
 impl Capability for TelemetryCapability {
     const NAME: &'static str = "telemetry";
+    const DECISION_KEY: Option<&'static str> = None;
     type Compiled = TelemetryConfig;
     type Bound = Telemetry;
     type Filter = TelemetryFilter;
@@ -31,7 +32,7 @@ impl Capability for TelemetryCapability {
     }
 
     /// Resolves the workload, defines the filter's own stats and seeds the series budget.
-    fn bind<H: Host>(host: &H, config: TelemetryConfig) -> Result<Telemetry, SetupError> {
+    fn bind<H: ConfigHost>(host: &H, config: TelemetryConfig) -> Result<Telemetry, SetupError> {
         Telemetry::bind(host, config).map_err(SetupError::of("metrics"))
     }
 
@@ -68,21 +69,21 @@ impl HttpFilter for TelemetryFilter {
         .union(Callbacks::RESPONSE_HEADERS)
         .union(Callbacks::LOG);
 
-    fn on_request_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_request_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         if let Some(r) = &mut self.request {
             r.on_request_headers(host);
         }
         Action::Continue
     }
 
-    fn on_response_headers<H: HttpHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
+    fn on_response_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         if let Some(r) = &mut self.request {
             r.on_response_headers(host);
         }
         Action::Continue
     }
 
-    fn on_log<H: HttpHost>(&mut self, host: &H) {
+    fn on_log<H: StreamHost>(&mut self, host: &H) {
         if let Some(r) = &mut self.request {
             r.on_log(host);
         }

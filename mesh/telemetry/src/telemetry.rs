@@ -8,10 +8,11 @@ use crate::labels::{grpc_status, plain, Label, LabelValues, UNKNOWN};
 use crate::peer::{valid_value, PeerMetadata};
 use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
+use mesh_core::decision;
 use mesh_core::SpiffeId;
 use sdk_shim::{
-    decision, HeaderMap, Host, HostError, HttpHost, LogLevel, MetricId, MetricKind, Metrics,
-    Namespace, Properties, PropertySet,
+    ConfigHost, HeaderMap, HostError, LogLevel, MetricId, MetricKind, Metrics, Namespace,
+    Properties, PropertySet, StreamHost,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -195,7 +196,7 @@ fn bump<H: Metrics>(host: &H, id: MetricId) {
 impl Telemetry {
     /// The capability's bind step: resolves the workload (reading the node once), defines the
     /// filter's own stats (failing if one cannot be) and seeds the shared series count.
-    pub fn bind<H: Host>(host: &H, config: TelemetryConfig) -> Result<Self, HostError> {
+    pub fn bind<H: ConfigHost>(host: &H, config: TelemetryConfig) -> Result<Self, HostError> {
         let workload = Workload::resolve(&config.workload, host);
         let reporter = config.reporter.as_str();
         let mut template = LabelValues::default();
@@ -285,7 +286,7 @@ impl Telemetry {
     }
 
     /// Records one finished request in the series of `labels`.
-    fn record<H: HttpHost>(&self, host: &H, labels: &LabelValues<'_>, sample: &Sample) {
+    fn record<H: StreamHost>(&self, host: &H, labels: &LabelValues<'_>, sample: &Sample) {
         let admission = match self.registry.lock() {
             Ok(mut reg) => reg.admit_labels(host, labels, self.config.max_series),
             Err(_) => Admission::Overflow,
@@ -383,7 +384,7 @@ impl RequestTelemetry {
     }
 
     /// Records another filter's verdict in memory (the suite), so `on_log` makes no host call
-    /// for decisions. `key` is one of [`sdk_shim::decision`]'s keys.
+    /// for decisions. `key` is one of [`mesh_core::decision`]'s keys.
     pub fn set_decision(&mut self, key: &str, value: &str) {
         let d = self.decisions.get_or_insert_with(Decisions::default);
         let slot = match key {
@@ -408,17 +409,17 @@ impl RequestTelemetry {
         self.peer.as_ref()
     }
 
-    fn mtls<H: HttpHost>(&mut self, host: &H) -> bool {
+    fn mtls<H: StreamHost>(&mut self, host: &H) -> bool {
         *self.mtls.get_or_insert_with(|| prop_bool(host, attr::MTLS))
     }
 
-    fn peer_san<H: HttpHost>(&mut self, host: &H) -> Option<Vec<u8>> {
+    fn peer_san<H: StreamHost>(&mut self, host: &H) -> Option<Vec<u8>> {
         self.peer_san
             .get_or_insert_with(|| prop_bytes(host, attr::PEER_URI_SAN))
             .clone()
     }
 
-    pub fn on_request_headers<H: HttpHost>(&mut self, host: &H) {
+    pub fn on_request_headers<H: StreamHost>(&mut self, host: &H) {
         let cfg = &self.shared.config;
         let get = |name: &str| host.header(HeaderMap::Request, name).ok().flatten();
         if cfg.access_log.is_some() {
@@ -459,7 +460,7 @@ impl RequestTelemetry {
         }
     }
 
-    fn handle_trace<H: HttpHost>(&mut self, host: &H) {
+    fn handle_trace<H: StreamHost>(&mut self, host: &H) {
         let cfg = self.shared.config.trace;
         let incoming = host
             .header(HeaderMap::Request, "traceparent")
@@ -491,7 +492,7 @@ impl RequestTelemetry {
         }
     }
 
-    pub fn on_response_headers<H: HttpHost>(&mut self, host: &H) {
+    pub fn on_response_headers<H: StreamHost>(&mut self, host: &H) {
         let shared = Arc::clone(&self.shared);
         let Some(header) = &shared.config.peer_header else {
             return;
@@ -520,7 +521,7 @@ impl RequestTelemetry {
     }
 
     /// Records the metrics and writes the access-log line.
-    pub fn on_log<H: HttpHost>(&mut self, host: &H) {
+    pub fn on_log<H: StreamHost>(&mut self, host: &H) {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
         let mut values = host.properties(&shared.at_log).into_iter().map(as_i64);
@@ -617,7 +618,7 @@ impl RequestTelemetry {
     }
 
     /// Fills the labels about the client; returns the peer principal.
-    fn destination_labels<H: HttpHost>(
+    fn destination_labels<H: StreamHost>(
         &mut self,
         host: &H,
         labels: &mut LabelValues<'_>,
@@ -658,7 +659,7 @@ impl RequestTelemetry {
     }
 
     /// Fills the labels about the server; returns the upstream's principal.
-    fn source_labels<H: HttpHost>(
+    fn source_labels<H: StreamHost>(
         &mut self,
         host: &H,
         labels: &mut LabelValues<'_>,

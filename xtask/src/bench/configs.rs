@@ -72,7 +72,7 @@ pub(super) fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config
             filters: vec![wasm_filter("empty", empty, config)],
         });
     }
-    for cap in CAPABILITIES {
+    for cap in capabilities() {
         if module(cap).exists() {
             out.push(Config {
                 name: cap.into(),
@@ -82,12 +82,11 @@ pub(super) fn configs(plugins: &Json, empty: &Path) -> anyhow::Result<Vec<Config
             out.push(floor(cap, &cfg(cap), empty)?);
         }
     }
-    if CAPABILITIES.iter().all(|c| module(c).exists()) {
+    if capabilities().all(|c| module(c).exists()) {
         out.push(Config {
             name: "four-modules".into(),
             what: "our four modules chained".into(),
-            filters: CAPABILITIES
-                .iter()
+            filters: capabilities()
                 .map(|c| wasm_filter(c, &module(c), &cfg(c)))
                 .collect(),
         });

@@ -27,7 +27,10 @@ use configs::*;
 use load::*;
 use report::*;
 
-const CAPABILITIES: [&str; 4] = ["telemetry", "intentions", "ratelimit", "canary"];
+/// The capabilities, in the suite's order (its one list).
+fn capabilities() -> impl Iterator<Item = &'static str> {
+    filter_suite::CAPABILITIES.iter().map(|c| c.name)
+}
 
 struct Config {
     name: String,

@@ -387,75 +387,6 @@ fn configuring_logs_what_was_configured() {
     assert!(root.bound().is_some());
 }
 
-/// A configuring host that cannot define the metric `failing`.
-struct FailingMetric {
-    host: FakeHost,
-    failing: String,
-}
-
-impl sdk_shim::Log for FailingMetric {
-    fn log(&self, level: LogLevel, message: &str) {
-        self.host.log(level, message);
-    }
-    fn log_enabled(&self, level: LogLevel) -> bool {
-        self.host.log_enabled(level)
-    }
-}
-
-impl sdk_shim::Clock for FailingMetric {
-    fn now_nanos(&self) -> u64 {
-        self.host.now_nanos()
-    }
-}
-
-impl sdk_shim::Random for FailingMetric {
-    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
-        self.host.fill_random(buf)
-    }
-}
-
-impl sdk_shim::Properties for FailingMetric {
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        sdk_shim::Properties::property(&self.host, path)
-    }
-    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        self.host.set_property(path, value)
-    }
-}
-
-impl sdk_shim::SharedStore for FailingMetric {
-    fn shared_get(&self, key: &str) -> Result<Option<sdk_shim::Versioned>, HostError> {
-        self.host.shared_get(key)
-    }
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        self.host.shared_set(key, value, cas)
-    }
-}
-
-impl sdk_shim::Metrics for FailingMetric {
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
-        if name == self.failing {
-            return Err(HostError::Internal);
-        }
-        self.host.define_metric(kind, name)
-    }
-    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
-        self.host.increment_metric(id, delta)
-    }
-    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
-        self.host.record_metric(id, value)
-    }
-    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
-        self.host.metric_value(id)
-    }
-}
-
-impl sdk_shim::Timer for FailingMetric {
-    fn set_tick_period(&self, period: std::time::Duration) -> Result<(), HostError> {
-        self.host.set_tick_period(period)
-    }
-}
-
 #[test]
 fn a_metric_that_cannot_be_defined_fails_the_configuration() {
     let audit = CONFIG.replace(
@@ -474,17 +405,15 @@ fn a_metric_that_cannot_be_defined_fails_the_configuration() {
         (CONFIG, "intentions.invalid_path"),
         (CONFIG, "intentions.error"),
     ] {
-        let host = FailingMetric {
-            host: FakeHost::new(),
-            failing: failing.to_owned(),
-        };
+        // A configuring host that cannot define the metric `failing`.
+        let host = FakeHost::new().refusing_metrics(move |name| name == failing);
         let mut root = IntentionsRoot::default();
         assert!(!root.on_configure(&host, cfg.as_bytes()), "{failing}");
         assert_eq!(
-            host.host.logs(),
+            host.logs(),
             [(
                 LogLevel::Error,
-                "intentions: cannot set up metrics: host failure".to_owned()
+                "intentions: cannot set up metrics: bad argument".to_owned()
             )],
             "{failing}"
         );

@@ -3,12 +3,9 @@
 
 use super::*;
 use crate::telemetry::{attr, stat};
+use mesh_core::decision;
 use sdk_shim::testing::{FakeHost, FakeMetrics, FakeStore};
-use sdk_shim::{
-    decision, Clock, HeaderMap, HostError, HttpHeaders, Log, LogLevel, MetricId, MetricKind,
-    Metrics, Properties, PropertySet, Random, RootFilter, SharedStore, Timer, Versioned,
-};
-use std::time::Duration;
+use sdk_shim::{HeaderMap, HttpHeaders, LogLevel, RootFilter};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -243,75 +240,8 @@ fn grpc_status_is_read_from_the_trailers_at_log_time() {
 }
 
 /// A configuring host whose metric definitions fail for names starting with `refused`.
-struct RefusingMetrics<'a> {
-    host: &'a FakeHost,
-    refused: &'a str,
-}
-
-impl Log for RefusingMetrics<'_> {
-    fn log(&self, level: LogLevel, message: &str) {
-        self.host.log(level, message);
-    }
-    fn log_enabled(&self, level: LogLevel) -> bool {
-        self.host.log_enabled(level)
-    }
-}
-
-impl Clock for RefusingMetrics<'_> {
-    fn now_nanos(&self) -> u64 {
-        self.host.now_nanos()
-    }
-}
-
-impl Random for RefusingMetrics<'_> {
-    fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
-        self.host.fill_random(buf)
-    }
-}
-
-impl Properties for RefusingMetrics<'_> {
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        self.host.property(path)
-    }
-    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        self.host.set_property(path, value)
-    }
-    fn prepare_properties(&self, set: PropertySet) -> PropertySet {
-        self.host.prepare_properties(set)
-    }
-}
-
-impl SharedStore for RefusingMetrics<'_> {
-    fn shared_get(&self, key: &str) -> Result<Option<Versioned>, HostError> {
-        self.host.shared_get(key)
-    }
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        self.host.shared_set(key, value, cas)
-    }
-}
-
-impl Metrics for RefusingMetrics<'_> {
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
-        if name.starts_with(self.refused) {
-            return Err(HostError::BadArgument);
-        }
-        self.host.define_metric(kind, name)
-    }
-    fn increment_metric(&self, id: MetricId, delta: i64) -> Result<(), HostError> {
-        self.host.increment_metric(id, delta)
-    }
-    fn record_metric(&self, id: MetricId, value: u64) -> Result<(), HostError> {
-        self.host.record_metric(id, value)
-    }
-    fn metric_value(&self, id: MetricId) -> Result<u64, HostError> {
-        self.host.metric_value(id)
-    }
-}
-
-impl Timer for RefusingMetrics<'_> {
-    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        self.host.set_tick_period(period)
-    }
+fn refusing_metrics(refused: &'static str) -> FakeHost {
+    FakeHost::new().refusing_metrics(move |name| name.starts_with(refused))
 }
 
 #[test]
@@ -323,13 +253,9 @@ fn a_stat_that_cannot_be_defined_rejects_the_configuration() {
         stat::TRACE_REPLACED,
         stat::PEER_METADATA_REJECTED,
     ] {
-        let host = FakeHost::new();
+        let host = refusing_metrics(refused);
         let mut root = TelemetryRoot::default();
-        let refusing = RefusingMetrics {
-            host: &host,
-            refused,
-        };
-        assert!(!root.on_configure(&refusing, b""), "{refused}");
+        assert!(!root.on_configure(&host, b""), "{refused}");
         assert_eq!(
             host.logs_at(LogLevel::Error),
             ["telemetry: cannot set up metrics: bad argument"],
@@ -342,13 +268,9 @@ fn a_stat_that_cannot_be_defined_rejects_the_configuration() {
 #[test]
 fn series_metrics_are_not_defined_at_configuration() {
     // Series are defined per request, where a failure overflows instead of failing.
-    let host = FakeHost::new();
-    let refusing = RefusingMetrics {
-        host: &host,
-        refused: "istio_",
-    };
+    let host = refusing_metrics("istio_");
     let mut root = TelemetryRoot::default();
-    assert!(root.on_configure(&refusing, b""), "{:?}", host.logs());
+    assert!(root.on_configure(&host, b""), "{:?}", host.logs());
     assert!(host.logs_at(LogLevel::Error).is_empty());
     assert!(root.bound().is_some());
 }
