@@ -1,4 +1,4 @@
-//! How filters hand their verdict on a request to telemetry and to access logs.
+//! How filters hand their verdict on a request to other filters and to access logs.
 //!
 //! Each filter publishes a short string under its key with [`publish`] (the keys belong to
 //! the capabilities: `mesh_core::decision`). In Envoy it lands in

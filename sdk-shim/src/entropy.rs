@@ -1,6 +1,6 @@
 //! Host entropy drawn in blocks, for hosts where each draw is a host call.
 //!
-//! Filters draw a few bytes per request (a canary ticket, a trace id). [`EntropyPool`] asks
+//! Filters draw a few bytes per request (a split ticket, a trace id). [`EntropyPool`] asks
 //! the host for [`BLOCK`] bytes at a time and hands them out in order, each byte once: what a
 //! filter gets is still the host's randomness, not a generator's output, so a secret drawn
 //! from the pool is as unpredictable as one drawn directly.

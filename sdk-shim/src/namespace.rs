@@ -5,7 +5,7 @@
 //! `plugin_name` and `plugin_root_id` (Istio makes the name `<namespace>.<WasmPlugin name>`),
 //! or a `namespace` its configuration names. It does not depend on the rest of the
 //! configuration, so an update of a plugin keeps its state. Capabilities put their own name
-//! and layout version after it (`<ns>/ratelimit.2/...`): state of another layout lives under
+//! and layout version after it (`<ns>/<capability>.2/...`): state of another layout lives under
 //! other keys and is never read.
 
 use crate::Properties;
@@ -101,15 +101,12 @@ mod tests {
                 .property(&PLUGIN_NAME, name)
                 .property(&PLUGIN_ROOT_ID, root)
         };
-        let a = Namespace::of_plugin(&host("default.rl-a", "ratelimit"), None);
-        let b = Namespace::of_plugin(&host("default.rl-b", "ratelimit"), None);
+        let a = Namespace::of_plugin(&host("default.rl-a", "rl"), None);
+        let b = Namespace::of_plugin(&host("default.rl-b", "rl"), None);
         let c = Namespace::of_plugin(&host("default.rl-a", "suite"), None);
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(
-            a,
-            Namespace::of_plugin(&host("default.rl-a", "ratelimit"), None)
-        );
+        assert_eq!(a, Namespace::of_plugin(&host("default.rl-a", "rl"), None));
         // Parts never run into each other.
         assert_ne!(
             Namespace::of_plugin(&host("ab", "c"), None),
@@ -125,10 +122,7 @@ mod tests {
         assert_eq!(s.len(), Namespace::LEN);
         assert!(s.ends_with('/'));
         assert!(s[..16].bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(
-            a.key("ratelimit.2/secret"),
-            format!("{s}ratelimit.2/secret")
-        );
+        assert_eq!(a.key("cap.2/secret"), format!("{s}cap.2/secret"));
     }
 
     #[test]

@@ -2,17 +2,23 @@
 //!
 //! `FakeHost` records what a filter did (headers set, local replies, logs, metrics) so tests
 //! assert on behaviour. Its shared store and clock are handles that several fake hosts can
-//! share, the way Envoy workers share one store.
+//! share, the way Envoy workers share one store. `FakeProxy` holds those shared handles, so a
+//! test builds its workers and requests on one fake Envoy.
 
 use crate::{
-    Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind,
-    Metrics, Properties, PropertySet, Random, SharedStore, Versioned,
+    Action, Clock, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel,
+    MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter, SharedStore,
+    Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// Where a fake clock starts: a recent instant (late 2023), so code that subtracts or formats
+/// times meets realistic values.
+const START_NANOS: u64 = 1_700_000_000_000_000_000;
 
 /// A clock that moves only when told. Clones share the same time.
 #[derive(Debug, Clone, Default)]
@@ -203,7 +209,7 @@ fn index(map: HeaderMap) -> usize {
 impl FakeHost {
     pub fn new() -> Self {
         Self {
-            clock: FakeClock::at_nanos(1_700_000_000_000_000_000),
+            clock: FakeClock::at_nanos(START_NANOS),
             store: FakeStore::default(),
             metrics: FakeMetrics::default(),
             properties: RefCell::new(HashMap::new()),
@@ -561,6 +567,85 @@ impl LocalReply for FakeHost {
             body: body.to_vec(),
         });
         Ok(())
+    }
+}
+
+/// One fake Envoy: the shared data, clock and stats its workers share. Every host it builds
+/// sees the same three, so roots and requests on different workers meet as they do in Envoy.
+#[derive(Debug, Clone)]
+pub struct FakeProxy {
+    pub store: FakeStore,
+    pub clock: FakeClock,
+    pub metrics: FakeMetrics,
+}
+
+/// What one whole request through a filter returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    /// The request-headers action.
+    pub request: Action,
+    /// The response-headers action; `None` when the request paused, so no upstream answered.
+    pub response: Option<Action>,
+}
+
+impl Default for FakeProxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeProxy {
+    /// Empty shared data and stats; the clock starts where [`FakeHost::new`]'s does.
+    pub fn new() -> Self {
+        Self {
+            store: FakeStore::default(),
+            clock: FakeClock::at_nanos(START_NANOS),
+            metrics: FakeMetrics::default(),
+        }
+    }
+
+    /// A new host (a worker's view, or one request's) on this proxy's store, clock and stats.
+    pub fn host(&self) -> FakeHost {
+        FakeHost::new()
+            .with_store(&self.store)
+            .with_clock(&self.clock)
+            .with_metrics(&self.metrics)
+    }
+
+    /// A `GET` request to `authority` and `path` on this proxy.
+    pub fn get(&self, authority: &str, path: &str) -> FakeHost {
+        self.host().request("GET", authority, path)
+    }
+
+    /// A worker's root configured with `config` on its own host: each worker is its own VM,
+    /// so `seed` gives it its own randomness. `Err` carries that host's log lines, to show why
+    /// the configuration was refused.
+    pub fn worker<R: RootFilter + Default>(
+        &self,
+        config: &[u8],
+        seed: u64,
+    ) -> Result<R, Vec<String>> {
+        let host = self.host().random_seed(seed);
+        let mut root = R::default();
+        if root.on_configure(&host, config) {
+            Ok(root)
+        } else {
+            Err(host.logs().into_iter().map(|(_, line)| line).collect())
+        }
+    }
+
+    /// One whole request through a new filter of `root`: request headers; when they continue,
+    /// the upstream answers `status` (headers only, so they end the stream) and the response
+    /// headers run; then the log, which Envoy calls either way.
+    pub fn exchange<R: RootFilter>(root: &R, host: &FakeHost, status: u16) -> Exchange {
+        let mut filter = root.new_http();
+        let request = filter.on_request_headers(host, true);
+        let response = (request == Action::Continue).then(|| {
+            host.upstream_responds(status, &[]);
+            filter.on_response_headers(host, true)
+        });
+        filter.on_log(host);
+        Exchange { request, response }
     }
 }
 

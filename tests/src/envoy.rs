@@ -126,22 +126,7 @@ pub fn second_plugin_listener(
 
 /// The `http_filters` list of the first HTTP connection manager in the bootstrap.
 pub fn http_filters_mut(doc: &mut Value) -> Option<&mut Vec<Value>> {
-    let listeners = get(doc, &["static_resources", "listeners"])?.as_sequence_mut()?;
-    listeners.iter_mut().find_map(|l| {
-        l.get_mut("filter_chains")?
-            .as_sequence_mut()?
-            .iter_mut()
-            .find_map(|fc| {
-                fc.get_mut("filters")?
-                    .as_sequence_mut()?
-                    .iter_mut()
-                    .find_map(|f| {
-                        f.get_mut("typed_config")?
-                            .get_mut("http_filters")?
-                            .as_sequence_mut()
-                    })
-            })
-    })
+    hcm_mut(doc)?.get_mut("http_filters")?.as_sequence_mut()
 }
 
 /// An `envoy.filters.http.wasm` filter entry loading `file` (V8) under `name`, which is also

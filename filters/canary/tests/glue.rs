@@ -2,58 +2,35 @@
 //! by workers, and hostile requests.
 
 use filter_canary::{CanaryConfig, CanaryFilter, CanaryRoot, DECISION};
-use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::testing::{Exchange, FakeHost, FakeProxy};
 use sdk_shim::{Action, HeaderMap, HttpFilter, LogLevel, RootFilter};
 use serde_json::json;
 
-/// Envoy workers: one store, one clock, one stats store.
-struct Proxy {
-    store: FakeStore,
-    clock: FakeClock,
-    metrics: FakeMetrics,
-}
-
-impl Proxy {
-    fn new() -> Self {
-        Self {
-            store: FakeStore::default(),
-            clock: FakeClock::at_nanos(1_700_000_000_000_000_000),
-            metrics: FakeMetrics::default(),
-        }
-    }
-
-    fn host(&self) -> FakeHost {
-        FakeHost::new()
-            .with_store(&self.store)
-            .with_clock(&self.clock)
-            .with_metrics(&self.metrics)
-    }
-
-    fn worker(&self, config: &serde_json::Value) -> (CanaryRoot, FakeHost) {
-        let mut root = CanaryRoot::default();
-        let host = self.host();
-        assert!(
-            root.on_configure(&host, config.to_string().as_bytes()),
-            "{:?}",
-            host.logs()
-        );
-        (root, host)
-    }
-
-    fn get(&self, authority: &str) -> FakeHost {
-        self.host().request("GET", authority, "/")
-    }
+/// A worker's root configured with `config`; configuration draws no randomness, so every
+/// worker may use the same seed. An assert, not `unwrap`: clippy allows `unwrap` only inside
+/// `#[test]` functions, not in an integration test's helpers.
+fn worker(proxy: &FakeProxy, config: &serde_json::Value) -> CanaryRoot {
+    let configured = proxy.worker(config.to_string().as_bytes(), 1);
+    assert!(
+        configured.is_ok(),
+        "refused: {:?}",
+        configured.as_ref().err()
+    );
+    configured.unwrap_or_default()
 }
 
 /// Runs request and response phases; returns the route header the upstream would see.
 fn exchange(root: &CanaryRoot, host: &FakeHost, status: u16) -> Option<String> {
-    let mut f = root.new_http();
-    assert_eq!(f.on_request_headers(host, true), Action::Continue);
-    let routed = host.request_header_str("x-canary-subset");
-    host.upstream_responds(status, &[]);
-    assert_eq!(f.on_response_headers(host, true), Action::Continue);
-    f.on_log(host);
-    routed
+    let done = FakeProxy::exchange(root, host, status);
+    assert_eq!(
+        done,
+        Exchange {
+            request: Action::Continue,
+            response: Some(Action::Continue)
+        }
+    );
+    // Only the request phase writes the route header, so it is still what the upstream saw.
+    host.request_header_str("x-canary-subset")
 }
 
 fn config() -> serde_json::Value {
@@ -98,18 +75,20 @@ fn empty_config_routes_nothing_and_strips_the_route_header() {
 
 #[test]
 fn decisions_are_published_and_counted_per_service_and_subset() {
-    let proxy = Proxy::new();
-    let (root, _) = proxy.worker(&config());
+    let proxy = FakeProxy::new();
+    let root = worker(&proxy, &config());
     let mut seen = [0i64; 2];
     for i in 0..200 {
         let h = proxy
-            .get("reviews:9080")
+            .get("reviews:9080", "/")
             .request_header("x-user-id", format!("user-{i}"));
         let subset = exchange(&root, &h, 200).unwrap();
         assert_eq!(h.property_value(&[DECISION]).unwrap(), subset.as_bytes());
         seen[usize::from(subset == "v2")] += 1;
     }
-    let forced = proxy.get("reviews").request_header("x-canary", "always");
+    let forced = proxy
+        .get("reviews", "/")
+        .request_header("x-canary", "always");
     assert_eq!(exchange(&root, &forced, 200).as_deref(), Some("v2"));
     let m = &proxy.metrics;
     assert_eq!(m.value("canary.reviews.v1.decisions"), Some(seen[0]));
@@ -123,13 +102,15 @@ fn decisions_are_published_and_counted_per_service_and_subset() {
 
 #[test]
 fn the_guard_trips_once_across_workers_then_only_v1_is_used() {
-    let proxy = Proxy::new();
+    let proxy = FakeProxy::new();
     let cfg = config();
-    let workers = [proxy.worker(&cfg), proxy.worker(&cfg)];
+    let workers = [worker(&proxy, &cfg), worker(&proxy, &cfg)];
     // Force every request onto v2 through the override, answered 503.
     for i in 0..10 {
-        let (root, _) = &workers[i % 2];
-        let h = proxy.get("reviews").request_header("x-canary", "always");
+        let root = &workers[i % 2];
+        let h = proxy
+            .get("reviews", "/")
+            .request_header("x-canary", "always");
         assert_eq!(exchange(root, &h, 503).as_deref(), Some("v2"));
         if i < 9 {
             assert_eq!(proxy.metrics.value("canary.reviews.v2.rollbacks"), Some(0));
@@ -138,9 +119,9 @@ fn the_guard_trips_once_across_workers_then_only_v1_is_used() {
     assert_eq!(proxy.metrics.value("canary.reviews.v2.rollbacks"), Some(1));
     // Weighted traffic now avoids v2 on both workers.
     for i in 0..300 {
-        let (root, _) = &workers[i % 2];
+        let root = &workers[i % 2];
         let h = proxy
-            .get("reviews")
+            .get("reviews", "/")
             .request_header("x-user-id", format!("u{i}"));
         assert_eq!(exchange(root, &h, 200).as_deref(), Some("v1"));
     }
@@ -149,13 +130,15 @@ fn the_guard_trips_once_across_workers_then_only_v1_is_used() {
 
 #[test]
 fn the_trip_is_logged_once_at_warn() {
-    let proxy = Proxy::new();
+    let proxy = FakeProxy::new();
     let cfg = config();
-    let (a, b) = (proxy.worker(&cfg), proxy.worker(&cfg));
+    let (a, b) = (worker(&proxy, &cfg), worker(&proxy, &cfg));
     let mut warns = Vec::new();
     for i in 0..30 {
-        let root = if i % 2 == 0 { &a.0 } else { &b.0 };
-        let h = proxy.get("reviews").request_header("x-canary", "always");
+        let root = if i % 2 == 0 { &a } else { &b };
+        let h = proxy
+            .get("reviews", "/")
+            .request_header("x-canary", "always");
         exchange(root, &h, 500);
         warns.extend(h.logs_at(LogLevel::Warn));
     }
@@ -171,19 +154,21 @@ fn the_trip_is_logged_once_at_warn() {
 
 #[test]
 fn a_new_configuration_re_arms_the_guard() {
-    let proxy = Proxy::new();
-    let (root, _) = proxy.worker(&config());
+    let proxy = FakeProxy::new();
+    let root = worker(&proxy, &config());
     for _ in 0..10 {
         exchange(
             &root,
-            &proxy.get("reviews").request_header("x-canary", "always"),
+            &proxy
+                .get("reviews", "/")
+                .request_header("x-canary", "always"),
             503,
         );
     }
     let stays_on_v1 = |root: &CanaryRoot| {
         (0..100).all(|i| {
             let h = proxy
-                .get("reviews")
+                .get("reviews", "/")
                 .request_header("x-user-id", format!("u{i}"));
             exchange(root, &h, 200).as_deref() == Some("v1")
         })
@@ -191,17 +176,20 @@ fn a_new_configuration_re_arms_the_guard() {
     assert!(stays_on_v1(&root));
     let mut changed = config();
     changed["services"][0]["subsets"][1]["weight"] = json!(20);
-    let (root, _) = proxy.worker(&changed);
+    let root = worker(&proxy, &changed);
     assert!(!stays_on_v1(&root));
 }
 
 #[test]
 fn the_sticky_cookie_is_set_on_the_response_then_honoured() {
-    let proxy = Proxy::new();
-    let (root, _) = proxy.worker(&json!({"services": [{"host": "*.shop.example",
+    let proxy = FakeProxy::new();
+    let root = worker(
+        &proxy,
+        &json!({"services": [{"host": "*.shop.example",
         "subsets": [{"name": "v1", "weight": 50}, {"name": "v2", "weight": 50}],
-        "sticky": {"cookie": "canary", "max_age_s": 600}}]}));
-    let first = proxy.get("www.shop.example");
+        "sticky": {"cookie": "canary", "max_age_s": 600}}]}),
+    );
+    let first = proxy.get("www.shop.example", "/");
     let subset = exchange(&root, &first, 200).unwrap();
     let set = first.response_header_str("set-cookie").unwrap();
     assert!(set.starts_with("canary="), "{set}");
@@ -212,7 +200,7 @@ fn the_sticky_cookie_is_set_on_the_response_then_honoured() {
     let pair = set.split(';').next().unwrap().to_owned();
     for seed in 0..30 {
         let h = proxy
-            .get("WWW.shop.example:443")
+            .get("WWW.shop.example:443", "/")
             .random_seed(seed)
             .request_header("cookie", &pair);
         assert_eq!(exchange(&root, &h, 200).unwrap(), subset);
@@ -222,30 +210,36 @@ fn the_sticky_cookie_is_set_on_the_response_then_honoured() {
 
 #[test]
 fn exposes_the_subset_when_configured() {
-    let proxy = Proxy::new();
-    let (root, _) = proxy.worker(&json!({"expose_subset": true,
-        "services": [{"host": "reviews", "subsets": [{"name": "v2", "weight": 1}]}]}));
-    let h = proxy.get("reviews");
+    let proxy = FakeProxy::new();
+    let root = worker(
+        &proxy,
+        &json!({"expose_subset": true,
+        "services": [{"host": "reviews", "subsets": [{"name": "v2", "weight": 1}]}]}),
+    );
+    let h = proxy.get("reviews", "/");
     exchange(&root, &h, 200);
     assert_eq!(
         h.response_header_str("x-canary-subset").as_deref(),
         Some("v2")
     );
-    let (quiet, _) = proxy.worker(&config());
-    let h = proxy.get("reviews");
+    let quiet = worker(&proxy, &config());
+    let h = proxy.get("reviews", "/");
     exchange(&quiet, &h, 200);
     assert_eq!(h.response_header_str("x-canary-subset"), None);
 }
 
 #[test]
 fn hostile_requests_never_trap_and_still_route() {
-    let proxy = Proxy::new();
-    let (root, _) = proxy.worker(&json!({"services": [
+    let proxy = FakeProxy::new();
+    let root = worker(
+        &proxy,
+        &json!({"services": [
         {"host": "reviews", "subsets": [{"name": "v1", "weight": 1}, {"name": "v2", "weight": 1}],
          "sticky": {"cookie": "canary"},
          "overrides": [{"header": "x-canary", "value": "always", "subset": "v2"}]},
         {"host": "ratings", "subsets": [{"name": "v1", "weight": 1}, {"name": "v2", "weight": 1}],
-         "sticky": {"header": "x-user-id"}}]}));
+         "sticky": {"header": "x-user-id"}}]}),
+    );
     let huge = "c".repeat(256 * 1024);
     let requests = [
         // Missing or odd :authority: no service, no route header.
@@ -255,8 +249,8 @@ fn hostile_requests_never_trap_and_still_route() {
                 .request_header("x-canary-subset", "v2"),
             false,
         ),
-        (proxy.get(""), false),
-        (proxy.get(":::"), false),
+        (proxy.get("", "/"), false),
+        (proxy.get(":::", "/"), false),
         (
             proxy.host().request_header(":authority", b"\xff\xfe\xfd"),
             false,
@@ -271,13 +265,13 @@ fn hostile_requests_never_trap_and_still_route() {
         // Cookies: non-UTF-8, repeated headers, huge.
         (
             proxy
-                .get("reviews")
+                .get("reviews", "/")
                 .request_header("cookie", b"canary=\xff\xfe; x=\x00"),
             true,
         ),
         (
             proxy
-                .get("reviews")
+                .get("reviews", "/")
                 .request_header("cookie", "a=1")
                 .request_header("cookie", "canary=zz")
                 .request_header("cookie", "canary=1"),
@@ -285,29 +279,34 @@ fn hostile_requests_never_trap_and_still_route() {
         ),
         (
             proxy
-                .get("reviews")
+                .get("reviews", "/")
                 .request_header("cookie", format!("canary={huge}")),
             true,
         ),
-        (proxy.get("reviews").request_header("cookie", &huge), true),
         (
-            proxy.get("reviews").request_header("x-canary", b"\xff"),
+            proxy.get("reviews", "/").request_header("cookie", &huge),
+            true,
+        ),
+        (
+            proxy
+                .get("reviews", "/")
+                .request_header("x-canary", b"\xff"),
             true,
         ),
         // Sticky header: non-UTF-8 and huge.
         (
             proxy
-                .get("ratings")
+                .get("ratings", "/")
                 .request_header("x-user-id", b"\xc3\x28\xff"),
             true,
         ),
         (
-            proxy.get("ratings").request_header("x-user-id", &huge),
+            proxy.get("ratings", "/").request_header("x-user-id", &huge),
             true,
         ),
         (
             proxy
-                .get("ratings")
+                .get("ratings", "/")
                 .request_header("x-user-id", "a")
                 .request_header("x-user-id", "b"),
             true,
@@ -321,7 +320,7 @@ fn hostile_requests_never_trap_and_still_route() {
         }
     }
     // A host whose header reads fail: no decision, no panic.
-    let broken = proxy.get("reviews").failing_header_reads();
+    let broken = proxy.get("reviews", "/").failing_header_reads();
     let mut f = root.new_http();
     assert_eq!(f.on_request_headers(&broken, true), Action::Continue);
     assert_eq!(f.on_response_headers(&broken, true), Action::Continue);
@@ -330,12 +329,14 @@ fn hostile_requests_never_trap_and_still_route() {
 
 #[test]
 fn the_suite_can_build_the_filter_from_the_shared_config() {
-    let proxy = Proxy::new();
+    let proxy = FakeProxy::new();
     let host = proxy.host();
     let spec = serde_json::from_value(config()).unwrap();
     let shared = CanaryConfig::from_spec(&host, &spec).unwrap();
     let mut f = CanaryFilter::new(shared.clone());
-    let h = proxy.get("reviews").request_header("x-canary", "always");
+    let h = proxy
+        .get("reviews", "/")
+        .request_header("x-canary", "always");
     f.on_request_headers(&h, true);
     assert_eq!(
         f.decision().map(|d| shared.canary().subset_name(d)),

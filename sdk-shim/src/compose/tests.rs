@@ -2,20 +2,20 @@ use super::*;
 use crate::decision;
 use std::time::Duration;
 
-// Decision keys as capabilities name them (sdk-shim itself knows none).
-const CANARY: &str = "mesh.canary";
-const RATELIMIT: &str = "mesh.ratelimit";
-const INTENTIONS: &str = "mesh.intentions";
+// Decision keys of three made-up capabilities (sdk-shim knows no capability).
+const KEY_A: &str = "mesh.a";
+const KEY_B: &str = "mesh.b";
+const KEY_C: &str = "mesh.c";
 use crate::testing::FakeHost;
 
 #[test]
 fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
     let host = FakeHost::new().property(&["source", "address"], "10.0.0.1:5");
-    let decisions = PassState::new(&[(CANARY, true), (RATELIMIT, true), (INTENTIONS, true)]);
+    let decisions = PassState::new(&[(KEY_A, true), (KEY_B, true), (KEY_C, true)]);
     let h = PassHost::new(&host, &decisions, false);
-    decision::publish(&h, CANARY, "v2").unwrap();
-    assert_eq!(decision::read(&h, CANARY).as_deref(), Some("v2"));
-    assert_eq!(host.property_value(&[CANARY]), None, "no host write");
+    decision::publish(&h, KEY_A, "v2").unwrap();
+    assert_eq!(decision::read(&h, KEY_A).as_deref(), Some("v2"));
+    assert_eq!(host.property_value(&[KEY_A]), None, "no host write");
     assert_eq!(
         h.property(&["source", "address"]).unwrap().unwrap(),
         b"10.0.0.1:5"
@@ -27,26 +27,26 @@ fn decisions_stay_in_memory_and_other_properties_reach_the_host() {
 #[test]
 fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
     let host = FakeHost::new();
-    let decisions = PassState::new(&[(CANARY, true), (RATELIMIT, true), (INTENTIONS, true)]);
+    let decisions = PassState::new(&[(KEY_A, true), (KEY_B, true), (KEY_C, true)]);
     let h = PassHost::new(&host, &decisions, true);
-    decision::publish(&h, RATELIMIT, "allowed").unwrap();
-    assert_eq!(host.property_value(&[RATELIMIT]).unwrap(), b"allowed");
+    decision::publish(&h, KEY_B, "allowed").unwrap();
+    assert_eq!(host.property_value(&[KEY_B]).unwrap(), b"allowed");
     let calls = host.host_calls();
-    assert_eq!(decision::read(&h, RATELIMIT).as_deref(), Some("allowed"));
+    assert_eq!(decision::read(&h, KEY_B).as_deref(), Some("allowed"));
     assert_eq!(host.host_calls(), calls, "a read is served from memory");
 }
 
 #[test]
 fn verdicts_of_capabilities_outside_the_pass_come_from_the_host() {
-    // This pass runs ratelimit only; canary ran in another module of the chain.
-    let host = FakeHost::new().property(&[CANARY], "v1");
-    let decisions = PassState::new(&[(CANARY, false), (RATELIMIT, true), (INTENTIONS, false)]);
+    // This pass runs `b` only; `a` ran in another module of the chain.
+    let host = FakeHost::new().property(&[KEY_A], "v1");
+    let decisions = PassState::new(&[(KEY_A, false), (KEY_B, true), (KEY_C, false)]);
     let h = PassHost::new(&host, &decisions, false);
-    assert_eq!(decision::read(&h, CANARY).as_deref(), Some("v1"));
-    assert_eq!(decision::read(&h, RATELIMIT), None);
+    assert_eq!(decision::read(&h, KEY_A).as_deref(), Some("v1"));
+    assert_eq!(decision::read(&h, KEY_B), None);
     let calls = host.host_calls();
-    decision::publish(&h, RATELIMIT, "allowed").unwrap();
-    assert_eq!(decision::read(&h, RATELIMIT).as_deref(), Some("allowed"));
+    decision::publish(&h, KEY_B, "allowed").unwrap();
+    assert_eq!(decision::read(&h, KEY_B).as_deref(), Some("allowed"));
     assert_eq!(host.host_calls(), calls);
 }
 

@@ -11,7 +11,7 @@ fn secret_key() -> String {
     ))
     .secret()
 }
-use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::testing::{FakeHost, FakeProxy};
 use sdk_shim::LogLevel;
 
 const CONFIG: &str = r#"{"rules":[{"name":"api","match":{"path_prefix":"/api/"},
@@ -19,47 +19,27 @@ const CONFIG: &str = r#"{"rules":[{"name":"api","match":{"path_prefix":"/api/"},
 
 /// A proxy with `workers` root contexts sharing one store, clock and metrics.
 struct Proxy {
-    store: FakeStore,
-    clock: FakeClock,
-    metrics: FakeMetrics,
+    envoy: FakeProxy,
     roots: Vec<RateLimitRoot>,
 }
 
 impl Proxy {
     fn new(config: &str, workers: usize) -> Self {
-        let mut p = Self {
-            store: FakeStore::default(),
-            clock: FakeClock::default(),
-            metrics: FakeMetrics::default(),
-            roots: Vec::new(),
-        };
-        for w in 0..workers {
-            // Each worker is its own VM with its own randomness.
-            let mut root = RateLimitRoot::default();
-            let host = p.host().random_seed(w as u64 + 1);
-            assert!(root.on_configure(&host, config.as_bytes()));
-            p.roots.push(root);
-        }
-        p
-    }
-
-    fn host(&self) -> FakeHost {
-        FakeHost::new()
-            .with_store(&self.store)
-            .with_clock(&self.clock)
-            .with_metrics(&self.metrics)
+        let envoy = FakeProxy::new();
+        // Each worker is its own VM with its own randomness.
+        let roots = (0..workers)
+            .map(|w| envoy.worker(config.as_bytes(), w as u64 + 1).unwrap())
+            .collect();
+        Self { envoy, roots }
     }
 
     /// Runs a whole request on worker `w`; returns the filter's request action.
     fn run(&self, w: usize, host: &FakeHost) -> Action {
-        let mut f = self.roots[w].new_http();
-        let action = f.on_request_headers(host, true);
-        if action == Action::Continue {
-            host.upstream_responds(200, &[]);
-            assert_eq!(f.on_response_headers(host, false), Action::Continue);
+        let done = FakeProxy::exchange(&self.roots[w], host, 200);
+        if done.request == Action::Continue {
+            assert_eq!(done.response, Some(Action::Continue));
         }
-        f.on_log(host);
-        action
+        done.request
     }
 }
 
@@ -115,7 +95,7 @@ fn bad_configs_are_rejected_with_one_line_naming_the_field() {
 #[test]
 fn an_empty_config_limits_nothing() {
     let p = Proxy::new("", 1);
-    let host = p.host().request("GET", "svc", "/api/x");
+    let host = p.envoy.host().request("GET", "svc", "/api/x");
     assert_eq!(p.run(0, &host), Action::Continue);
     assert_eq!(decision(&host), None);
     assert!(host.local_reply().is_none());
@@ -125,7 +105,8 @@ fn an_empty_config_limits_nothing() {
 fn the_limited_request_gets_a_429_with_fields_and_problem_body() {
     let p = Proxy::new(CONFIG, 1);
     let req = || {
-        p.host()
+        p.envoy
+            .host()
             .request("GET", "svc", "/api/x")
             .request_header("x-api-key", "k1")
     };
@@ -158,18 +139,20 @@ fn the_limited_request_gets_a_429_with_fields_and_problem_body() {
     assert!(body.contains(r#""violated-policies":["api"]"#), "{body}");
     // Other keys and unmatched paths are untouched.
     let other = p
+        .envoy
         .host()
         .request("GET", "svc", "/api/x")
         .request_header("x-api-key", "k2");
     assert_eq!(p.run(0, &other), Action::Continue);
     let unmatched = p
+        .envoy
         .host()
         .request("GET", "svc", "/health")
         .request_header("x-api-key", "k1");
     assert_eq!(p.run(0, &unmatched), Action::Continue);
     assert_eq!(decision(&unmatched), None);
-    assert_eq!(p.metrics.value("ratelimit.api.allowed"), Some(3));
-    assert_eq!(p.metrics.value("ratelimit.api.limited"), Some(1));
+    assert_eq!(p.envoy.metrics.value("ratelimit.api.allowed"), Some(3));
+    assert_eq!(p.envoy.metrics.value("ratelimit.api.limited"), Some(1));
 }
 
 #[test]
@@ -178,7 +161,7 @@ fn allowed_responses_carry_the_fields_when_configured() {
         r#"{"headers_on_allowed":true,"rules":[{"name":"all","limit":{"requests":10,"per":"1m"}}]}"#,
         1,
     );
-    let host = p.host().request("GET", "svc", "/");
+    let host = p.envoy.host().request("GET", "svc", "/");
     host.upstream_responds(200, &[("ratelimit-policy", "\"upstream\";q=5")]);
     let mut f = p.roots[0].new_http();
     assert_eq!(f.on_request_headers(&host, true), Action::Continue);
@@ -198,8 +181,9 @@ fn workers_share_one_limit() {
     let p = Proxy::new(CONFIG, 4);
     let mut admitted = 0;
     for i in 0..40 {
-        p.store.force_cas_conflicts((i % 4) as u32);
+        p.envoy.store.force_cas_conflicts((i % 4) as u32);
         let host = p
+            .envoy
             .host()
             .request("GET", "svc", "/api/x")
             .request_header("x-api-key", "same");
@@ -209,14 +193,14 @@ fn workers_share_one_limit() {
     }
     assert_eq!(admitted, 2);
     assert_eq!(
-        p.store.len(),
+        p.envoy.store.len(),
         66,
         "seeded once: 64 slots, the marker and the secret"
     );
     // Only the first configuration (Envoy's main thread) seeds and draws the secret; the
     // others find both done.
     let p = Proxy::new(CONFIG, 0);
-    let first = p.host().random_seed(1);
+    let first = p.envoy.host().random_seed(1);
     assert!(RateLimitRoot::default().on_configure(&first, CONFIG.as_bytes()));
     assert_eq!(
         first.logs_at(LogLevel::Info),
@@ -225,7 +209,7 @@ fn workers_share_one_limit() {
             "ratelimit: seeded 64 bucket slots (max_keys 64)"
         ]
     );
-    let second = p.host().random_seed(2);
+    let second = p.envoy.host().random_seed(2);
     assert!(RateLimitRoot::default().on_configure(&second, CONFIG.as_bytes()));
     assert!(second.logs_at(LogLevel::Info).is_empty());
 }
@@ -233,7 +217,7 @@ fn workers_share_one_limit() {
 #[test]
 fn roots_sharing_a_store_share_the_secret_and_the_slots() {
     let p = Proxy::new(CONFIG, 2);
-    let stored = p.store.get(&secret_key()).unwrap();
+    let stored = p.envoy.store.get(&secret_key()).unwrap();
     let secret = SipKey::from_bytes(&stored.clone().try_into().unwrap());
     let [a, b] = [&p.roots[0], &p.roots[1]].map(|r| r.bound().unwrap().clone());
     for key in [b"alice".as_slice(), b"bob", b"", b"\xff\x00"] {
@@ -250,8 +234,8 @@ fn roots_sharing_a_store_share_the_secret_and_the_slots() {
     // A separate proxy (another Envoy, other randomness) draws its own secret.
     let other = Proxy::new(CONFIG, 0);
     let mut root = RateLimitRoot::default();
-    assert!(root.on_configure(&other.host().random_seed(1000), CONFIG.as_bytes()));
-    assert_ne!(other.store.get(&secret_key()).unwrap(), stored);
+    assert!(root.on_configure(&other.envoy.host().random_seed(1000), CONFIG.as_bytes()));
+    assert_ne!(other.envoy.store.get(&secret_key()).unwrap(), stored);
     let fo = root.bound().unwrap().header_fingerprint(0, b"alice");
     assert_ne!(fo, a.header_fingerprint(0, b"alice"));
 }
@@ -259,9 +243,10 @@ fn roots_sharing_a_store_share_the_secret_and_the_slots() {
 #[test]
 fn a_config_update_keeps_the_secret_so_buckets_survive() {
     let mut p = Proxy::new(CONFIG, 1);
-    let secret = p.store.get(&secret_key()).unwrap();
+    let secret = p.envoy.store.get(&secret_key()).unwrap();
     let req = |p: &Proxy| {
         let host = p
+            .envoy
             .host()
             .request("GET", "svc", "/api/x")
             .request_header("x-api-key", "k1");
@@ -272,10 +257,10 @@ fn a_config_update_keeps_the_secret_so_buckets_survive() {
     assert_eq!(req(&p), Action::Pause);
     // Envoy hands the same root a new configuration (a wider match, same rule).
     let updated = CONFIG.replace("/api/", "/");
-    let host = p.host().random_seed(77);
+    let host = p.envoy.host().random_seed(77);
     assert!(p.roots[0].on_configure(&host, updated.as_bytes()));
     assert!(host.logs_at(LogLevel::Info).is_empty(), "nothing redrawn");
-    assert_eq!(p.store.get(&secret_key()).unwrap(), secret);
+    assert_eq!(p.envoy.store.get(&secret_key()).unwrap(), secret);
     assert_eq!(req(&p), Action::Pause, "k1's bucket is still empty");
 }
 
@@ -290,22 +275,28 @@ fn hostile_requests_never_trap() {
     );
     let huge = vec![0xffu8; 256 * 1024];
     let hosts = [
-        p.host(),
-        p.host().request_header(":path", b"\xff\xfe"),
-        p.host()
+        p.envoy.host(),
+        p.envoy.host().request_header(":path", b"\xff\xfe"),
+        p.envoy
+            .host()
             .request("GET", "svc", "/")
             .request_header("x-t", b"\xff")
             .request_header("x-t", "aaa")
             .request_header("x-api-key", &huge)
             .request_header("x-api-key", "second"),
-        p.host()
+        p.envoy
+            .host()
             .request("GET", "svc", "/")
             .property(&["filter_state", "mesh.peer_address"], b"\xff\xff")
             .property(&["connection", "uri_san_peer_certificate"], &huge),
-        p.host()
+        p.envoy
+            .host()
             .request("GET", "svc", "/")
             .property(&["filter_state", "mesh.peer_address"], "[::1"),
-        p.host().request("GET", "svc", "/").failing_header_reads(),
+        p.envoy
+            .host()
+            .request("GET", "svc", "/")
+            .failing_header_reads(),
     ];
     for host in &hosts {
         let action = p.run(0, host);

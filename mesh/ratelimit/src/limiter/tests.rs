@@ -10,7 +10,7 @@ fn secret_key() -> String {
     .secret()
 }
 use mesh_core::hash::SipKey;
-use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::testing::{FakeClock, FakeHost, FakeProxy, FakeStore};
 use sdk_shim::SharedStore;
 use std::cell::Cell;
 use std::time::Duration;
@@ -19,9 +19,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// One "Envoy": a shared store, clock and metrics, and a limiter per worker.
 struct Proxy {
-    store: FakeStore,
-    clock: FakeClock,
-    metrics: FakeMetrics,
+    envoy: FakeProxy,
     limiter: Limiter,
     /// Random seed of the next worker, so workers never draw the same "random" bytes.
     next_seed: Cell<u64>,
@@ -34,17 +32,13 @@ impl Proxy {
 
     /// A proxy whose shared data already holds `store`'s entries.
     fn on(store: FakeStore, json: &str) -> Self {
-        let clock = FakeClock::at_nanos(1_700_000_000_000_000_000);
-        let metrics = FakeMetrics::default();
-        let host = FakeHost::new()
-            .with_store(&store)
-            .with_clock(&clock)
-            .with_metrics(&metrics);
-        let limiter = Limiter::new(&host, Config::parse(json.as_bytes()).unwrap()).unwrap();
-        Self {
+        let envoy = FakeProxy {
             store,
-            clock,
-            metrics,
+            ..FakeProxy::new()
+        };
+        let limiter = Limiter::new(&envoy.host(), Config::parse(json.as_bytes()).unwrap()).unwrap();
+        Self {
+            envoy,
             limiter,
             next_seed: Cell::new(1),
         }
@@ -55,27 +49,22 @@ impl Proxy {
     fn worker(&self, json: &str) -> Limiter {
         let seed = self.next_seed.get();
         self.next_seed.set(seed + 1);
-        let host = self.host().random_seed(seed);
+        let host = self.envoy.host().random_seed(seed);
         Limiter::new(&host, Config::parse(json.as_bytes()).unwrap()).unwrap()
     }
 
     fn secret(&self) -> SipKey {
-        SipKey::from_bytes(&self.store.get(&secret_key()).unwrap().try_into().unwrap())
-    }
-
-    fn host(&self) -> FakeHost {
-        FakeHost::new()
-            .with_store(&self.store)
-            .with_clock(&self.clock)
-            .with_metrics(&self.metrics)
+        let stored = self.envoy.store.get(&secret_key()).unwrap();
+        SipKey::from_bytes(&stored.try_into().unwrap())
     }
 
     fn get(&self, path: &str) -> FakeHost {
-        self.host().request("GET", "svc", path)
+        self.envoy.get("svc", path)
     }
 
     fn stat(&self, rule: &str, stat: &str) -> i64 {
-        self.metrics
+        self.envoy
+            .metrics
             .value(&format!("ratelimit.{rule}.{stat}"))
             .unwrap_or_else(|| panic!("no metric {rule}.{stat}"))
     }
@@ -94,7 +83,7 @@ fn no_rules_decide_nothing_and_touch_nothing() {
     let host = p.get("/");
     assert_eq!(decide(&p.limiter, &host), Decision::Unmatched);
     assert_eq!(host.host_calls(), 0);
-    assert!(p.store.is_empty(), "no rules, no table");
+    assert!(p.envoy.store.is_empty(), "no rules, no table");
 }
 
 #[test]
@@ -113,7 +102,7 @@ fn per_key_limits_are_separate() {
     assert_eq!(p.stat("api", "allowed"), 6);
     assert_eq!(p.stat("api", "limited"), 4);
     // After 20 minutes (one emission interval) alice gets exactly one more.
-    p.clock.advance(Duration::from_secs(1200));
+    p.envoy.clock.advance(Duration::from_secs(1200));
     assert_eq!(run("alice"), [true, false, false, false, false]);
 }
 
@@ -123,7 +112,7 @@ fn the_limited_verdict_carries_retry_after() {
     for _ in 0..3 {
         decide(&p.limiter, &p.get("/").request_header("x-api-key", "k"));
     }
-    p.clock.advance(Duration::from_secs(100));
+    p.envoy.clock.advance(Duration::from_secs(100));
     let d = decide(&p.limiter, &p.get("/").request_header("x-api-key", "k"));
     assert_eq!(
         d,
@@ -177,7 +166,7 @@ fn hostile_key_values_are_just_keys() {
             assert_eq!(decide(&p.limiter, &h) == Decision::Allowed, expect);
         }
     }
-    assert_eq!(p.store.len(), 102, "the table never grows");
+    assert_eq!(p.envoy.store.len(), 102, "the table never grows");
 }
 
 const PEER: [&str; 2] = ["filter_state", "mesh.peer_address"];
@@ -358,7 +347,7 @@ fn rules_match_in_order_and_every_match_consumes() {
             {"name":"api","match":{"path_prefix":"/api/"},"limit":{"requests":3,"per":"1h"}},
             {"name":"free","match":{"headers":[{"name":"x-tier","exact":"free"}]},"limit":{"requests":100,"per":"1h"}}]}"#,
     );
-    let post = || p.host().request("POST", "svc", "/api/x");
+    let post = || p.envoy.host().request("POST", "svc", "/api/x");
     assert_eq!(decide(&p.limiter, &post()), Decision::Allowed);
     // The second POST is refused by `writes` before `api` is consulted.
     assert_eq!(
@@ -435,7 +424,7 @@ fn allowed_responses_can_carry_the_fields() {
 #[test]
 fn exhausted_cas_retries_deny_by_default_and_are_counted() {
     let p = Proxy::new(ONE_RULE_PER_KEY);
-    p.store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
+    p.envoy.store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
     let host = p.get("/").request_header("x-api-key", "k");
     assert_eq!(
         decide(&p.limiter, &host),
@@ -460,7 +449,7 @@ fn failure_mode_allow_lets_through_and_counts() {
     let p = Proxy::new(
         r#"{"failure_mode":"allow","rules":[{"name":"a","limit":{"requests":1,"per":"1h"}}]}"#,
     );
-    p.store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
+    p.envoy.store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
     assert_eq!(decide(&p.limiter, &p.get("/")), Decision::Unmatched);
     assert_eq!(p.stat("a", "failures"), 1);
 }
@@ -482,7 +471,7 @@ fn broken_header_reads_follow_the_failure_mode() {
 #[test]
 fn cas_retries_are_counted() {
     let p = Proxy::new(ONE_RULE_PER_KEY);
-    p.store.force_cas_conflicts(2);
+    p.envoy.store.force_cas_conflicts(2);
     let host = p.get("/").request_header("x-api-key", "k");
     assert_eq!(decide(&p.limiter, &host), Decision::Allowed);
     assert_eq!(p.stat("api", "cas_retries"), 2);
@@ -496,7 +485,7 @@ fn workers_sharing_the_store_share_one_limit() {
     let workers = [&p.limiter, &w2, &w3];
     let mut admitted = 0;
     for i in 0..30 {
-        p.store.force_cas_conflicts(i % 3);
+        p.envoy.store.force_cas_conflicts(i % 3);
         let h = p.get("/").request_header("x-api-key", "shared");
         if decide(workers[i as usize % 3], &h) == Decision::Allowed {
             admitted += 1;
@@ -520,7 +509,7 @@ fn a_flood_of_keys_stays_in_the_table_and_the_hot_key_stays_limited() {
         decide(&p.limiter, &h);
     }
     assert_eq!(
-        p.store.len(),
+        p.envoy.store.len(),
         52,
         "50 slots, the marker and the secret, whatever the keys"
     );
@@ -590,7 +579,7 @@ fn a_reconfiguration_keeps_the_secret_and_the_buckets() {
     // A config update: new limiter, new randomness, same rule (now with response fields).
     let updated = r#"{"headers_on_allowed":true,"rules":[{"name":"api","key":{"header":"x-api-key"},
         "limit":{"requests":3,"per":"1h"}}],"max_keys":100}"#;
-    let host = p.host().random_seed(99);
+    let host = p.envoy.host().random_seed(99);
     let limiter = Limiter::new(&host, Config::parse(updated.as_bytes()).unwrap()).unwrap();
     assert!(host.logs_at(LogLevel::Info).is_empty(), "nothing new drawn");
     assert_eq!(p.secret(), before);
@@ -679,16 +668,16 @@ mod props {
                 "limit":{{"requests":{requests},"per":"{per_s}s","burst":{burst}}}}}]}}"#);
             let p = Proxy::new(&json);
             let workers = [p.worker(&json), p.worker(&json), p.worker(&json)];
-            let start = p.clock.now_nanos();
+            let start = p.envoy.clock.now_nanos();
             let mut admitted = [0u64; 4];
             for (w, key, advance_ms, conflicts) in steps {
-                p.clock.advance(Duration::from_millis(advance_ms));
-                p.store.force_cas_conflicts(conflicts);
+                p.envoy.clock.advance(Duration::from_millis(advance_ms));
+                p.envoy.store.force_cas_conflicts(conflicts);
                 let h = p.get("/").request_header("k", [b'a' + key]);
                 if decide(&workers[w], &h) == Decision::Allowed {
                     admitted[usize::from(key)] += 1;
                 }
-                let elapsed = u128::from(p.clock.now_nanos() - start);
+                let elapsed = u128::from(p.envoy.clock.now_nanos() - start);
                 for a in admitted {
                     let excess = u128::from(a.saturating_sub(u64::from(burst)));
                     prop_assert!(
@@ -708,7 +697,8 @@ fn a_path_rule_limits_paths_that_are_not_utf8() {
         "limit":{"requests":2,"per":"1h"}}]}"#;
     let p = Proxy::new(json);
     let req = || {
-        p.host()
+        p.envoy
+            .host()
             .request_header(":method", "GET")
             .request_header(":path", b"/api/x\xff?q=\xfe")
     };

@@ -1,6 +1,6 @@
 use super::*;
 use crate::labels::{decode_value, parse_stat_name};
-use sdk_shim::testing::{FakeClock, FakeHost, FakeMetrics, FakeStore};
+use sdk_shim::testing::{FakeClock, FakeHost, FakeProxy};
 use sdk_shim::HttpHeaders;
 use std::collections::BTreeMap;
 #[cfg(target_arch = "wasm32")]
@@ -9,10 +9,10 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
 const VALID_TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+/// One proxy's telemetry, bound on a root that shares the proxy's metrics and store.
 struct Proxy {
     telemetry: Arc<Telemetry>,
-    metrics: FakeMetrics,
-    store: FakeStore,
+    envoy: FakeProxy,
 }
 
 fn int(v: i64) -> [u8; 8] {
@@ -25,21 +25,13 @@ impl Proxy {
     }
 
     fn with_root(json: &str, root: FakeHost) -> Self {
-        let (metrics, store) = (FakeMetrics::default(), FakeStore::default());
-        let root = root.with_metrics(&metrics).with_store(&store);
+        let envoy = FakeProxy::new();
+        let root = root.with_metrics(&envoy.metrics).with_store(&envoy.store);
         let config = TelemetryConfig::from_json(json.as_bytes()).unwrap();
         Self {
             telemetry: Arc::new(Telemetry::bind(&root, config).unwrap()),
-            metrics,
-            store,
+            envoy,
         }
-    }
-
-    /// A fresh worker-side host sharing this proxy's metrics and store.
-    fn host(&self) -> FakeHost {
-        FakeHost::new()
-            .with_metrics(&self.metrics)
-            .with_store(&self.store)
     }
 
     /// Runs a whole request: request headers, upstream answer, response headers, log.
@@ -60,7 +52,8 @@ impl Proxy {
 
     /// Every `istio_requests_total` series as (label map, count).
     fn series(&self) -> Vec<(BTreeMap<String, String>, i64)> {
-        self.metrics
+        self.envoy
+            .metrics
             .names()
             .into_iter()
             .filter(|n| n.starts_with("istio_requests_total;"))
@@ -75,7 +68,7 @@ impl Proxy {
                         )
                     })
                     .collect();
-                (map, self.metrics.value(&n).unwrap_or(0))
+                (map, self.envoy.metrics.value(&n).unwrap_or(0))
             })
             .collect()
     }
@@ -87,7 +80,7 @@ impl Proxy {
     }
 
     fn stat(&self, name: &str) -> i64 {
-        self.metrics.value(name).unwrap_or(-1)
+        self.envoy.metrics.value(name).unwrap_or(-1)
     }
 }
 
@@ -103,6 +96,7 @@ const DEST: &str = r#"{"workload":{"name":"reviews-v1","namespace":"default","se
 fn destination_labels_come_from_config_certificate_and_envoy() {
     let p = Proxy::new(DEST);
     let host = p
+        .envoy
         .host()
         .request("GET", "reviews:9080", "/api")
         .property(attr::MTLS, [1])
@@ -152,19 +146,27 @@ fn destination_labels_come_from_config_certificate_and_envoy() {
     }
     assert_eq!(l.len(), crate::labels::LABEL_COUNT);
     let name = |m: &str| {
-        p.metrics
+        p.envoy
+            .metrics
             .names()
             .into_iter()
             .find(|n| n.starts_with(&format!("{m};")))
             .unwrap()
     };
     assert_eq!(
-        p.metrics
+        p.envoy
+            .metrics
             .samples(&name("istio_request_duration_milliseconds")),
         vec![12]
     );
-    assert_eq!(p.metrics.samples(&name("istio_request_bytes")), vec![300]);
-    assert_eq!(p.metrics.samples(&name("istio_response_bytes")), vec![4000]);
+    assert_eq!(
+        p.envoy.metrics.samples(&name("istio_request_bytes")),
+        vec![300]
+    );
+    assert_eq!(
+        p.envoy.metrics.samples(&name("istio_response_bytes")),
+        vec![4000]
+    );
     assert_eq!(p.stat(stat::SERIES_ADMITTED), 1);
 }
 
@@ -221,7 +223,7 @@ fn workload_comes_from_the_node_when_not_configured() {
         (w.app.as_deref(), w.version.as_deref(), w.cluster.as_deref()),
         (None, Some("v9"), Some("east"))
     );
-    p.run(&p.host(), 200, &[]);
+    p.run(&p.envoy.host(), 200, &[]);
     let l = p.only_series();
     assert_eq!(
         (
@@ -238,6 +240,7 @@ fn plain_connections_read_no_certificate() {
     let p = Proxy::new("");
     // A SAN without mTLS cannot happen in Envoy; not reading it saves two host calls.
     let host = p
+        .envoy
         .host()
         .property(attr::PEER_URI_SAN, WEB)
         .property(attr::LOCAL_URI_SAN, WEB);
@@ -255,7 +258,7 @@ fn plain_connections_read_no_certificate() {
 #[test]
 fn missing_properties_still_count() {
     let p = Proxy::new("");
-    let host = p.host();
+    let host = p.envoy.host();
     let mut r = RequestTelemetry::new(p.telemetry.clone());
     r.on_request_headers(&host);
     r.on_log(&host);
@@ -278,6 +281,7 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
     // mTLS and consistent with the certificate: trusted, stripped, answered.
     let p = Proxy::new(cfg);
     let host = p
+        .envoy
         .host()
         .request_header(header, meta)
         .property(attr::MTLS, [1])
@@ -310,7 +314,7 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
 
     // Plain connection: stripped, ignored, counted; nothing told back.
     let p = Proxy::new(cfg);
-    let host = p.host().request_header(header, meta);
+    let host = p.envoy.host().request_header(header, meta);
     p.run(&host, 200, &[]);
     assert_eq!(host.request_header_str(header), None);
     assert_eq!(host.response_header_str(header), None);
@@ -322,6 +326,7 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
     // mTLS but claiming another namespace than the certificate: the certificate wins.
     let p = Proxy::new(cfg);
     let host = p
+        .envoy
         .host()
         .request_header(header, "workload=admin;namespace=kube-system")
         .property(attr::MTLS, [1])
@@ -341,6 +346,7 @@ fn peer_metadata_is_trusted_only_over_mtls_and_always_stripped() {
     // Disabled: the header is none of our business.
     let p = Proxy::new("");
     let host = p
+        .envoy
         .host()
         .request_header(header, meta)
         .property(attr::MTLS, [1]);
@@ -355,6 +361,7 @@ fn source_reporter_names_the_destination() {
     );
     let header = "x-mesh-peer-metadata";
     let host = p
+        .envoy
         .host()
         .request("GET", "Reviews.Books.svc.cluster.local:9080", "/")
         .request_header(header, "workload=forged;namespace=x")
@@ -409,7 +416,7 @@ fn source_reporter_names_the_destination() {
 
     // Without a verified upstream certificate the answer's metadata is dropped.
     let p = Proxy::new(r#"{"reporter":"source","peer_metadata":{"enabled":true}}"#);
-    let host = p.host().request("GET", "[::1]:80", "/");
+    let host = p.envoy.host().request("GET", "[::1]:80", "/");
     p.run(&host, 200, &[(header, "workload=liar;namespace=books")]);
     let l = p.only_series();
     assert_eq!(l["destination_workload"], "unknown");
@@ -423,6 +430,7 @@ fn traceparent_is_kept_replaced_or_started() {
     let p = Proxy::new(r#"{"trace":{"start_when_absent":true}}"#);
 
     let host = p
+        .envoy
         .host()
         .request_header("traceparent", VALID_TP)
         .request_header("tracestate", "a=1");
@@ -442,6 +450,7 @@ fn traceparent_is_kept_replaced_or_started() {
     );
 
     let host = p
+        .envoy
         .host()
         .request_header("traceparent", "00-zz")
         .request_header("tracestate", "a=1");
@@ -452,25 +461,25 @@ fn traceparent_is_kept_replaced_or_started() {
     assert_eq!(access_line(&host)["trace_id"], parsed.trace_id_hex());
     assert_eq!(p.stat(stat::TRACE_REPLACED), 1);
 
-    let host = p.host();
+    let host = p.envoy.host();
     p.run(&host, 200, &[]);
     let started = host.request_header_str("traceparent").unwrap();
     assert!(trace::TraceParent::parse(started.as_bytes()).is_ok());
     // Ids come from the host's randomness: same seed, same ids; another seed, others.
     assert_eq!(started, new);
-    let host = p.host().random_seed(7);
+    let host = p.envoy.host().random_seed(7);
     p.run(&host, 200, &[]);
     assert_ne!(host.request_header_str("traceparent").unwrap(), new);
     assert_eq!(p.stat(stat::TRACE_STARTED), 2);
 
     // Not configured to start: nothing added; disabled: even garbage passes untouched.
     let p = Proxy::new("");
-    let host = p.host();
+    let host = p.envoy.host();
     p.run(&host, 200, &[]);
     assert_eq!(host.request_header_str("traceparent"), None);
     assert!(access_line(&host)["trace_id"].is_null());
     let p = Proxy::new(r#"{"trace":{"enabled":false}}"#);
-    let host = p.host().request_header("traceparent", "garbage");
+    let host = p.envoy.host().request_header("traceparent", "garbage");
     p.run(&host, 200, &[]);
     assert_eq!(
         host.request_header_str("traceparent").as_deref(),
@@ -482,6 +491,7 @@ fn traceparent_is_kept_replaced_or_started() {
 fn access_log_carries_request_and_decisions() {
     let p = Proxy::new("");
     let host = p
+        .envoy
         .host()
         .request("POST", "reviews", "/api/x?y=1")
         .property(attr::MTLS, [1])
@@ -522,7 +532,7 @@ fn access_log_carries_request_and_decisions() {
 #[test]
 fn decisions_handed_over_in_memory_skip_the_host() {
     let p = Proxy::new("");
-    let host = p.host().property(&[decision::CANARY], "from-host");
+    let host = p.envoy.host().property(&[decision::CANARY], "from-host");
     let mut r = RequestTelemetry::new(p.telemetry.clone());
     r.on_request_headers(&host);
     r.set_decision(decision::RATELIMIT, "limited:api");
@@ -539,12 +549,12 @@ fn decisions_handed_over_in_memory_skip_the_host() {
 #[test]
 fn access_log_off_reads_less_and_logs_nothing() {
     let p = Proxy::new(r#"{"access_log":{"enabled":false},"trace":{"enabled":false}}"#);
-    let host = p.host().request("GET", "a", "/");
+    let host = p.envoy.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
     assert!(host.logs_at(LogLevel::Info).is_empty());
     let quiet = host.host_calls();
     let p = Proxy::new(r#"{"trace":{"enabled":false}}"#);
-    let host = p.host().request("GET", "a", "/");
+    let host = p.envoy.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
     assert!(
         host.host_calls() > quiet + 3,
@@ -557,6 +567,7 @@ fn access_log_off_reads_less_and_logs_nothing() {
 fn a_stream_reset_before_its_headers_logs_envoys_start_time() {
     let p = Proxy::new("");
     let host = p
+        .envoy
         .host()
         .property(attr::REQUEST_TIME, int(1_600_000_000_000_000_000))
         .property(attr::RESPONSE_CODE, int(0));
@@ -568,8 +579,8 @@ fn a_stream_reset_before_its_headers_logs_envoys_start_time() {
 #[test]
 fn a_known_series_costs_few_host_calls() {
     let p = Proxy::new(r#"{"trace":{"start_when_absent":true}}"#);
-    p.run(&p.host().request("GET", "a", "/"), 200, &[]);
-    let host = p.host().request("GET", "a", "/");
+    p.run(&p.envoy.host().request("GET", "a", "/"), 200, &[]);
+    let host = p.envoy.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
     // 5 header reads; a trace started: 1 random, 1 header write and its counter; mTLS, then
     // the 5 response attributes in one batched read; the requests counter and 3 histograms;
@@ -592,7 +603,7 @@ fn cardinality_cap_sends_new_series_to_overflow() {
         "overflow series is defined only when used"
     );
     for code in [200, 404, 200, 500, 503, 500] {
-        p.run(&p.host(), code, &[]);
+        p.run(&p.envoy.host(), code, &[]);
     }
     let series = p.series();
     let count = |code: &str| {
@@ -623,6 +634,7 @@ fn cardinality_cap_sends_new_series_to_overflow() {
 fn grpc_requests_are_labelled_grpc() {
     let p = Proxy::new("");
     let host = p
+        .envoy
         .host()
         .request_header("content-type", "application/grpc+proto");
     p.run(&host, 200, &[]);
@@ -645,7 +657,10 @@ fn grpc_request(
     trailers: &[(&str, &str)],
 ) -> (String, serde_json::Value) {
     let p = Proxy::new("");
-    let host = p.host().request_header("content-type", "application/grpc");
+    let host = p
+        .envoy
+        .host()
+        .request_header("content-type", "application/grpc");
     let mut r = RequestTelemetry::new(p.telemetry.clone());
     r.on_request_headers(&host);
     host.upstream_responds(u16::try_from(code).unwrap(), headers);
@@ -731,7 +746,10 @@ fn grpc_status_maps_like_envoy() {
 #[test]
 fn grpc_without_any_status_or_code_is_empty() {
     let p = Proxy::new("");
-    let host = p.host().request_header("content-type", "application/grpc");
+    let host = p
+        .envoy
+        .host()
+        .request_header("content-type", "application/grpc");
     let mut r = RequestTelemetry::new(p.telemetry.clone());
     r.on_request_headers(&host);
     r.on_log(&host);
@@ -744,6 +762,7 @@ fn grpc_status_costs_host_calls_only_for_grpc() {
         let p = Proxy::new("");
         let host = || {
             let h = p
+                .envoy
                 .host()
                 .request("POST", "a", "/pkg.Svc/Call")
                 .request_header("content-type", content_type);
@@ -775,21 +794,23 @@ fn hostile_requests_never_trap_and_still_count() {
     let mut binary: Vec<u8> = (0u8..=255).collect();
     binary.extend_from_slice(b";response_code=200;reporter=destination");
     let hosts = [
-        p.host()
+        p.envoy
+            .host()
             .request_header(":method", &binary)
             .request_header(":path", &huge)
             .request_header(":authority", &binary)
             .request_header("traceparent", &binary)
             .request_header("traceparent", VALID_TP)
             .request_header("content-type", &huge),
-        p.host()
+        p.envoy
+            .host()
             .request_header(":authority", &huge)
             .request_header("traceparent", &huge)
             .property(attr::UPSTREAM_PEER_URI_SAN, &binary)
             .property(attr::RESPONSE_FLAGS, int(-1))
             .property(attr::REQUEST_DURATION, int(-5))
             .property(attr::RESPONSE_TOTAL_SIZE, [1, 2, 3]),
-        p.host().failing_header_reads(),
+        p.envoy.host().failing_header_reads(),
     ];
     for host in &hosts {
         p.run(
