@@ -23,6 +23,11 @@ fn seeded(max_keys: u32) -> FakeStore {
     store
 }
 
+/// One request for fingerprint `fp` against 1 per minute in a 10-slot table, at `NOW`.
+fn one_per_minute<S: SharedStore>(store: &S, fp: u64) -> Result<Acquired, Failure> {
+    acquire(store, &keys(), &limit(1, 60), fp, 10, NOW)
+}
+
 fn admitted(r: Result<Acquired, Failure>) -> bool {
     matches!(r.unwrap().outcome, Outcome::Allow { .. })
 }
@@ -91,10 +96,7 @@ fn seeding_creates_each_slot_once_and_never_clobbers() {
 #[test]
 fn an_unseeded_slot_is_a_failure_not_a_blind_write() {
     let store = FakeStore::default();
-    assert_eq!(
-        acquire(&store, &keys(), &limit(1, 60), 1, 10, NOW),
-        Err(Failure::Unseeded)
-    );
+    assert_eq!(one_per_minute(&store, 1), Err(Failure::Unseeded));
     assert!(store.is_empty());
 }
 
@@ -145,14 +147,7 @@ fn a_corrupt_slot_is_taken_over_as_unused() {
     store
         .shared_set(keys().slot(4).as_str(), b"garbage", None)
         .unwrap();
-    assert!(admitted(acquire(
-        &store,
-        &keys(),
-        &limit(1, 60),
-        4,
-        10,
-        NOW
-    )));
+    assert!(admitted(one_per_minute(&store, 4)));
     assert_eq!(entry(&store, 4).fingerprint, 4);
 }
 
@@ -160,7 +155,7 @@ fn a_corrupt_slot_is_taken_over_as_unused() {
 fn cas_conflicts_are_retried_and_counted() {
     let store = seeded(10);
     store.force_cas_conflicts(3);
-    let a = acquire(&store, &keys(), &limit(1, 60), 5, 10, NOW).unwrap();
+    let a = one_per_minute(&store, 5).unwrap();
     assert_eq!(a.cas_retries, 3);
     assert!(matches!(a.outcome, Outcome::Allow { .. }));
 }
@@ -171,21 +166,14 @@ fn exhausted_retries_fail_without_admitting() {
     let before = entry(&store, 5);
     store.force_cas_conflicts(MAX_CAS_RETRIES + 1);
     assert_eq!(
-        acquire(&store, &keys(), &limit(1, 60), 5, 10, NOW),
+        one_per_minute(&store, 5),
         Err(Failure::CasExhausted {
             retries: MAX_CAS_RETRIES
         })
     );
     assert_eq!(entry(&store, 5), before, "nothing written");
     // The next request has the whole bucket: the failed one consumed nothing.
-    assert!(admitted(acquire(
-        &store,
-        &keys(),
-        &limit(1, 60),
-        5,
-        10,
-        NOW
-    )));
+    assert!(admitted(one_per_minute(&store, 5)));
 }
 
 /// A store whose reads carry no version (what a CAS-less host would return).
@@ -203,10 +191,7 @@ impl SharedStore for NoVersions {
 #[test]
 fn a_missing_version_is_never_used_as_an_unconditional_write() {
     let store = NoVersions(seeded(10));
-    assert_eq!(
-        acquire(&store, &keys(), &limit(1, 60), 5, 10, NOW),
-        Err(Failure::NoVersion)
-    );
+    assert_eq!(one_per_minute(&store, 5), Err(Failure::NoVersion));
 }
 
 /// A store that lets a rival worker run a whole decision between our read and our write,
