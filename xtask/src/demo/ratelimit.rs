@@ -35,7 +35,9 @@ pub fn run(env: &DemoEnv) -> anyhow::Result<()> {
             {"name": "per-key", "match": {"path_prefix": "/api/"}, "key": {"header": "x-api-key"},
              "limit": {"requests": 10, "per": "1m"}},
             {"name": "burst-demo", "match": {"path_prefix": "/burst"}, "key": {"header": "x-api-key"},
-             "limit": {"requests": 100, "per": "1h"}}
+             "limit": {"requests": 100, "per": "1h"}},
+            {"name": "per-peer", "match": {"path_prefix": "/peer"}, "key": {"source": "address"},
+             "limit": {"requests": 5, "per": "1h"}}
         ]
     });
     println!(
@@ -92,7 +94,21 @@ pub fn run(env: &DemoEnv) -> anyhow::Result<()> {
         "  burst: {total} concurrent requests over {threads} connections, limit 100 per hour: {admitted} admitted"
     );
 
+    // Address keys are the TCP peer the listener stamps: a forged x-forwarded-for per request
+    // mints no bucket, whatever the connection manager trusts.
     let http = client();
+    let forged = (0..30)
+        .filter(|i| {
+            http.get(envoy.url("/peer"))
+                .header("x-forwarded-for", format!("10.9.{i}.{i}"))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .count();
+    println!(
+        "  rule per-peer (5 per hour per client address): 30 requests, each with another forged x-forwarded-for: {forged} admitted"
+    );
+
     let ok = http.get(&url).header("x-api-key", "dave").send()?;
     println!("\n  an admitted response carries:");
     for name in ["ratelimit-policy", "ratelimit"] {
