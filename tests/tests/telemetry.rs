@@ -68,7 +68,7 @@ fn istio(samples: &[Sample], name: &str) -> Vec<Sample> {
 
 /// Polls `/stats/prometheus` until `done` holds (histograms appear after a stats flush).
 fn scrape_until(envoy: &Envoy, mut done: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let samples = envoy.prometheus().unwrap();
         if done(&samples) || Instant::now() > deadline {
