@@ -122,22 +122,22 @@ macro_rules! suite {
         #[derive(Debug, Default)]
         pub struct SuiteRoot {
             export_decisions: bool,
+            /// Every capability's decision key, and whether this pass decides it: computed
+            /// once per configuration, so a request's pass state allocates nothing.
+            decision_keys: Vec<(&'static str, bool)>,
             $($field: Part<$cap>,)+
         }
 
         impl SuiteRoot {
             fn configure<H: ConfigHost>(host: &H, config: &[u8]) -> Result<Self, ConfigError> {
                 let spec: SuiteSpec = mesh_core::parse_json(config)?;
-                Ok(Self {
+                let mut root = Self {
                     export_decisions: spec.export_decisions.unwrap_or(true),
+                    decision_keys: Vec::new(),
                     $($field: Part::configure(host, spec.$field)?,)+
-                })
-            }
-
-            fn new_state(&self) -> PassState {
-                let keys: Vec<(&'static str, bool)> =
-                    [$(self.$field.decision()),+].into_iter().flatten().collect();
-                PassState::new(&keys)
+                };
+                root.decision_keys = [$(root.$field.decision()),+].into_iter().flatten().collect();
+                Ok(root)
             }
         }
 
@@ -160,7 +160,7 @@ macro_rules! suite {
             fn new_http(&self) -> SuiteFilter {
                 SuiteFilter {
                     $($field: self.$field.new_http(),)+
-                    state: self.new_state(),
+                    state: PassState::new(&self.decision_keys),
                     export_decisions: self.export_decisions,
                 }
             }
