@@ -154,6 +154,15 @@ impl Capability for Intentions {
 // === impl Enforcement ===
 
 impl Enforcement {
+    /// `audit` in audit mode, `enforce` otherwise.
+    fn pick(self, audit: &'static str, enforce: &'static str) -> &'static str {
+        if self.audit {
+            audit
+        } else {
+            enforce
+        }
+    }
+
     fn of(mode: Mode) -> Self {
         Self {
             audit: mode == Mode::Audit,
@@ -162,20 +171,12 @@ impl Enforcement {
 
     /// The mode's name in the configuration.
     fn as_str(self) -> &'static str {
-        if self.audit {
-            "audit"
-        } else {
-            "enforce"
-        }
+        self.pick("audit", "enforce")
     }
 
     /// The published decision of a refusal, before `:<why>`.
     fn deny_label(self) -> &'static str {
-        if self.audit {
-            "audit_deny"
-        } else {
-            "deny"
-        }
+        self.pick("audit_deny", "deny")
     }
 
     /// What the proxy does with a request it would refuse with `refusal`.
@@ -189,20 +190,12 @@ impl Enforcement {
 
     /// How a log line tells a rule's deny.
     fn denied(self) -> &'static str {
-        if self.audit {
-            "would deny (audit)"
-        } else {
-            "denied"
-        }
+        self.pick("would deny (audit)", "denied")
     }
 
     /// How a log line tells a refused path.
     fn refused(self) -> &'static str {
-        if self.audit {
-            "would refuse (audit)"
-        } else {
-            "refused"
-        }
+        self.pick("would refuse (audit)", "refused")
     }
 
     /// A refusal that is not a rule's decision (bad path, host error).

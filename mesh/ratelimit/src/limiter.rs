@@ -233,6 +233,21 @@ impl Limiter {
         }
     }
 
+    /// Counts an address key of rule `i` read on a connection without the peer stamp, and
+    /// warns once per worker.
+    fn unstamped<H: ConfigHost>(&self, host: &H, i: usize, rule: &Rule) {
+        self.count(host, i, |s| s.peer_unknown, 1);
+        if !self.warned_unstamped.swap(true, Ordering::Relaxed) {
+            host_log!(
+                host,
+                LogLevel::Warn,
+                "ratelimit: rule {}: the connection carries no {} filter state, so every such request shares one bucket; add envoy.filters.network.set_filter_state to the listener (see the ratelimit README)",
+                rule.name,
+                key::PEER_STAMP
+            );
+        }
+    }
+
     /// Checks one request against every rule, consuming from matching buckets.
     pub fn check<H: StreamHost>(&self, host: &H) -> Verdict {
         let config = &self.config;
@@ -271,31 +286,20 @@ impl Limiter {
             } else {
                 Ok(())
             };
-            let acquired =
-                result.and_then(|()| match self.key(host, rule, *fp, &head, &mut props) {
-                    KeyRead::Fingerprint(fp) => {
-                        table::acquire(host, &self.keys, &rule.limit, fp, config.max_keys, now)
-                            .map(Some)
-                            .map_err(|f| (i, f))
-                    }
+            let acquired = result.and_then(|()| {
+                let fp = match self.key(host, rule, *fp, &head, &mut props) {
+                    KeyRead::Fingerprint(fp) => fp,
                     KeyRead::Unstamped(fp) => {
-                        self.count(host, i, |s| s.peer_unknown, 1);
-                        if !self.warned_unstamped.swap(true, Ordering::Relaxed) {
-                            host_log!(
-                                host,
-                                LogLevel::Warn,
-                                "ratelimit: rule {}: the connection carries no {} filter state, so every such request shares one bucket; add envoy.filters.network.set_filter_state to the listener (see the ratelimit README)",
-                                rule.name,
-                                key::PEER_STAMP
-                            );
-                        }
-                        table::acquire(host, &self.keys, &rule.limit, fp, config.max_keys, now)
-                            .map(Some)
-                            .map_err(|f| (i, f))
+                        self.unstamped(host, i, rule);
+                        fp
                     }
-                    KeyRead::Missing => Ok(None),
-                    KeyRead::Failed(e) => Err(failed(e)),
-                });
+                    KeyRead::Missing => return Ok(None),
+                    KeyRead::Failed(e) => return Err(failed(e)),
+                };
+                table::acquire(host, &self.keys, &rule.limit, fp, config.max_keys, now)
+                    .map(Some)
+                    .map_err(|f| (i, f))
+            });
             match acquired {
                 Ok(None) => continue,
                 Ok(Some(a)) => {
