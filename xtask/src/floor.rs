@@ -110,10 +110,12 @@ mod tests {
         assert!(request_part.contains("/ratelimit.2/"), "{request_part}");
         assert!(request_part.contains("\nshared_get "));
         assert!(request_part.contains("\nshared_set "));
+        // The answers of global checks too: a module exports what its config could use.
         assert_eq!(
             rl.callbacks,
             Callbacks::REQUEST_HEADERS
                 .union(Callbacks::RESPONSE_HEADERS)
+                .union(Callbacks::GRPC_RESPONSE)
                 .bits()
         );
 

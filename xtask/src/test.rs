@@ -44,6 +44,8 @@ fn step(
 }
 
 pub fn test(only: &[String]) -> anyhow::Result<()> {
+    // The global rate limit tests count in Debian's redis-server.
+    crate::util::ensure_debian_tools(&[("redis-server", "redis-server")])?;
     let mut steps = Vec::new();
     step(&mut steps, only, "format (cargo fmt --check)", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
@@ -141,6 +143,9 @@ fn e2e_tests() -> anyhow::Result<()> {
         .env("ENVOY_BIN", &envoy))
 }
 
+/// E2E test files, named after no capability, that the suite must pass too.
+const SUITE_EXTRA_TESTS: [&str; 1] = ["global"];
+
 /// The capability e2e tests again, with `suite.wasm` standing in for each single module:
 /// the suite must give the same answers.
 fn e2e_suite_tests() -> anyhow::Result<()> {
@@ -160,6 +165,10 @@ fn e2e_suite_tests() -> anyhow::Result<()> {
     }
     if !any {
         bail!("no capability e2e tests found");
+    }
+    // Tests of one capability's features beyond its own file.
+    for extra in SUITE_EXTRA_TESTS {
+        cmd.args(["--test", extra]);
     }
     run(cmd
         .args(["--", "--test-threads=2"])

@@ -52,8 +52,8 @@ pub struct RateLimitFilter {
     limiter: Option<Arc<Limiter>>,
     /// `ratelimit` and `ratelimit-policy` to add to the response, if configured.
     response_fields: Option<(String, String)>,
-    /// Global checks in flight: (call token, rule).
-    pending: Vec<(u32, usize)>,
+    /// Global checks in flight: call token, rule, and when the call went out (ns).
+    pending: Vec<(u32, usize, u64)>,
     /// Headers rate limit services asked to add to the upstream's response.
     service_headers: Vec<(String, String)>,
 }
@@ -142,8 +142,9 @@ impl RateLimitFilter {
                 message: &message,
                 timeout_ms: global.timeout_ms,
             };
+            let sent = host.now_nanos();
             match host.grpc_call(&call) {
-                Ok(token) => self.pending.push((token, check.rule)),
+                Ok(token) => self.pending.push((token, check.rule, sent)),
                 Err(e) => {
                     let verdict =
                         limiter.global_verdict(host, check.rule, Err(GlobalFailure::Dispatch(e)));
@@ -203,17 +204,31 @@ impl HttpFilter for RateLimitFilter {
         token: u32,
         response: GrpcResponse,
     ) -> Action {
-        let Some(at) = self.pending.iter().position(|(t, _)| *t == token) else {
+        let Some(at) = self.pending.iter().position(|(t, ..)| *t == token) else {
             // Not ours, or the request was already answered.
             return Action::Pause;
         };
-        let (_, rule) = self.pending.swap_remove(at);
+        let (_, rule, sent) = self.pending.swap_remove(at);
         let Some(limiter) = self.limiter.clone() else {
             return Action::Continue;
         };
-        let answer = response
-            .as_deref()
-            .map_err(|status| GlobalFailure::Status(*status));
+        // Envoy ends a call past its deadline with UNAVAILABLE, as a refused connection: the
+        // time it took tells them apart. Its timer starts a little after our clock read, so
+        // 90% of the deadline counts as reaching it.
+        let timeout_ns = limiter
+            .config()
+            .rules
+            .get(rule)
+            .and_then(|r| r.global.as_ref())
+            .map_or(u64::MAX, |g| u64::from(g.timeout_ms) * 900_000);
+        let late = host.now_nanos().saturating_sub(sent) >= timeout_ns;
+        let answer = response.as_deref().map_err(|status| {
+            if late {
+                GlobalFailure::Deadline(*status)
+            } else {
+                GlobalFailure::Status(*status)
+            }
+        });
         let verdict = limiter.global_verdict(host, rule, answer);
         if let Some(action) = self.apply(host, rule, verdict) {
             return action;

@@ -46,7 +46,7 @@ pub struct GlobalStats {
     pub limited: MetricId,
     /// Calls that failed: not started, a non-OK gRPC status, an answer that did not decode.
     pub failures: MetricId,
-    /// The failures that were the deadline passing (gRPC status 4).
+    /// The failures at or after the deadline (or with gRPC status 4).
     pub timeouts: MetricId,
 }
 
@@ -145,6 +145,9 @@ pub enum GlobalFailure {
     Dispatch(HostError),
     /// The call ended with this non-OK gRPC status.
     Status(GrpcStatus),
+    /// The call ended with this status at its deadline (Envoy reports a passed
+    /// deadline as UNAVAILABLE).
+    Deadline(GrpcStatus),
     /// The answer was not a `RateLimitResponse`.
     Undecodable,
 }
@@ -425,12 +428,22 @@ impl Limiter {
             Err(f) => f,
         };
         count(stats.failures);
-        if failure == GlobalFailure::Status(GrpcStatus::DEADLINE_EXCEEDED) {
+        if matches!(
+            failure,
+            GlobalFailure::Deadline(_) | GlobalFailure::Status(GrpcStatus::DEADLINE_EXCEEDED)
+        ) {
             count(stats.timeouts);
         }
         let why = match failure {
             GlobalFailure::Dispatch(e) => format!("the call could not start ({e})"),
             GlobalFailure::Status(s) => format!("gRPC status {} ({})", s.0, s.name()),
+            GlobalFailure::Deadline(s) => {
+                format!(
+                    "no answer by the deadline (gRPC status {}, {})",
+                    s.0,
+                    s.name()
+                )
+            }
             GlobalFailure::Undecodable => "its answer is not a RateLimitResponse".to_owned(),
         };
         // Warn when the service stops answering; while it stays down, debug only.
