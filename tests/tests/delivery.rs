@@ -123,7 +123,8 @@ impl DockerRegistry {
         let url = format!("http://127.0.0.1:{}/v2/", self.port);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
                 return Err(format!("exited ({status}): {log}"));
             }
             if client()
@@ -141,7 +142,11 @@ impl DockerRegistry {
     }
 
     fn reference(&self, name: &str, tag: &str) -> Reference {
-        Reference::parse(&format!("127.0.0.1:{}/mesh-filters/{name}:{tag}", self.port)).unwrap()
+        Reference::parse(&format!(
+            "127.0.0.1:{}/mesh-filters/{name}:{tag}",
+            self.port
+        ))
+        .unwrap()
     }
 }
 
@@ -164,7 +169,9 @@ fn ratelimit_envoy(stub: &Stub, code: Yaml, failure_policy: &str, extra: Vec<Yam
         .cluster("stub_b", stub)
         .edit(move |doc| {
             http_filters_mut(doc).unwrap().insert(0, filter);
-            let clusters = doc["static_resources"]["clusters"].as_sequence_mut().unwrap();
+            let clusters = doc["static_resources"]["clusters"]
+                .as_sequence_mut()
+                .unwrap();
             clusters.extend(extra);
         })
         .start()
@@ -173,13 +180,23 @@ fn ratelimit_envoy(stub: &Stub, code: Yaml, failure_policy: &str, extra: Vec<Yam
 
 fn statuses(envoy: &Envoy, n: usize) -> Vec<u16> {
     (0..n)
-        .map(|_| client().get(envoy.url("/")).send().unwrap().status().as_u16())
+        .map(|_| {
+            client()
+                .get(envoy.url("/"))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
         .collect()
 }
 
 fn local_code(file: &Path) -> Yaml {
-    serde_yaml::from_str(&format!("local: {{filename: {:?}}}", file.display().to_string()))
-        .unwrap()
+    serde_yaml::from_str(&format!(
+        "local: {{filename: {:?}}}",
+        file.display().to_string()
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -321,7 +338,12 @@ fn envoy_fetches_a_module_over_http_by_its_sha256_and_refuses_another() {
 
     // The right digest: Envoy fetches the module before its listener is ready, and runs it.
     let server = FileServer::start("/ratelimit.wasm", module.clone());
-    let envoy = ratelimit_envoy(&stub, server.remote(&right), "FAIL_CLOSED", vec![server.cluster()]);
+    let envoy = ratelimit_envoy(
+        &stub,
+        server.remote(&right),
+        "FAIL_CLOSED",
+        vec![server.cluster()],
+    );
     assert!(server.hits.load(Ordering::SeqCst) >= 1);
     assert_eq!(statuses(&envoy, 2), [200, 429]);
     drop(envoy);
@@ -330,8 +352,16 @@ fn envoy_fetches_a_module_over_http_by_its_sha256_and_refuses_another() {
     // and still starts; failing closed, every request gets 503 and none reaches the upstream.
     let server = FileServer::start("/ratelimit.wasm", module.clone());
     let before = stub.hits();
-    let envoy = ratelimit_envoy(&stub, server.remote(&wrong), "FAIL_CLOSED", vec![server.cluster()]);
-    assert!(server.hits.load(Ordering::SeqCst) >= 1, "the module was fetched");
+    let envoy = ratelimit_envoy(
+        &stub,
+        server.remote(&wrong),
+        "FAIL_CLOSED",
+        vec![server.cluster()],
+    );
+    assert!(
+        server.hits.load(Ordering::SeqCst) >= 1,
+        "the module was fetched"
+    );
     assert_eq!(statuses(&envoy, 3), [503, 503, 503]);
     assert_eq!(stub.hits(), before, "a refused module lets nothing through");
     let log = envoy.log();
@@ -341,16 +371,21 @@ fn envoy_fetches_a_module_over_http_by_its_sha256_and_refuses_another() {
     // Failing open (Envoy Gateway's failOpen: true), the same refusal runs requests without
     // the filter: nothing is limited.
     let server = FileServer::start("/ratelimit.wasm", module);
-    let envoy = ratelimit_envoy(&stub, server.remote(&wrong), "FAIL_OPEN", vec![server.cluster()]);
+    let envoy = ratelimit_envoy(
+        &stub,
+        server.remote(&wrong),
+        "FAIL_OPEN",
+        vec![server.cluster()],
+    );
     assert_eq!(statuses(&envoy, 3), [200, 200, 200]);
     assert!(envoy.log().contains("Plugin ratelimit failed to load"));
 }
 
 /// The fact behind the resources' failure-policy comments: a configuration the filter rejects,
 /// delivered over ECDS as Istio delivers WasmPlugins, is NACKed, and on a first load every
-/// request gets 500 even with `FAIL_OPEN`.
+/// request gets 500 even with `FAIL_OPEN`; inline in a static bootstrap Envoy does not start.
 #[test]
-fn a_configuration_the_filter_rejects_over_ecds_answers_500_even_failing_open() {
+fn a_rejected_configuration_is_refused_failing_open_or_not() {
     let work = work_dir("ecds");
     let module = module_path("ratelimit").unwrap();
     let mut filter = wasm_filter(
@@ -383,7 +418,8 @@ fn a_configuration_the_filter_rejects_over_ecds_answers_500_even_failing_open() 
         .cluster("stub_a", &stub)
         .cluster("stub_b", &stub)
         .edit(move |doc| {
-            doc["node"] = serde_yaml::from_str("{id: delivery-test, cluster: delivery-test}").unwrap();
+            doc["node"] =
+                serde_yaml::from_str("{id: delivery-test, cluster: delivery-test}").unwrap();
             http_filters_mut(doc).unwrap().insert(0, discovered);
         })
         .start()
@@ -402,5 +438,30 @@ fn a_configuration_the_filter_rejects_over_ecds_answers_500_even_failing_open() 
         Some(0)
     );
     drop(envoy);
+
+    // The same configuration inline in a static bootstrap: Envoy refuses to start, failing
+    // open or not.
+    let mut inline = wasm_filter(
+        "ratelimit",
+        &module,
+        r#"{"rules": [{"name": "all", "bogus": 1}]}"#,
+    );
+    inline["typed_config"]["config"]["failure_policy"] = Yaml::from("FAIL_OPEN");
+    let refused = Envoy::builder("envoy-config/harness/envoy.yaml")
+        .cluster("stub_a", &stub)
+        .cluster("stub_b", &stub)
+        .edit(move |doc| http_filters_mut(doc).unwrap().insert(0, inline))
+        .start()
+        .err()
+        .expect("Envoy started with a configuration the filter rejects");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("Unable to create Wasm plugin ratelimit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("invalid configuration: rules[0].bogus"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }

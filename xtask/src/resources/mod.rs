@@ -118,10 +118,11 @@ struct Module {
     gateway: Plugin,
 }
 
-const FAIL_OPEN_SCOPE: &str = "covers a module that cannot be fetched or a VM that fails, not a \
-configuration the filter rejects: Envoy NACKs that and, on a first load, answers 500 to every \
-request, so configurations are checked before they ship (cargo xtask resources runs each \
-through the filter's own validator).";
+const FAIL_OPEN_SCOPE: &str = "covers a module that cannot be fetched or started, not a \
+configuration the filter rejects: Envoy NACKs it, and over ECDS (how Istio delivers) a first \
+load answers 500 to every request, failing open or not (a static bootstrap does not start; \
+tests/tests/delivery.rs). So every configuration here is run through the filter's own \
+validator.";
 
 fn read_config(name: &str) -> anyhow::Result<Value> {
     let path = root()

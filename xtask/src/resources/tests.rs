@@ -109,7 +109,7 @@ fn assert_reason_beside(text: &str, key: &str, file: &Path) {
                 "{}: {l:?} has no reason beside it",
                 file.display()
             );
-            assert!(joined.contains("Envoy NACKs"), "{}", file.display());
+            assert!(joined.contains("Envoy NACKs it"), "{}", file.display());
         }
     }
     assert!(seen > 0, "{}: no {key}", file.display());
