@@ -4,6 +4,14 @@
 //! what it does with a digest that does not match; what a configuration the filter rejects
 //! does when it arrives over ECDS (as Istio delivers), which the resources' comments cite.
 
+// Test code: helpers fail the test by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use mesh_e2e::envoy::{http_filters_mut, wasm_filter};
 use mesh_e2e::oci::{self, Format, Reference, Registry};
 use mesh_e2e::{client, free_port, module_path, repo_root, Envoy, Stub};

@@ -620,7 +620,7 @@ fn canary_subsets(config: &Value) -> anyhow::Result<(String, String, Vec<String>
             ))
         })
         .collect();
-    subsets.sort_by(|a, b| b.0.cmp(&a.0));
+    subsets.sort_by_key(|s| std::cmp::Reverse(s.0));
     Ok((header, host, subsets.into_iter().map(|(_, n)| n).collect()))
 }
 
