@@ -1,5 +1,6 @@
 //! Delivery end to end: the modules as OCI images through a real registry (Debian's
-//! `docker-registry` on loopback) and back the way Istio's agent pulls them, then into Envoy;
+//! `docker-registry` on loopback; the layouts also read by Debian's `skopeo`) and back the way
+//! Istio's agent pulls them, then into Envoy;
 //! Envoy fetching a module over HTTP by its sha256 (how Envoy Gateway and Consul deliver), and
 //! what it does with a digest that does not match; what a configuration the filter rejects
 //! does when it arrives over ECDS (as Istio delivers), which the resources' comments cite.
@@ -45,9 +46,9 @@ fn on_path(bin: &str) -> Option<PathBuf> {
     })
 }
 
-/// `docker-registry`, installed from Debian's packages when missing (as root, as CI runs).
-fn docker_registry_bin() -> Option<PathBuf> {
-    if let Some(p) = on_path("docker-registry") {
+/// `bin` from Debian's package `package`, installed when missing (as root, as CI runs).
+fn debian_tool(bin: &str, package: &str) -> Option<PathBuf> {
+    if let Some(p) = on_path(bin) {
         return Some(p);
     }
     let root = Command::new("id")
@@ -63,13 +64,13 @@ fn docker_registry_bin() -> Option<PathBuf> {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        let install = ["install", "-y", "-q", "docker-registry"];
+        let install = ["install", "-y", "-q", package];
         if !apt(&install) {
             apt(&["update", "-q"]);
             apt(&install);
         }
     }
-    on_path("docker-registry")
+    on_path(bin)
 }
 
 /// A `docker-registry` on 127.0.0.1 with its own storage; stopped on drop.
@@ -81,7 +82,7 @@ struct DockerRegistry {
 
 impl DockerRegistry {
     fn start(dir: &Path) -> Option<Self> {
-        let Some(bin) = docker_registry_bin() else {
+        let Some(bin) = debian_tool("docker-registry", "docker-registry") else {
             eprintln!(
                 "SKIPPED: Debian's docker-registry is not installed and could not be installed \
                  (apt-get install docker-registry needs root and Debian's package lists)"
@@ -265,6 +266,39 @@ fn both_image_formats_go_through_a_registry_and_load_into_envoy() {
                 let file = work.join(format!("pulled-{}.wasm", format.name()));
                 std::fs::write(&file, &pulled.module).unwrap();
                 pulled_ratelimit.push(file);
+            }
+        }
+    }
+    // An independent reader of OCI layouts: skopeo copies both images of the layout to the
+    // registry with their digests unchanged, and the agent's pull takes them.
+    match debian_tool("skopeo", "skopeo") {
+        None => eprintln!(
+            "SKIPPED (the skopeo check only): Debian's skopeo is not installed and could not \
+             be installed"
+        ),
+        Some(skopeo) => {
+            let layout = work.join("a/ratelimit");
+            let expected = oci::read_layout(&layout).unwrap();
+            for format in Format::ALL {
+                let tag = format!("skopeo-{}", format.name());
+                let dest = registry.reference("ratelimit", &tag);
+                let out = Command::new(&skopeo)
+                    .args(["copy", "--quiet", "--dest-tls-verify=false"])
+                    .arg(format!("oci:{}:{}", layout.display(), format.name()))
+                    .arg(format!("docker://{dest}"))
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "skopeo copy: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let pin = expected.manifest(format).trim_start_matches("sha256:");
+                let pulled = Registry::new(&dest, false)
+                    .pull_module(&tag, Some(pin))
+                    .unwrap();
+                assert_eq!(pulled.format, format);
             }
         }
     }

@@ -135,10 +135,12 @@ pub fn e2e_only() -> anyhow::Result<()> {
 
 fn e2e_tests() -> anyhow::Result<()> {
     let envoy = mesh_e2e::install::envoy_bin()?;
-    // The delivery test pushes images to Debian's docker-registry on loopback (it would
-    // install it itself too; here it is installed once, up front).
-    if let Err(e) = ensure_debian_tools(&[("docker-registry", "docker-registry")]) {
-        eprintln!("warning: cannot install docker-registry ({e:#}): the delivery test skips its registry part");
+    // The delivery test pushes images to Debian's docker-registry on loopback and has skopeo
+    // read the layouts (it would install both itself too; here they are installed up front).
+    if let Err(e) =
+        ensure_debian_tools(&[("docker-registry", "docker-registry"), ("skopeo", "skopeo")])
+    {
+        eprintln!("warning: cannot install docker-registry or skopeo ({e:#}): the delivery test says what it skips");
     }
     println!("{}", mesh_e2e::install::envoy_version(&envoy)?);
     run(cargo()
