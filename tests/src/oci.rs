@@ -436,6 +436,13 @@ impl Registry {
         }
     }
 
+    /// Uses `user` / `password` in place of the environment's credentials.
+    pub fn with_credentials(mut self, user: &str, password: &str) -> Self {
+        self.basic = Some((user.to_owned(), password.to_owned()));
+        self.token = None;
+        self
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.base, self.repository)
     }
@@ -461,6 +468,11 @@ impl Registry {
             .unwrap_or("")
             .to_owned();
         let Some(params) = challenge.strip_prefix("Bearer ") else {
+            ensure!(
+                self.basic.is_some(),
+                "{} wants credentials ({challenge}): set REGISTRY_USERNAME and REGISTRY_PASSWORD",
+                self.base
+            );
             return Ok(resp);
         };
         let mut realm = None;

@@ -80,8 +80,15 @@ struct DockerRegistry {
     dir: PathBuf,
 }
 
+/// The user and password of the registry that wants credentials, and its htpasswd line
+/// (bcrypt, as docker-registry's htpasswd needs).
+const USER: &str = "tester";
+const PASSWORD: &str = "delivery-test";
+const HTPASSWD: &str = "tester:$2b$12$1kGnBSX9QwrfQgcdDTsHqeG7/ySj86MYdU6QfoJdSPs5shogjNwAi";
+
 impl DockerRegistry {
-    fn start(dir: &Path) -> Option<Self> {
+    /// A registry; with `htpasswd`, one that wants basic credentials.
+    fn start(dir: &Path, htpasswd: bool) -> Option<Self> {
         let Some(bin) = debian_tool("docker-registry", "docker-registry") else {
             eprintln!(
                 "SKIPPED: Debian's docker-registry is not installed and could not be installed \
@@ -94,12 +101,22 @@ impl DockerRegistry {
             attempt += 1;
             let port = free_port().unwrap();
             let config = dir.join("registry.yml");
+            let auth = if htpasswd {
+                let file = dir.join("htpasswd");
+                std::fs::write(&file, format!("{HTPASSWD}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: delivery\n    path: {}\n",
+                    file.display()
+                )
+            } else {
+                String::new()
+            };
             std::fs::write(
                 &config,
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: 127.0.0.1:{port}\n",
+                     {auth}http:\n  addr: 127.0.0.1:{port}\n",
                     dir.join("storage").display()
                 ),
             )
@@ -136,10 +153,11 @@ impl DockerRegistry {
                     std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
                 return Err(format!("exited ({status}): {log}"));
             }
+            // 401: up, and wanting credentials.
             if client()
                 .get(&url)
                 .send()
-                .is_ok_and(|r| r.status().is_success())
+                .is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 401)
             {
                 return Ok(());
             }
@@ -211,7 +229,7 @@ fn local_code(file: &Path) -> Yaml {
 #[test]
 fn both_image_formats_go_through_a_registry_and_load_into_envoy() {
     let work = work_dir("registry");
-    let Some(registry) = DockerRegistry::start(&work) else {
+    let Some(registry) = DockerRegistry::start(&work, false) else {
         return;
     };
     let mut pulled_ratelimit = Vec::new();
@@ -308,6 +326,40 @@ fn both_image_formats_go_through_a_registry_and_load_into_envoy() {
         let envoy = ratelimit_envoy(&stub, local_code(&file), "FAIL_CLOSED", Vec::new());
         assert_eq!(statuses(&envoy, 2), [200, 429], "{}", file.display());
     }
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn a_registry_that_wants_credentials_takes_them_and_refuses_without() {
+    let work = work_dir("auth");
+    let Some(registry) = DockerRegistry::start(&work, true) else {
+        return;
+    };
+    let module = std::fs::read(module_path("canary").unwrap()).unwrap();
+    let layout = work.join("canary");
+    let packaged = oci::write_layout(&layout, &module).unwrap();
+    let image = oci::layout_image(&layout, Format::Compat).unwrap();
+    let reference = registry.reference("canary", "auth");
+    let refused = Registry::new(&reference, false)
+        .with_credentials("", "")
+        .push(&image, "auth");
+    let refused = format!("{:#}", refused.unwrap_err());
+    assert!(refused.contains("401"), "{refused}");
+    let mut anonymous = Registry::new(&reference, false);
+    if std::env::var_os("REGISTRY_USERNAME").is_none() {
+        let e = format!("{:#}", anonymous.push(&image, "auth").unwrap_err());
+        assert!(
+            e.contains("set REGISTRY_USERNAME and REGISTRY_PASSWORD"),
+            "{e}"
+        );
+    }
+    let mut reg = Registry::new(&reference, false).with_credentials(USER, PASSWORD);
+    assert_eq!(reg.push(&image, "auth").unwrap(), packaged.compat);
+    let pulled = reg
+        .pull_module("auth", Some(packaged.compat.trim_start_matches("sha256:")))
+        .unwrap();
+    assert!(pulled.module == module);
     drop(registry);
     let _ = std::fs::remove_dir_all(&work);
 }
