@@ -563,9 +563,27 @@ pub struct ConsulServiceRef {
     pub partition: Option<String>,
 }
 
+/// Consul's limits on config entry metadata: at most 64 pairs, keys of 128 characters,
+/// values of 512.
+fn check_meta(meta: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    ensure!(meta.len() <= 64, "Meta has more than 64 keys");
+    for (k, v) in meta {
+        ensure!(
+            k.len() <= 128,
+            "Meta key {k:?} is longer than 128 characters"
+        );
+        ensure!(
+            v.len() <= 512,
+            "Meta value of {k:?} is longer than 512 characters"
+        );
+    }
+    Ok(())
+}
+
 pub fn service_defaults(doc: &Json) -> anyhow::Result<ServiceDefaults> {
     let d: ServiceDefaults = serde_json::from_value(doc.clone())?;
     ensure!(d.kind == "service-defaults", "Kind is {:?}", d.kind);
+    check_meta(&d.meta)?;
     for e in &d.envoy_extensions {
         ensure!(e.name == "builtin/wasm", "extension {:?}", e.name);
         let code = &e.arguments.plugin_config.vm_config.code;
@@ -646,6 +664,7 @@ pub struct RouteDestination {
 pub fn service_router(doc: &Json) -> anyhow::Result<ServiceRouter> {
     let r: ServiceRouter = serde_json::from_value(doc.clone())?;
     ensure!(r.kind == "service-router", "Kind is {:?}", r.kind);
+    check_meta(&r.meta)?;
     Ok(r)
 }
 
@@ -674,6 +693,7 @@ pub struct Subset {
 pub fn service_resolver(doc: &Json) -> anyhow::Result<ServiceResolver> {
     let r: ServiceResolver = serde_json::from_value(doc.clone())?;
     ensure!(r.kind == "service-resolver", "Kind is {:?}", r.kind);
+    check_meta(&r.meta)?;
     ensure!(
         r.subsets.contains_key(&r.default_subset),
         "DefaultSubset {:?} is not a subset",

@@ -447,6 +447,11 @@ fn the_schemas_refuse_unknown_fields_and_values() {
             .map(|_| ()),
         ),
         (
+            "consul meta too long",
+            schema::service_defaults(&with(&sd, "/Meta", "why", json!("x".repeat(513))))
+                .map(|_| ()),
+        ),
+        (
             "consul tcp service",
             schema::service_defaults(&with(&sd, "", "Protocol", json!("tcp"))).map(|_| ()),
         ),
