@@ -477,14 +477,11 @@ impl Registry {
         };
         let mut realm = None;
         let mut query = Vec::new();
-        for part in params.split(',') {
-            if let Some((k, v)) = part.trim().split_once('=') {
-                let v = v.trim_matches('"').to_owned();
-                if k == "realm" {
-                    realm = Some(v);
-                } else {
-                    query.push((k.to_owned(), v));
-                }
+        for (k, v) in challenge_params(params) {
+            if k == "realm" {
+                realm = Some(v);
+            } else {
+                query.push((k, v));
             }
         }
         let realm = realm.context("the registry's bearer challenge has no realm")?;
@@ -636,6 +633,24 @@ impl Registry {
     }
 }
 
+/// The `key="value"` pairs of an authentication challenge; a quoted value may hold commas
+/// (`scope="repository:x:pull,push"`).
+fn challenge_params(params: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = params.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            quoted.split_once('"').unwrap_or((quoted, ""))
+        } else {
+            after.split_once(',').unwrap_or((after, ""))
+        };
+        out.push((key, value.to_owned()));
+        rest = next.trim_start_matches(',').trim();
+    }
+    out
+}
+
 /// A module pulled from a registry.
 #[derive(Debug, Clone)]
 pub struct Pulled {
@@ -738,6 +753,78 @@ mod tests {
             assert_eq!(img.digest(), p.manifest(f));
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A registry that wants a bearer token: the client trades the challenge for a token at the
+    /// realm (with the challenge's service and scope) and sends it on every request after.
+    #[test]
+    fn a_bearer_challenge_is_answered_with_a_token_from_its_realm() {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let (mut auth, mut len) = (String::new(), 0usize);
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    match k.to_ascii_lowercase().as_str() {
+                        "authorization" => auth = v.trim().to_owned(),
+                        "content-length" => len = v.trim().parse().unwrap(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                log.lock().unwrap().push(format!("{} {auth}", line.trim()));
+                let (status, extra, payload) = if line.starts_with("GET /token?") {
+                    ("200 OK", String::new(), r#"{"token":"t0k"}"#.to_owned())
+                } else if auth != "Bearer t0k" {
+                    let challenge = format!(
+                        "www-authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"reg\",scope=\"repository:m/x:pull,push\"\r\n"
+                    );
+                    ("401 Unauthorized", challenge, String::new())
+                } else if line.starts_with("PUT /v2/m/x/manifests/") {
+                    let d = format!("docker-content-digest: {}\r\n", digest(&body));
+                    ("201 Created", d, String::new())
+                } else {
+                    ("200 OK", String::new(), String::new())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{payload}",
+                    payload.len()
+                );
+            }
+        });
+        let reference = Reference::parse(&format!("127.0.0.1:{port}/m/x:1")).unwrap();
+        let img = image(MODULE, Format::Compat).unwrap();
+        let mut reg = Registry::new(&reference, false).with_credentials("u", "p");
+        assert_eq!(reg.push(&img, "1").unwrap(), img.digest());
+        let seen = seen.lock().unwrap();
+        assert!(seen[0].starts_with("HEAD /v2/m/x/blobs/") && seen[0].ends_with(" Basic dTpw"));
+        assert!(seen[1].starts_with("GET /token?"), "{seen:?}");
+        assert!(
+            seen[1].contains("service=reg")
+                && seen[1].contains("scope=repository%3Am%2Fx%3Apull%2Cpush"),
+            "{seen:?}"
+        );
+        assert!(seen[1].ends_with(" Basic dTpw"), "{seen:?}");
+        assert!(
+            seen[2..].iter().all(|r| r.ends_with(" Bearer t0k")),
+            "{seen:?}"
+        );
+        assert!(seen.last().unwrap().starts_with("PUT /v2/m/x/manifests/1 "));
     }
 
     #[test]
