@@ -3,6 +3,7 @@
 
 pub mod envoy;
 pub mod install;
+pub mod oci;
 pub mod prometheus;
 pub mod stub;
 pub mod tls;

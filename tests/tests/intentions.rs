@@ -642,7 +642,7 @@ fn bypass_suite_http1_and_http2() {
 fn shipped_examples_are_valid() {
     let root = mesh_e2e::repo_root().join("envoy-config/intentions");
     let istio: Yaml =
-        serde_yaml::from_str(&std::fs::read_to_string(root.join("istio-wasmplugin.yaml")).unwrap())
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("istio/wasmplugin.yaml")).unwrap())
             .unwrap();
     assert_eq!(
         istio["apiVersion"],

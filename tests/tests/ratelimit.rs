@@ -891,7 +891,7 @@ fn principal_keys_come_from_the_verified_peer_certificate() {
 
 #[test]
 fn the_istio_wasmplugin_example_is_accepted_by_the_filter() {
-    let path = mesh_e2e::repo_root().join("envoy-config/ratelimit/istio-wasmplugin.yaml");
+    let path = mesh_e2e::repo_root().join("envoy-config/ratelimit/istio/wasmplugin.yaml");
     let doc: Yaml = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(doc["apiVersion"], "extensions.istio.io/v1alpha1");
     assert_eq!(doc["kind"], "WasmPlugin");

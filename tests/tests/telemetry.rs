@@ -913,7 +913,7 @@ fn tags_of(list: &Yaml) -> Vec<(String, String)> {
 }
 
 fn istio_docs() -> Vec<Yaml> {
-    read_config("istio-wasmplugin.yaml")
+    read_config("istio/wasmplugin.yaml")
         .split("\n---\n")
         .map(yaml)
         .collect()

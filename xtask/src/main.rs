@@ -1,9 +1,11 @@
-//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench>`.
+//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench|package|resources>`.
 
 mod bench;
 mod build;
 mod demo;
 mod floor;
+mod package;
+mod resources;
 mod test;
 mod util;
 mod validate;
@@ -18,6 +20,10 @@ commands:
   validate   envoy --mode validate on every bootstrap in envoy-config/, with fresh modules
   test       every test tier, with a summary (fails on any failure)
   e2e        build, then only the end-to-end tests against the real Envoy
+  package    each module as OCI images (compat and artifact) in target/oci/<name>/, digests
+             into the mesh resources; --push REGISTRY/REPO:TAG (see package --help)
+  resources  regenerate the mesh resources in envoy-config/<name>/ (Istio, Envoy Gateway,
+             Consul) from xtask/src/resources and each plugin-config.json
   bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
   demo-certs regenerate the demo CA and certificates in envoy-config/intentions/certs
   demo       a small local mesh with every filter, real traffic and a readable summary
@@ -56,6 +62,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         "bench" => bench::bench(rest),
+        "package" => package::package(rest),
+        "resources" => resources::resources(),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every tier, then a summary. Fails when any step fails.
 
 use crate::build::{self, WASM_TARGET};
-use crate::util::{cargo, crates_under, ensure_targets, root, run};
+use crate::util::{cargo, crates_under, ensure_debian_tools, ensure_targets, root, run};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::process::Command;
@@ -137,6 +137,13 @@ pub fn e2e_only() -> anyhow::Result<()> {
 
 fn e2e_tests() -> anyhow::Result<()> {
     let envoy = mesh_e2e::install::envoy_bin()?;
+    // The delivery test pushes images to Debian's docker-registry on loopback and has skopeo
+    // read the layouts (it would install both itself too; here they are installed up front).
+    if let Err(e) =
+        ensure_debian_tools(&[("docker-registry", "docker-registry"), ("skopeo", "skopeo")])
+    {
+        eprintln!("warning: cannot install docker-registry or skopeo ({e:#}): the delivery test says what it skips");
+    }
     println!("{}", mesh_e2e::install::envoy_version(&envoy)?);
     run(cargo()
         .args(["test", "-p", "mesh-e2e", "--", "--test-threads=2"])

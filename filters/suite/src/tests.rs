@@ -164,7 +164,7 @@ fn shipped_configurations_are_valid() {
     let b: serde_json::Value = serde_json::from_str(&configs[0]).unwrap();
     assert_eq!(a, b, "envoy.yaml and plugin-config.json differ");
     // The Istio resources' pluginConfig blocks, as JSON.
-    let istio = std::fs::read_to_string(format!("{dir}/istio-wasmplugin.yaml")).unwrap();
+    let istio = std::fs::read_to_string(format!("{dir}/istio/wasmplugin.yaml")).unwrap();
     for doc in istio.split("\n---\n") {
         let v: serde_json::Value = serde_yaml::from_str(doc).unwrap();
         configs.push(v["spec"]["pluginConfig"].to_string());
