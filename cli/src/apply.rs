@@ -130,9 +130,11 @@ pub fn apply(
             .map_err(|e| unusable(format!("cannot read stdin: {e}")))?;
         b
     } else {
-        std::fs::read(input).map_err(|e| unusable(format!("{}: cannot read: {e}", input.display())))?
+        std::fs::read(input)
+            .map_err(|e| unusable(format!("{}: cannot read: {e}", input.display())))?
     };
-    let docs = check::documents(input, &bytes).map_err(|e| unusable(format!("{}: {e}", input.display())))?;
+    let docs = check::documents(input, &bytes)
+        .map_err(|e| unusable(format!("{}: {e}", input.display())))?;
     let yaml_out = !target.extension().is_some_and(|e| e == "json");
     let new_doc = match docs.as_slice() {
         [(_, doc)] if doc.get("resources").is_some() => doc.clone(),
@@ -146,7 +148,9 @@ pub fn apply(
                 .map(|(_, v)| v)
                 .ok_or_else(|| unusable(format!("{}: empty", target.display())))?;
             // A JSON config goes in as written; a YAML one as its JSON.
-            let config = if input.extension().is_some_and(|e| e == "json") || input.as_os_str() == "-" && bytes.first().is_some_and(|b| *b == b'{') {
+            let config = if input.extension().is_some_and(|e| e == "json")
+                || input.as_os_str() == "-" && bytes.first().is_some_and(|b| *b == b'{')
+            {
                 String::from_utf8_lossy(&bytes).trim().to_owned()
             } else {
                 doc.to_string()
@@ -155,7 +159,12 @@ pub fn apply(
                 .map_err(|e| unusable(format!("{}: {e}", target.display())))?;
             ecds
         }
-        _ => return Err(unusable(format!("{}: expected one document", input.display()))),
+        _ => {
+            return Err(unusable(format!(
+                "{}: expected one document",
+                input.display()
+            )))
+        }
     };
     let text = if yaml_out {
         serde_yaml::to_string(&new_doc).map_err(|e| unusable(e.to_string()))?

@@ -201,12 +201,12 @@ fn check_bytes(
         Ok(d) => d,
         Err(reason) => {
             // A JSON plugin config that does not parse: the filter's parser says where.
-            let cap = opts.capability.or_else(|| {
-                find::plain(&Value::Null, hint, schemas).ok()
-            });
+            let cap = opts
+                .capability
+                .or_else(|| find::plain(&Value::Null, hint, schemas).ok());
             match cap {
                 Some(c) if path.extension().is_some_and(|e| e == "json") => {
-                    run(report, name, 0, "plain", "", c, bytes);
+                    run(report, name, 0, "plain", "", c, bytes, true);
                 }
                 _ => report.unusable(name, None, "", reason),
             }
@@ -229,14 +229,15 @@ fn check_bytes(
                 match cap {
                     Ok(c) => {
                         // A JSON file goes to the filter byte for byte; YAML as its JSON.
+                        let raw = docs.len() == 1 && path.extension().is_some_and(|e| e == "json");
                         let text;
-                        let config = if docs.len() == 1 && path.extension().is_some_and(|e| e == "json") {
+                        let config = if raw {
                             bytes
                         } else {
                             text = doc.to_string();
                             text.as_bytes()
                         };
-                        run(report, name, *index, "plain", "", c, config);
+                        run(report, name, *index, "plain", "", c, config, raw);
                     }
                     Err(many) if !many.is_empty() => report.unusable(
                         name,
@@ -252,11 +253,7 @@ fn check_bytes(
             }
         }
     }
-    let found_any = report.checked.len() > before
-        || report
-            .errors
-            .iter()
-            .any(|e| e.file == name);
+    let found_any = report.checked.len() > before || report.errors.iter().any(|e| e.file == name);
     if !found_any {
         let reason = if skipped_here {
             "no mesh filter configuration (only other filters)"
@@ -297,6 +294,7 @@ fn record(report: &mut Report, name: &str, index: usize, d: Discovery) {
             &f.location,
             f.capability,
             f.config.as_bytes(),
+            f.raw,
         );
     }
 }
@@ -309,6 +307,7 @@ fn run(
     location: &str,
     capability: &'static str,
     config: &[u8],
+    raw: bool,
 ) {
     let verdict = validate(capability, config);
     report.checked.push(Checked {
@@ -319,7 +318,13 @@ fn run(
         capability,
         ok: verdict.is_ok(),
     });
-    if let Err(e) = verdict {
+    if let Err(mut e) = verdict {
+        if !raw {
+            // serde's position is in the JSON made from YAML, which the user never saw.
+            if let Some(i) = e.reason.rfind(" at line ") {
+                e.reason.truncate(i);
+            }
+        }
         report.errors.push(Problem {
             file: file.into(),
             document: Some(document),

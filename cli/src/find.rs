@@ -57,6 +57,9 @@ pub struct Found {
     pub capability: &'static str,
     /// The configuration as the filter receives it (JSON text).
     pub config: String,
+    /// Whether `config` is the text as written (Envoy, Consul) rather than JSON made from
+    /// YAML (Istio, Envoy Gateway).
+    pub raw: bool,
 }
 
 /// A filter or resource that is not ours, or a part that cannot be read.
@@ -138,8 +141,11 @@ pub fn discover(doc: &Value) -> Option<Discovery> {
                         location,
                         capability,
                         config: json_text(w.get("config")),
+                        raw: false,
                     }),
-                    None => d.skipped.push(not_ours(location, module, str_at(w, &["rootID"]))),
+                    None => d
+                        .skipped
+                        .push(not_ours(location, module, str_at(w, &["rootID"]))),
                 }
             }
         }
@@ -150,9 +156,14 @@ pub fn discover(doc: &Value) -> Option<Discovery> {
         _ => {
             let mut path = String::new();
             walk_envoy(doc, &mut path, &mut d);
-            let envoy_like = ["static_resources", "dynamic_resources", "resources", "admin"]
-                .iter()
-                .any(|k| doc.get(k).is_some());
+            let envoy_like = [
+                "static_resources",
+                "dynamic_resources",
+                "resources",
+                "admin",
+            ]
+            .iter()
+            .any(|k| doc.get(k).is_some());
             if d.found.is_empty() && d.skipped.is_empty() && d.unusable.is_empty() {
                 if kind.is_some() || doc.get("apiVersion").is_some() {
                     d.kind = "kubernetes";
@@ -189,6 +200,7 @@ fn istio_plugin(spec: &Value, at_path: &str, d: &mut Discovery) {
             location,
             capability,
             config: json_text(spec.get("pluginConfig")),
+            raw: false,
         }),
         None => d.skipped.push(not_ours(location, module, root)),
     }
@@ -218,14 +230,15 @@ fn consul(doc: &Value, d: &mut Discovery) {
             d.skipped.push(not_ours(location, module, root));
             continue;
         };
-        let config = match get_ci(pc, "Configuration") {
-            Some(Value::String(s)) => s.clone(),
-            other => json_text(other),
+        let (config, raw) = match get_ci(pc, "Configuration") {
+            Some(Value::String(s)) => (s.clone(), true),
+            other => (json_text(other), false),
         };
         d.found.push(Found {
             location,
             capability,
             config,
+            raw,
         });
     }
 }
@@ -306,6 +319,7 @@ fn envoy_wasm(v: &Value, path: &str, d: &mut Discovery) {
         location: format!("{location}.value"),
         capability,
         config: text,
+        raw: true,
     });
 }
 
@@ -326,7 +340,10 @@ pub fn plain(
     hint: PathHint<'_>,
     schemas: &[(&'static str, Value)],
 ) -> Result<&'static str, Vec<&'static str>> {
-    if let Some(s) = doc.get(mesh_core::config::SCHEMA_KEY).and_then(Value::as_str) {
+    if let Some(s) = doc
+        .get(mesh_core::config::SCHEMA_KEY)
+        .and_then(Value::as_str)
+    {
         let file = s.rsplit('/').next().unwrap_or(s);
         // A `$schema` that is not one of ours (a JSON Schema's own meta-schema, another
         // tool's): not a configuration of ours.
@@ -369,12 +386,24 @@ mod tests {
     #[test]
     fn module_names_come_from_files_urls_and_images() {
         assert_eq!(module_name("target/filters/canary.wasm"), "canary");
-        assert_eq!(module_name("oci://registry.example.com/mesh/ratelimit:0.1.0"), "ratelimit");
+        assert_eq!(
+            module_name("oci://registry.example.com/mesh/ratelimit:0.1.0"),
+            "ratelimit"
+        );
         assert_eq!(module_name("oci://r.example/suite@sha256:abcd"), "suite");
-        assert_eq!(module_name("https://x.example/f/telemetry.wasm?x=1"), "telemetry");
-        assert_eq!(capability_of(Some("x/filters:v1"), Some("intentions")), Some("intentions"));
+        assert_eq!(
+            module_name("https://x.example/f/telemetry.wasm?x=1"),
+            "telemetry"
+        );
+        assert_eq!(
+            capability_of(Some("x/filters:v1"), Some("intentions")),
+            Some("intentions")
+        );
         assert_eq!(capability_of(Some("x/other.wasm"), Some("other")), None);
         // The module decides over the root id.
-        assert_eq!(capability_of(Some("a/suite.wasm"), Some("canary")), Some("suite"));
+        assert_eq!(
+            capability_of(Some("a/suite.wasm"), Some("canary")),
+            Some("suite")
+        );
     }
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "mfctl", version, about = "Mesh filters: check configurations, apply ECDS files, print JSON Schemas")]
+#[command(
+    name = "mfctl",
+    version,
+    about = "Mesh filters: check configurations, apply ECDS files, print JSON Schemas"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,11 @@ fn main() -> ExitCode {
                 } else if format == Format::Json {
                     print_report(&done.report, format);
                 } else {
-                    println!("{}: written ({} configuration(s) valid)", ecds_file.display(), done.report.checked.len());
+                    println!(
+                        "{}: written ({} configuration(s) valid)",
+                        ecds_file.display(),
+                        done.report.checked.len()
+                    );
                 }
                 0
             }
@@ -124,9 +132,12 @@ fn main() -> ExitCode {
 }
 
 fn known(name: &str) -> Result<&'static str, String> {
-    find::names()
-        .find(|n| *n == name)
-        .ok_or_else(|| format!("unknown filter {name:?}; one of: {}", find::names().collect::<Vec<_>>().join(", ")))
+    find::names().find(|n| *n == name).ok_or_else(|| {
+        format!(
+            "unknown filter {name:?}; one of: {}",
+            find::names().collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 fn print_report(report: &check::Report, format: Format) {
@@ -161,7 +172,10 @@ fn schema_cmd(name: Option<String>, write: Option<PathBuf>, check: Option<PathBu
         for (n, s) in &all {
             let p = dir.join(schema::file_name(n));
             if std::fs::read_to_string(&p).ok().as_deref() != Some(schema::render(s).as_str()) {
-                println!("{}: stale or missing (run `cargo xtask schemas`)", p.display());
+                println!(
+                    "{}: stale or missing (run `cargo xtask schemas`)",
+                    p.display()
+                );
                 stale += 1;
             }
         }

@@ -90,10 +90,7 @@ fn suite(caps: &[(&'static str, Value)]) -> Value {
             obj.remove("$id");
         }
         defs.insert((*name).into(), s);
-        props.insert(
-            (*name).into(),
-            json!({"$ref": format!("#/$defs/{name}")}),
-        );
+        props.insert((*name).into(), json!({"$ref": format!("#/$defs/{name}")}));
     }
     props.insert(
         "export_decisions".into(),

@@ -291,8 +291,14 @@ fn one_ordered_list_names_every_capability_and_its_config_key() {
 #[test]
 fn validate_gives_the_verdict_of_on_configure_and_names_the_capability() {
     for (json, field) in [
-        (r#"{"canary": {"services": []}, "export_decisions": false}"#, None),
-        (r#"{"$schema": "../schemas/suite.schema.json", "ratelimit": {"$schema": "x"}}"#, None),
+        (
+            r#"{"canary": {"services": []}, "export_decisions": false}"#,
+            None,
+        ),
+        (
+            r#"{"$schema": "../schemas/suite.schema.json", "ratelimit": {"$schema": "x"}}"#,
+            None,
+        ),
         (r#"{"tracing": {}}"#, Some("tracing")),
         (
             r#"{"ratelimit": {"rules": [{"name": "a", "limit": {"requests": 0, "per": "1s"}}]}}"#,

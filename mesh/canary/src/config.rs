@@ -19,7 +19,10 @@ pub const MAX_WINDOW_S: u64 = 86_400;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CanarySpec {
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+    )]
     #[serde(default)]
     pub route_header: Option<String>,
     /// Also sets `route_header: <subset>` on the response, for debugging.
@@ -27,7 +30,10 @@ pub struct CanarySpec {
     pub expose_subset: bool,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))
+    )]
     /// Shared-state namespace of the rollback guards; default: one per plugin.
     #[serde(default)]
     pub namespace: Option<String>,
@@ -52,7 +58,10 @@ pub struct ServiceSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubsetSpec {
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,63}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,63}$"))
+    )]
     pub name: String,
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 1_000_000)))]
     /// Signed so a negative weight is reported as such rather than as a type error.

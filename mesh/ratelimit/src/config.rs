@@ -34,7 +34,10 @@ pub struct ConfigSpec {
     pub failure_mode: FailureMode,
     #[serde(default)]
     pub headers_on_allowed: bool,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))
+    )]
     /// Shared-state namespace; default: one per plugin (its Envoy name and root id).
     #[serde(default)]
     pub namespace: Option<String>,
@@ -44,7 +47,10 @@ pub struct ConfigSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))
+    )]
     pub name: String,
     #[serde(default, rename = "match")]
     pub matcher: Option<HttpMatchSpec>,
@@ -58,7 +64,10 @@ pub struct RuleSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+    )]
     #[serde(default)]
     pub header: Option<String>,
     #[serde(default)]

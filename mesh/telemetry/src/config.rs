@@ -40,27 +40,51 @@ impl Reporter {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Workload name, e.g. `reviews-v1`.
     pub name: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     pub namespace: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Service (and canonical service) name, e.g. `reviews`; default: the workload name.
     pub service: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// `destination_service` value; default `<service>.<namespace>.svc.cluster.local`.
     pub service_host: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Canonical revision, e.g. `v1`; default: the node's `version` label, else `latest`.
     pub revision: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// `app` label value, e.g. `reviews`; default: the node's `app` label, else `unknown`.
     pub app: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// `version` label value, e.g. `v1`; default: the node's `version` label, else `unknown`.
     pub version: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Cluster (Istio's `CLUSTER_ID`), e.g. `Kubernetes`; default: the node's `CLUSTER_ID`
     /// metadata, else `unknown`.
     pub cluster: Option<String>,
@@ -157,7 +181,10 @@ pub struct TelemetrySpec {
     pub trace: TraceSpec,
     #[serde(default)]
     pub access_log: AccessLogSpec,
-    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$")))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))
+    )]
     /// Shared-state namespace of the series budget; default: one per plugin.
     #[serde(default)]
     pub namespace: Option<String>,

@@ -274,7 +274,11 @@ fn a_top_level_schema_string_is_accepted_anywhere_among_the_members() {
 fn schema_keys_elsewhere_or_not_strings_stay_errors_with_their_positions() {
     let e = parse_json::<Outer>(br#"{"$schema": 3}"#).unwrap_err();
     assert_eq!(e.field, "$schema");
-    assert!(e.reason.starts_with("unknown field `$schema`"), "{}", e.reason);
+    assert!(
+        e.reason.starts_with("unknown field `$schema`"),
+        "{}",
+        e.reason
+    );
     let e = parse_json::<Outer>(br#"{"rules": [{"per": 1, "$schema": "x"}]}"#).unwrap_err();
     assert_eq!(e.field, "rules[0].$schema");
     // Blanking keeps the columns of what follows.
