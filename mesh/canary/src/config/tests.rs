@@ -231,6 +231,12 @@ fn the_guard_key_survives_weight_changes_and_not_policy_changes() {
     let policy = r#"{"subset":"v2","max_error_rate":0.1}"#;
     assert_eq!(key((90, 10), policy), key((50, 50), policy));
     assert_eq!(key((90, 10), policy), key((0, 100), policy));
-    assert_ne!(key((90, 10), policy), key((90, 10), r#"{"subset":"v2","max_error_rate":0.2}"#));
-    assert_ne!(key((90, 10), policy), key((90, 10), r#"{"subset":"v1","max_error_rate":0.1}"#));
+    assert_ne!(
+        key((90, 10), policy),
+        key((90, 10), r#"{"subset":"v2","max_error_rate":0.2}"#)
+    );
+    assert_ne!(
+        key((90, 10), policy),
+        key((90, 10), r#"{"subset":"v1","max_error_rate":0.1}"#)
+    );
 }
