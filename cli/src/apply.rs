@@ -135,7 +135,7 @@ pub fn apply(
     };
     let docs = check::documents(input, &bytes)
         .map_err(|e| unusable(format!("{}: {e}", input.display())))?;
-    let yaml_out = !target.extension().is_some_and(|e| e == "json");
+    let yaml_out = target.extension().is_none_or(|e| e != "json");
     let new_doc = match docs.as_slice() {
         [(_, doc)] if doc.get("resources").is_some() => doc.clone(),
         [(_, doc)] => {

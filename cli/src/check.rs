@@ -206,7 +206,7 @@ fn check_bytes(
                 .or_else(|| find::plain(&Value::Null, hint, schemas).ok());
             match cap {
                 Some(c) if path.extension().is_some_and(|e| e == "json") => {
-                    run(report, name, 0, "plain", "", c, bytes, true);
+                    run(report, place(name, 0, "plain", "", c), bytes, true);
                 }
                 _ => report.unusable(name, None, "", reason),
             }
@@ -237,7 +237,7 @@ fn check_bytes(
                             text = doc.to_string();
                             text.as_bytes()
                         };
-                        run(report, name, *index, "plain", "", c, config, raw);
+                        run(report, place(name, *index, "plain", "", c), config, raw);
                     }
                     Err(many) if !many.is_empty() => report.unusable(
                         name,
@@ -286,38 +286,14 @@ fn record(report: &mut Report, name: &str, index: usize, d: Discovery) {
         report.unusable(name, Some(index), &n.location, n.reason);
     }
     for f in d.found {
-        run(
-            report,
-            name,
-            index,
-            d.kind,
-            &f.location,
-            f.capability,
-            f.config.as_bytes(),
-            f.raw,
-        );
+        let at = place(name, index, d.kind, &f.location, f.capability);
+        run(report, at, f.config.as_bytes(), f.raw);
     }
 }
 
-fn run(
-    report: &mut Report,
-    file: &str,
-    document: usize,
-    kind: &'static str,
-    location: &str,
-    capability: &'static str,
-    config: &[u8],
-    raw: bool,
-) {
-    let verdict = validate(capability, config);
-    report.checked.push(Checked {
-        file: file.into(),
-        document,
-        kind,
-        location: location.into(),
-        capability,
-        ok: verdict.is_ok(),
-    });
+/// Validates `config` for the place `at` describes, recording the verdict.
+fn run(report: &mut Report, at: Checked, config: &[u8], raw: bool) {
+    let verdict = validate(at.capability, config);
     if let Err(mut e) = verdict {
         if !raw {
             // serde's position is in the JSON made from YAML, which the user never saw.
@@ -326,13 +302,33 @@ fn run(
             }
         }
         report.errors.push(Problem {
-            file: file.into(),
-            document: Some(document),
-            location: location.into(),
-            capability: Some(capability),
+            file: at.file.clone(),
+            document: Some(at.document),
+            location: at.location.clone(),
+            capability: Some(at.capability),
             field: e.field,
             reason: e.reason,
             unusable: false,
         });
+        report.checked.push(Checked { ok: false, ..at });
+    } else {
+        report.checked.push(Checked { ok: true, ..at });
+    }
+}
+
+fn place(
+    file: &str,
+    document: usize,
+    kind: &'static str,
+    location: &str,
+    capability: &'static str,
+) -> Checked {
+    Checked {
+        file: file.into(),
+        document,
+        kind,
+        location: location.into(),
+        capability,
+        ok: false,
     }
 }

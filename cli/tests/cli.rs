@@ -1,6 +1,14 @@
 //! The `mfctl` binary: every shipped file passes, the broken corpus fails with the expected
 //! paths and exit codes, `apply` replaces an ECDS file only with a valid configuration.
 
+// Test code: helpers fail the test by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -154,10 +162,13 @@ fn the_other_formats_are_read() {
     assert_eq!(skipped[0]["location"], "spec.wasm[1].config");
 }
 
+/// A broken file: name, exit code, document, location, field, start of the reason.
+type Broken = (&'static str, i32, Option<u64>, &'static str, &'static str, &'static str);
+
 #[test]
 fn broken_files_fail_with_file_document_field_and_reason() {
     // (file, exit code, document, location, field, start of the reason)
-    let cases: &[(&str, i32, Option<u64>, &str, &str, &str)] = &[
+    let cases: &[Broken] = &[
         (
             "bootstrap-bad-weight.yaml",
             1,
