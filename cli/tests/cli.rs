@@ -163,7 +163,14 @@ fn the_other_formats_are_read() {
 }
 
 /// A broken file: name, exit code, document, location, field, start of the reason.
-type Broken = (&'static str, i32, Option<u64>, &'static str, &'static str, &'static str);
+type Broken = (
+    &'static str,
+    i32,
+    Option<u64>,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 #[test]
 fn broken_files_fail_with_file_document_field_and_reason() {
