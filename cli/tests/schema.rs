@@ -210,7 +210,14 @@ const INVALID: &[(&str, &str)] = &[
         "ratelimit",
         r#"{"rules": [{"name": "a", "limit": {"requests": 1, "per": "1s"}, "match": {"path_prefx": "/"}}]}"#,
     ),
-    ("ratelimit", r#"{"rules": [{"name": "a"}]}"#),
+    (
+        "ratelimit",
+        r#"{"rules": [{"name": "a", "global": {"domain": "d"}}]}"#,
+    ),
+    (
+        "ratelimit",
+        r#"{"rules": [{"name": "a", "global": {"cluster": "c", "domain": "d", "failure_mode": "maybe"}}]}"#,
+    ),
     ("ratelimit", r#"{"max_keys": 0}"#),
     ("ratelimit", r#"{"mode": "dry-run"}"#),
     ("ratelimit", r#"{"rules": {}}"#),
@@ -243,6 +250,8 @@ const INVALID: &[(&str, &str)] = &[
 /// Invalid configs only the filter can see (they need the compiler): the schema accepts
 /// them, `mfctl check` and the proxy reject them. Kept here so the docs stay true.
 const FILTER_ONLY: &[(&str, &str)] = &[
+    // `limit` is required unless the rule has a `global` block.
+    ("ratelimit", r#"{"rules": [{"name": "a"}]}"#),
     (
         "ratelimit",
         r#"{"rules": [{"name": "a", "match": {"path_regex": "(x"}, "limit": {"requests": 1, "per": "1s"}}]}"#,

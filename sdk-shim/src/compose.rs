@@ -14,8 +14,8 @@
 //! Every other call goes straight to the wrapped host.
 
 use crate::{
-    Clock, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind,
-    Metrics, Properties, PropertySet, Random, SharedStore, Versioned,
+    Clock, GrpcCall, GrpcCalls, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel,
+    MetricId, MetricKind, Metrics, Properties, PropertySet, Random, SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 
@@ -347,6 +347,15 @@ impl<H: LocalReply> LocalReply for PassHost<'_, H> {
         body: &[u8],
     ) -> Result<(), HostError> {
         self.host.send_local_reply(status, headers, body)
+    }
+}
+
+impl<H: GrpcCalls> GrpcCalls for PassHost<'_, H> {
+    fn grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        self.host.grpc_call(call)
+    }
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.host.resume_request()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Filter lifecycle traits, generic over the host so the same filter runs in proxy-wasm and
 //! natively against a fake.
 
-use crate::{ConfigHost, StreamHost};
+use crate::{ConfigHost, GrpcResponse, StreamHost};
 
 /// What the proxy does after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,9 @@ impl Callbacks {
     pub const REQUEST_HEADERS: Self = Self(1);
     pub const RESPONSE_HEADERS: Self = Self(2);
     pub const LOG: Self = Self(4);
-    pub const ALL: Self = Self(7);
+    /// Answers of the filter's own gRPC calls.
+    pub const GRPC_RESPONSE: Self = Self(8);
+    pub const ALL: Self = Self(15);
 
     #[must_use]
     pub const fn union(self, other: Self) -> Self {
@@ -56,15 +58,18 @@ impl Callbacks {
 
     /// Each forwarded callback with the proxy-wasm export that delivers it: the one table
     /// `cargo xtask build` trims a module's exports by.
-    pub const EXPORTS: [(Self, &'static str); 3] = [
+    pub const EXPORTS: [(Self, &'static str); 5] = [
         (Self::REQUEST_HEADERS, "proxy_on_request_headers"),
         (Self::RESPONSE_HEADERS, "proxy_on_response_headers"),
         (Self::LOG, "proxy_on_log"),
+        // A unary call ends in one of these two: a message, or a status.
+        (Self::GRPC_RESPONSE, "proxy_on_grpc_receive"),
+        (Self::GRPC_RESPONSE, "proxy_on_grpc_close"),
     ];
 
     /// Exports the adapter never forwards to a filter: the SDK defines them all, and the
     /// proxy enters the VM for each one it finds (a body callback per data frame).
-    pub const NEVER_FORWARDED: [&'static str; 17] = [
+    pub const NEVER_FORWARDED: [&'static str; 15] = [
         "proxy_on_http_call_response",
         "proxy_on_request_body",
         "proxy_on_request_trailers",
@@ -78,10 +83,9 @@ impl Callbacks {
         "proxy_on_upstream_connection_close",
         "proxy_on_queue_ready",
         "proxy_on_foreign_function",
+        // Streams only: Envoy delivers a unary call's answer without metadata callbacks.
         "proxy_on_grpc_receive_initial_metadata",
-        "proxy_on_grpc_receive",
         "proxy_on_grpc_receive_trailing_metadata",
-        "proxy_on_grpc_close",
     ];
 
     /// The exports a module whose filter uses these callbacks does not need.
@@ -110,6 +114,18 @@ pub trait HttpFilter {
     fn on_response_headers<H: StreamHost>(&mut self, host: &H, end_of_stream: bool) -> Action {
         let _ = (host, end_of_stream);
         Action::Continue
+    }
+    /// The answer to a gRPC call this filter started (`token` from
+    /// [`crate::GrpcCalls::grpc_call`]) while its request headers were paused. `Continue`
+    /// resumes the request; `Pause` keeps it paused (more answers due, or a local reply sent).
+    fn on_grpc_response<H: StreamHost>(
+        &mut self,
+        host: &H,
+        token: u32,
+        response: GrpcResponse,
+    ) -> Action {
+        let _ = (host, token, response);
+        Action::Pause
     }
     /// Called once the request is complete, for logs and metrics.
     fn on_log<H: StreamHost>(&mut self, host: &H) {

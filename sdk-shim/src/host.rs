@@ -150,9 +150,79 @@ pub trait LocalReply {
     ) -> Result<(), HostError>;
 }
 
+/// A gRPC status code other than OK, as the host reported how a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GrpcStatus(pub u32);
+
+// === impl GrpcStatus ===
+
+impl GrpcStatus {
+    pub const CANCELLED: Self = Self(1);
+    pub const UNKNOWN: Self = Self(2);
+    pub const DEADLINE_EXCEEDED: Self = Self(4);
+    pub const INTERNAL: Self = Self(13);
+    pub const UNAVAILABLE: Self = Self(14);
+
+    /// The code's name from the gRPC spec, for logs.
+    pub fn name(self) -> &'static str {
+        const NAMES: [&str; 17] = [
+            "ok",
+            "cancelled",
+            "unknown",
+            "invalid_argument",
+            "deadline_exceeded",
+            "not_found",
+            "already_exists",
+            "permission_denied",
+            "resource_exhausted",
+            "failed_precondition",
+            "aborted",
+            "out_of_range",
+            "unimplemented",
+            "internal",
+            "unavailable",
+            "data_loss",
+            "unauthenticated",
+        ];
+        usize::try_from(self.0)
+            .ok()
+            .and_then(|i| NAMES.get(i))
+            .copied()
+            .unwrap_or("unrecognized")
+    }
+}
+
+/// How a gRPC call ended: the response message, or the status it failed with.
+pub type GrpcResponse = Result<Vec<u8>, GrpcStatus>;
+
+/// One unary gRPC call.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcCall<'a> {
+    /// The upstream as a serialized `envoy.config.core.v3.GrpcService` (not a bare cluster
+    /// name, which Envoy would have to guess at).
+    pub service: &'a str,
+    /// Fully qualified service, e.g. `envoy.service.ratelimit.v3.RateLimitService`.
+    pub service_name: &'a str,
+    pub method: &'a str,
+    pub metadata: &'a [(&'a str, &'a [u8])],
+    /// The serialized request message.
+    pub message: &'a [u8],
+    /// The call's deadline, at least 1 ms (Envoy reads 0 as none).
+    pub timeout_ms: u32,
+}
+
+/// Calls out of the request: a unary gRPC call whose answer reaches the filter's
+/// [`crate::HttpFilter::on_grpc_response`], and resuming the paused request afterwards.
+pub trait GrpcCalls {
+    /// Starts a call; `Ok` holds the token its answer carries.
+    fn grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError>;
+    /// Resumes a request paused in its request headers.
+    fn resume_request(&self) -> Result<(), HostError>;
+}
+
 /// Everything a filter can use while it handles a request: the stream host.
-pub trait StreamHost: ConfigHost + HttpHeaders + LocalReply {}
-impl<T: ConfigHost + HttpHeaders + LocalReply> StreamHost for T {}
+pub trait StreamHost: ConfigHost + HttpHeaders + LocalReply + GrpcCalls {}
+impl<T: ConfigHost + HttpHeaders + LocalReply + GrpcCalls> StreamHost for T {}
 
 /// Logs through any [`Log`] host with `format!` syntax, skipping formatting when disabled.
 #[macro_export]

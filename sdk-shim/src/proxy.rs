@@ -4,13 +4,13 @@
 //! error) and registers a [`RootFilter`] with the SDK's dispatcher.
 
 use crate::{
-    Action, Clock, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel,
-    MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter, SharedStore,
-    Versioned,
+    Action, Clock, GrpcCall, GrpcCalls, GrpcResponse, GrpcStatus, HeaderMap, HostError, HttpFilter,
+    HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet,
+    Random, RootFilter, SharedStore, Versioned,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 #[doc(hidden)]
 pub use proxy_wasm as __sdk;
@@ -222,6 +222,48 @@ impl LocalReply for ProxyWasmHost {
     }
 }
 
+/// ABI calls made directly: the SDK's wrappers for them panic on statuses the host can return
+/// (continuing a stream the client already reset, say).
+#[allow(unsafe_code)]
+mod abi {
+    use proxy_wasm::types::{Status, StreamType};
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_continue_stream(stream_type: StreamType) -> Status;
+    }
+
+    pub fn continue_request() -> Status {
+        // SAFETY: no pointers cross; the host validates the stream type.
+        unsafe { proxy_continue_stream(StreamType::HttpRequest) }
+    }
+}
+
+impl GrpcCalls for ProxyWasmHost {
+    /// The SDK's dispatch registers the token so the answer reaches this stream's context.
+    /// It panics on statuses other than ok, parse and internal failure; Envoy returns those
+    /// others only for a `service` that is not a `GrpcService` message naming an unknown
+    /// cluster, or for unreadable guest memory, which a `GrpcService` built at configuration
+    /// time rules out.
+    fn grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        Ok(hostcalls::dispatch_grpc_call(
+            call.service,
+            call.service_name,
+            call.method,
+            call.metadata.to_vec(),
+            Some(call.message),
+            Duration::from_millis(u64::from(call.timeout_ms.max(1))),
+        )?)
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        match abi::continue_request() {
+            Status::Ok => Ok(()),
+            status => Err(status.into()),
+        }
+    }
+}
+
 // === registration with the SDK dispatcher ===
 
 struct RootAdapter<R: RootFilter> {
@@ -264,7 +306,11 @@ impl<R: RootFilter> proxy_wasm::traits::RootContext for RootAdapter<R> {
     }
 }
 
-impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {}
+impl<F: HttpFilter> proxy_wasm::traits::Context for HttpAdapter<F> {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.grpc_answer(token_id, status_code, response_size);
+    }
+}
 
 impl<F: HttpFilter> proxy_wasm::traits::HttpContext for HttpAdapter<F> {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> pw::Action {
@@ -283,6 +329,30 @@ impl<F: HttpFilter> proxy_wasm::traits::HttpContext for HttpAdapter<F> {
 
     fn on_log(&mut self) {
         self.filter.on_log(&ProxyWasmHost);
+    }
+}
+
+impl<F: HttpFilter> HttpAdapter<F> {
+    /// Reads a call's answer (status 0 with a message, else the failure) and resumes the
+    /// request when the filter is done with it.
+    fn grpc_answer(&mut self, token: u32, status: u32, size: usize) {
+        let response: GrpcResponse = if status == 0 {
+            match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+                Ok(body) => Ok(body.unwrap_or_default()),
+                Err(_) => Err(GrpcStatus::INTERNAL),
+            }
+        } else {
+            Err(GrpcStatus(status))
+        };
+        if self
+            .filter
+            .on_grpc_response(&ProxyWasmHost, token, response)
+            == Action::Continue
+        {
+            if let Err(e) = ProxyWasmHost.resume_request() {
+                ProxyWasmHost.log(LogLevel::Debug, &format!("cannot resume the request: {e}"));
+            }
+        }
     }
 }
 

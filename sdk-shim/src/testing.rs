@@ -6,9 +6,9 @@
 //! test builds its workers and requests on one fake Envoy.
 
 use crate::{
-    Action, Clock, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel,
-    MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter, SharedStore,
-    Versioned,
+    Action, Clock, GrpcCall, GrpcCalls, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply,
+    Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter,
+    SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -160,6 +160,18 @@ impl SentReply {
 
 type Map = Vec<(String, Vec<u8>)>;
 
+/// A gRPC call a filter started, as the fake host recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentGrpcCall {
+    pub token: u32,
+    pub service: String,
+    pub service_name: String,
+    pub method: String,
+    pub metadata: Vec<(String, Vec<u8>)>,
+    pub message: Vec<u8>,
+    pub timeout_ms: u32,
+}
+
 /// A fake proxy: build it with the request it should present, run a filter against it, then
 /// inspect what the filter did.
 #[derive(Debug)]
@@ -178,6 +190,10 @@ pub struct FakeHost {
     fail_header_reads: Cell<bool>,
     /// Metric names whose definition fails (a host out of stats, a name it refuses).
     refuse_metric: RefCell<Option<MetricFilter>>,
+    grpc_calls: RefCell<Vec<SentGrpcCall>>,
+    /// What `grpc_call` fails with, if it fails.
+    grpc_refusal: Cell<Option<HostError>>,
+    resumes: Cell<u32>,
 }
 
 /// Which metric definitions a [`FakeHost`] refuses.
@@ -221,6 +237,9 @@ impl FakeHost {
             call_log: RefCell::new(Vec::new()),
             fail_header_reads: Cell::new(false),
             refuse_metric: RefCell::new(None),
+            grpc_calls: RefCell::new(Vec::new()),
+            grpc_refusal: Cell::new(None),
+            resumes: Cell::new(0),
         }
     }
 
@@ -266,6 +285,11 @@ impl FakeHost {
     /// count: `refuse` is called once per definition, in order).
     pub fn refusing_metrics(self, refuse: impl Fn(&str) -> bool + 'static) -> Self {
         *self.refuse_metric.borrow_mut() = Some(MetricFilter(Box::new(refuse)));
+        self
+    }
+    /// Makes every `grpc_call` fail with `error`, as Envoy refuses a call it cannot start.
+    pub fn refusing_grpc_calls(self, error: HostError) -> Self {
+        self.grpc_refusal.set(Some(error));
         self
     }
     /// Makes every header read fail, to prove a filter survives a broken host.
@@ -368,6 +392,14 @@ impl FakeHost {
     /// Every host call made so far, named with its main argument, in order.
     pub fn host_call_log(&self) -> Vec<String> {
         self.call_log.borrow().clone()
+    }
+    /// The gRPC calls started so far, in order.
+    pub fn grpc_calls(&self) -> Vec<SentGrpcCall> {
+        self.grpc_calls.borrow().clone()
+    }
+    /// How many times the paused request was resumed.
+    pub fn resumes(&self) -> u32 {
+        self.resumes.get()
     }
     pub fn property_value(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
@@ -566,6 +598,39 @@ impl LocalReply for FakeHost {
                 .collect(),
             body: body.to_vec(),
         });
+        Ok(())
+    }
+}
+
+impl GrpcCalls for FakeHost {
+    fn grpc_call(&self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        self.count(|| format!("grpc_call {}/{}", call.service_name, call.method));
+        if let Some(e) = self.grpc_refusal.get() {
+            return Err(e);
+        }
+        let mut calls = self.grpc_calls.borrow_mut();
+        let token = u32::try_from(calls.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        calls.push(SentGrpcCall {
+            token,
+            service: call.service.to_owned(),
+            service_name: call.service_name.to_owned(),
+            method: call.method.to_owned(),
+            metadata: call
+                .metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+                .collect(),
+            message: call.message.to_vec(),
+            timeout_ms: call.timeout_ms,
+        });
+        Ok(token)
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.count(|| "resume_request".to_owned());
+        self.resumes.set(self.resumes.get() + 1);
         Ok(())
     }
 }

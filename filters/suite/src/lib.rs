@@ -187,6 +187,8 @@ macro_rules! suite {
                     $($field: self.$field.new_http(),)+
                     state: PassState::new(&self.decision_keys),
                     export_decisions: self.export_decisions,
+                    paused_at: None,
+                    end_of_stream: false,
                 }
             }
         }
@@ -197,6 +199,33 @@ macro_rules! suite {
             $($field: Option<<$cap as Capability>::Filter>,)+
             state: PassState,
             export_decisions: bool,
+            /// The capability (by position) that paused the request headers, waiting for a
+            /// call it made; the ones after it run when it is done.
+            paused_at: Option<usize>,
+            end_of_stream: bool,
+        }
+
+        impl SuiteFilter {
+            /// Runs the request headers through the capabilities from position `from` on.
+            fn request_from<H: StreamHost>(&mut self, host: &H, from: usize) -> Action {
+                let h = &PassHost::new(host, &self.state, self.export_decisions);
+                let eos = self.end_of_stream;
+                let mut at = 0;
+                // A capability that answered the request itself, or waits for a call, stops
+                // the ones after it (telemetry, first, only observes and never answers).
+                $(
+                    if at >= from
+                        && each(&mut self.$field, |f| f.on_request_headers(h, eos)) == Action::Pause
+                    {
+                        self.paused_at = Some(at);
+                        return Action::Pause;
+                    }
+                    at += 1;
+                )+
+                let _ = at;
+                self.paused_at = None;
+                Action::Continue
+            }
         }
 
         impl HttpFilter for SuiteFilter {
@@ -205,15 +234,40 @@ macro_rules! suite {
                 $(.union(<<$cap as Capability>::Filter as HttpFilter>::CALLBACKS))+;
 
             fn on_request_headers<H: StreamHost>(&mut self, host: &H, eos: bool) -> Action {
-                let h = &PassHost::new(host, &self.state, self.export_decisions);
-                // A capability that answered the request itself stops the ones after it
-                // (telemetry, first, only observes and never answers).
-                $(
-                    if each(&mut self.$field, |f| f.on_request_headers(h, eos)) == Action::Pause {
-                        return Action::Pause;
-                    }
-                )+
-                Action::Continue
+                self.end_of_stream = eos;
+                self.request_from(host, 0)
+            }
+
+            /// The answer goes to the capability that paused the request; when it is done,
+            /// the capabilities after it run, and the request resumes if they all continue.
+            fn on_grpc_response<H: StreamHost>(
+                &mut self,
+                host: &H,
+                token: u32,
+                response: sdk_shim::GrpcResponse,
+            ) -> Action {
+                let Some(paused) = self.paused_at else {
+                    return Action::Pause;
+                };
+                let mut at = 0;
+                let mut answered = Action::Pause;
+                {
+                    let h = &PassHost::new(host, &self.state, self.export_decisions);
+                    let mut response = Some(response);
+                    $(
+                        if at == paused {
+                            if let (Some(f), Some(r)) = (&mut self.$field, response.take()) {
+                                answered = f.on_grpc_response(h, token, r);
+                            }
+                        }
+                        at += 1;
+                    )+
+                    let _ = at;
+                }
+                match answered {
+                    Action::Continue => self.request_from(host, paused + 1),
+                    Action::Pause => Action::Pause,
+                }
             }
 
             fn on_response_headers<H: StreamHost>(&mut self, host: &H, eos: bool) -> Action {

@@ -318,3 +318,44 @@ fn validate_gives_the_verdict_of_on_configure_and_names_the_capability() {
     assert!(validate_capability("canary", br#"{"x": 1}"#).is_some_and(|r| r.is_err()));
     assert!(validate_capability("tracing", b"{}").is_none());
 }
+
+#[test]
+fn a_global_check_pauses_the_pass_and_the_capabilities_after_it_run_on_the_answer() {
+    let config = r#"{
+        "ratelimit": {"rules": [{"name": "g", "global": {"cluster": "rls", "domain": "d"}}]},
+        "canary": {"services": [{"host": "reviews",
+            "subsets": [{"name": "v1", "weight": 0}, {"name": "v2", "weight": 100}]}]}
+    }"#;
+    let (root, _, ok) = configure(config);
+    assert!(ok);
+    let req = FakeHost::new().request("GET", "reviews", "/");
+    let mut f = root.new_http();
+    assert_eq!(f.on_request_headers(&req, true), Action::Pause);
+    assert_eq!(
+        req.request_header_str("x-canary-subset"),
+        None,
+        "canary waits"
+    );
+    let token = req.grpc_calls()[0].token;
+    assert_eq!(
+        f.on_grpc_response(&req, token, Ok(Vec::new())),
+        Action::Continue
+    );
+    assert_eq!(
+        req.request_header_str("x-canary-subset").as_deref(),
+        Some("v2")
+    );
+
+    // Refused by the service: canary never runs.
+    let req = FakeHost::new().request("GET", "reviews", "/");
+    let mut f = root.new_http();
+    assert_eq!(f.on_request_headers(&req, true), Action::Pause);
+    let token = req.grpc_calls()[0].token;
+    let over = [0x08, 0x02]; // overall_code: OVER_LIMIT
+    assert_eq!(
+        f.on_grpc_response(&req, token, Ok(over.to_vec())),
+        Action::Pause
+    );
+    assert_eq!(req.local_reply().map(|r| r.status), Some(429));
+    assert_eq!(req.request_header_str("x-canary-subset"), None);
+}

@@ -1,6 +1,7 @@
 //! The ratelimit configuration as written (serde) and its validated, compiled form.
 
 use crate::gcra::Limit;
+use crate::global::{Global, GlobalSpec};
 use mesh_core::{parse_duration, parse_json, ConfigError, HttpMatch, HttpMatchSpec};
 use serde::Deserialize;
 
@@ -56,7 +57,12 @@ pub struct RuleSpec {
     pub matcher: Option<HttpMatchSpec>,
     #[serde(default)]
     pub key: Option<KeySpec>,
-    pub limit: LimitSpec,
+    /// The local bucket (this proxy alone); optional when `global` is set.
+    #[serde(default)]
+    pub limit: Option<LimitSpec>,
+    /// A check with a rate limit service after the local bucket admits.
+    #[serde(default)]
+    pub global: Option<GlobalSpec>,
 }
 
 /// Exactly one of `header` and `source`.
@@ -149,12 +155,15 @@ pub struct Rule {
     /// `None`: the rule applies to every request.
     pub matcher: Option<HttpMatch>,
     pub key: KeySource,
-    pub limit: Limit,
-    /// `requests` and `per` as configured, for the `ratelimit-policy` field.
+    /// The local bucket; `None` for a rule only the rate limit service counts.
+    pub limit: Option<Limit>,
+    /// The local limit's `requests` and `per` as configured, for the `ratelimit-policy`
+    /// field (0 without a local limit).
     pub requests: u64,
     pub window_s: u64,
-    /// The pre-rendered `ratelimit-policy` item for this rule.
+    /// The pre-rendered `ratelimit-policy` item of the local limit (empty without one).
     pub policy_item: String,
+    pub global: Option<Global>,
 }
 
 /// A validated configuration.
@@ -284,8 +293,25 @@ impl RuleSpec {
             None => KeySource::Rule,
             Some(k) => k.compile(&format!("{field}.key"))?,
         };
-        let (limit, requests, window_s) = self.limit.compile(&format!("{field}.limit"))?;
-        let policy_item = format!("\"{}\";q={requests};w={window_s}", self.name);
+        let global = self
+            .global
+            .as_ref()
+            .map(|g| g.compile(&format!("{field}.global"), &key, &self.name))
+            .transpose()?;
+        let (limit, requests, window_s, policy_item) = match &self.limit {
+            Some(l) => {
+                let (limit, requests, window_s) = l.compile(&format!("{field}.limit"))?;
+                let item = format!("\"{}\";q={requests};w={window_s}", self.name);
+                (Some(limit), requests, window_s, item)
+            }
+            None if global.is_some() => (None, 0, 0, String::new()),
+            None => {
+                return Err(ConfigError::new(
+                    format!("{field}.limit"),
+                    "required unless the rule has a global block",
+                ))
+            }
+        };
         Ok(Rule {
             name: self.name.clone(),
             matcher,
@@ -294,6 +320,7 @@ impl RuleSpec {
             requests,
             window_s,
             policy_item,
+            global,
         })
     }
 }

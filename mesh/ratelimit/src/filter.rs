@@ -2,11 +2,13 @@
 //! filter. A refused request gets a 429 from the proxy (the upstream never sees it); the
 //! verdict is published under [`DECISION_KEY`] for telemetry and access logs.
 
-use crate::{Config, Decision, Limiter};
+use crate::global::{METHOD, SERVICE};
+use crate::{Config, Decision, GlobalFailure, GlobalVerdict, LimitedReply, Limiter};
 use mesh_core::decision;
 use mesh_core::{Capability, CapabilityRoot, ConfigError, SetupError};
 use sdk_shim::{
-    host_log, Action, Callbacks, ConfigHost, HeaderMap, HttpFilter, LogLevel, StreamHost,
+    host_log, Action, Callbacks, ConfigHost, GrpcCall, GrpcResponse, HeaderMap, HttpFilter,
+    LogLevel, StreamHost,
 };
 use std::sync::Arc;
 
@@ -50,6 +52,10 @@ pub struct RateLimitFilter {
     limiter: Option<Arc<Limiter>>,
     /// `ratelimit` and `ratelimit-policy` to add to the response, if configured.
     response_fields: Option<(String, String)>,
+    /// Global checks in flight: (call token, rule).
+    pending: Vec<(u32, usize)>,
+    /// Headers rate limit services asked to add to the upstream's response.
+    service_headers: Vec<(String, String)>,
 }
 
 // === impl RateLimitFilter ===
@@ -60,12 +66,105 @@ impl RateLimitFilter {
         Self {
             limiter,
             response_fields: None,
+            pending: Vec::new(),
+            service_headers: Vec::new(),
+        }
+    }
+
+    /// Sends `reply`; `Pause` when sent (the request is answered), else `Continue`, as when a
+    /// local 429 cannot be sent.
+    fn refuse<H: StreamHost>(&mut self, host: &H, rule: usize, reply: &LimitedReply) -> Action {
+        self.pending.clear();
+        if let Some(limiter) = &self.limiter {
+            let label = Decision::Limited {
+                rule,
+                retry_after_s: 0,
+                failure: false,
+            }
+            .label(limiter.config());
+            if let Some(label) = label {
+                let _ = decision::publish(host, DECISION_KEY, &label);
+            }
+        }
+        match host.send_local_reply(reply.status, &reply.headers(), reply.body.as_bytes()) {
+            Ok(()) => Action::Pause,
+            Err(e) => {
+                host_log!(
+                    host,
+                    LogLevel::Error,
+                    "ratelimit: cannot send {}: {e}",
+                    reply.status
+                );
+                Action::Continue
+            }
+        }
+    }
+
+    /// Applies a global verdict for rule `rule`: `Some` when it decided the request.
+    fn apply<H: StreamHost>(
+        &mut self,
+        host: &H,
+        rule: usize,
+        verdict: GlobalVerdict,
+    ) -> Option<Action> {
+        match verdict {
+            GlobalVerdict::Admit {
+                request_headers,
+                response_headers,
+            } => {
+                for (name, value) in &request_headers {
+                    // Replaced, not appended: a client must not pre-empt what the service sets.
+                    let _ = host.set_header(HeaderMap::Request, name, value.as_bytes());
+                }
+                self.service_headers.extend(response_headers);
+                None
+            }
+            GlobalVerdict::Refuse(reply) => Some(self.refuse(host, rule, &reply)),
+        }
+    }
+
+    /// Starts the global checks of an admitted request; `Pause` while any is in flight.
+    fn start_global<H: StreamHost>(
+        &mut self,
+        host: &H,
+        limiter: &Limiter,
+        checks: &[crate::GlobalCheck],
+    ) -> Action {
+        for check in checks {
+            let Some((global, message)) = limiter.global_call(check) else {
+                continue;
+            };
+            let call = GrpcCall {
+                service: &global.service,
+                service_name: SERVICE,
+                method: METHOD,
+                metadata: &[],
+                message: &message,
+                timeout_ms: global.timeout_ms,
+            };
+            match host.grpc_call(&call) {
+                Ok(token) => self.pending.push((token, check.rule)),
+                Err(e) => {
+                    let verdict =
+                        limiter.global_verdict(host, check.rule, Err(GlobalFailure::Dispatch(e)));
+                    if let Some(action) = self.apply(host, check.rule, verdict) {
+                        return action;
+                    }
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            Action::Continue
+        } else {
+            Action::Pause
         }
     }
 }
 
 impl HttpFilter for RateLimitFilter {
-    const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS.union(Callbacks::RESPONSE_HEADERS);
+    const CALLBACKS: Callbacks = Callbacks::REQUEST_HEADERS
+        .union(Callbacks::RESPONSE_HEADERS)
+        .union(Callbacks::GRPC_RESPONSE);
 
     fn on_request_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
         let Some(limiter) = &self.limiter else {
@@ -83,11 +182,7 @@ impl HttpFilter for RateLimitFilter {
         } = verdict.decision
         {
             if let Some(reply) = limiter.limited_reply(rule, retry_after_s) {
-                match host.send_local_reply(
-                    crate::LimitedReply::STATUS,
-                    &reply.headers(),
-                    reply.body.as_bytes(),
-                ) {
+                match host.send_local_reply(reply.status, &reply.headers(), reply.body.as_bytes()) {
                     Ok(()) => return Action::Pause,
                     Err(e) => host_log!(host, LogLevel::Error, "ratelimit: cannot send 429: {e}"),
                 }
@@ -95,7 +190,39 @@ impl HttpFilter for RateLimitFilter {
             return Action::Continue;
         }
         self.response_fields = verdict.response_fields;
-        Action::Continue
+        if verdict.global.is_empty() {
+            return Action::Continue;
+        }
+        let limiter = Arc::clone(limiter);
+        self.start_global(host, &limiter, &verdict.global)
+    }
+
+    fn on_grpc_response<H: StreamHost>(
+        &mut self,
+        host: &H,
+        token: u32,
+        response: GrpcResponse,
+    ) -> Action {
+        let Some(at) = self.pending.iter().position(|(t, _)| *t == token) else {
+            // Not ours, or the request was already answered.
+            return Action::Pause;
+        };
+        let (_, rule) = self.pending.swap_remove(at);
+        let Some(limiter) = self.limiter.clone() else {
+            return Action::Continue;
+        };
+        let answer = response
+            .as_deref()
+            .map_err(|status| GlobalFailure::Status(*status));
+        let verdict = limiter.global_verdict(host, rule, answer);
+        if let Some(action) = self.apply(host, rule, verdict) {
+            return action;
+        }
+        if self.pending.is_empty() {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
     }
 
     fn on_response_headers<H: StreamHost>(&mut self, host: &H, _end_of_stream: bool) -> Action {
@@ -104,6 +231,9 @@ impl HttpFilter for RateLimitFilter {
             // policies stay valid next to ours.
             let _ = host.add_header(HeaderMap::Response, "ratelimit-policy", policy.as_bytes());
             let _ = host.add_header(HeaderMap::Response, "ratelimit", ratelimit.as_bytes());
+        }
+        for (name, value) in std::mem::take(&mut self.service_headers) {
+            let _ = host.add_header(HeaderMap::Response, &name, value.as_bytes());
         }
         Action::Continue
     }

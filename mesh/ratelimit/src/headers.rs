@@ -39,50 +39,118 @@ pub fn push_policy(out: &mut String, rule: &Rule) {
     out.push_str(&rule.policy_item);
 }
 
-/// A 429 answer: headers and body.
+/// A refusal: a 429 (or, for a rate limit service that failed under `failure_mode: deny`,
+/// a 503), its headers and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitedReply {
+    pub status: u16,
+    /// Empty when unknown (a service that sends no statuses), then not sent.
     pub retry_after: String,
+    /// Empty when unknown, then not sent.
     pub policy: String,
+    /// Empty when unknown, then not sent.
     pub ratelimit: String,
     pub body: String,
+    /// Headers the rate limit service asked for.
+    pub extra: Vec<(String, String)>,
 }
 
 // === impl LimitedReply ===
 
 impl LimitedReply {
     pub const STATUS: u16 = 429;
+    /// A rate limit service that failed, with `failure_mode: deny`.
+    pub const UNAVAILABLE_STATUS: u16 = 503;
     pub const CONTENT_TYPE: &'static str = "application/problem+json";
 
-    /// The reply for a request refused by `rule`, which admits again in `retry_after_s`.
+    /// The reply for a request refused by `rule`'s local bucket, which admits again in
+    /// `retry_after_s`.
     pub fn new(rule: &Rule, retry_after_s: u64) -> Self {
         let retry_after_s = retry_after_s.max(1);
-        let mut ratelimit = String::new();
-        push_service_limit(&mut ratelimit, rule, 0, retry_after_s);
+        let detail = format!(
+            "quota of policy {} exceeded: {} requests per {}s; retry in {retry_after_s}s",
+            rule.name, rule.requests, rule.window_s
+        );
+        Self::limited(rule, Some(retry_after_s), rule.policy_item.clone(), &detail)
+    }
+
+    /// The reply for a request the rate limit service refused under `rule`, with what the
+    /// service said of the limit: the wait, `(requests, window_s)`, and nothing more when it
+    /// sends no statuses.
+    pub fn global(
+        rule: &Rule,
+        retry_after_s: Option<u64>,
+        policy: Option<(u64, u64)>,
+        extra: Vec<(String, String)>,
+    ) -> Self {
+        let retry_after_s = retry_after_s.map(|s| s.max(1));
+        let mut detail = format!("quota of policy {} exceeded", rule.name);
+        if let Some((q, w)) = policy {
+            let _ = write!(detail, ": {q} requests per {w}s");
+        }
+        if let Some(s) = retry_after_s {
+            let _ = write!(detail, "; retry in {s}s");
+        }
+        let item = policy.map_or_else(String::new, |(q, w)| {
+            format!("\"{}\";q={q};w={w}", rule.name)
+        });
+        let mut reply = Self::limited(rule, retry_after_s, item, &detail);
+        reply.extra = extra;
+        reply
+    }
+
+    /// The 503 for a request whose rate limit service could not answer, under
+    /// `failure_mode: deny`.
+    pub fn unavailable(rule: &Rule) -> Self {
         let body = format!(
-            "{{\"type\":\"{QUOTA_EXCEEDED_TYPE}\",\"title\":\"Too Many Requests\",\"status\":429,\
-             \"detail\":\"quota of policy {name} exceeded: {q} requests per {w}s; retry in {retry_after_s}s\",\
-             \"violated-policies\":[\"{name}\"]}}",
-            name = rule.name,
-            q = rule.requests,
-            w = rule.window_s,
+            "{{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\
+             \"detail\":\"the rate limit service of policy {} did not answer\"}}",
+            rule.name
         );
         Self {
-            retry_after: retry_after_s.to_string(),
-            policy: rule.policy_item.clone(),
-            ratelimit,
+            status: Self::UNAVAILABLE_STATUS,
+            retry_after: "1".to_owned(),
+            policy: String::new(),
+            ratelimit: String::new(),
             body,
+            extra: Vec::new(),
         }
     }
 
-    /// Header pairs for a local reply.
-    pub fn headers(&self) -> [(&'static str, &str); 4] {
-        [
-            ("content-type", Self::CONTENT_TYPE),
+    fn limited(rule: &Rule, retry_after_s: Option<u64>, policy: String, detail: &str) -> Self {
+        let mut ratelimit = String::new();
+        if let Some(s) = retry_after_s {
+            push_service_limit(&mut ratelimit, rule, 0, s);
+        }
+        let body = format!(
+            "{{\"type\":\"{QUOTA_EXCEEDED_TYPE}\",\"title\":\"Too Many Requests\",\"status\":429,\
+             \"detail\":\"{detail}\",\"violated-policies\":[\"{}\"]}}",
+            rule.name,
+        );
+        Self {
+            status: Self::STATUS,
+            retry_after: retry_after_s.map_or_else(String::new, |s| s.to_string()),
+            policy,
+            ratelimit,
+            body,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Header pairs for a local reply; unknown fields are left out.
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        let mut out = vec![("content-type", Self::CONTENT_TYPE)];
+        for (name, value) in [
             ("retry-after", &self.retry_after),
             ("ratelimit-policy", &self.policy),
             ("ratelimit", &self.ratelimit),
-        ]
+        ] {
+            if !value.is_empty() {
+                out.push((name, value.as_str()));
+            }
+        }
+        out.extend(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        out
     }
 }
 

@@ -36,6 +36,10 @@ pub const PRINCIPAL_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certifica
 /// listener accepted (mTLS); a SAN is only a principal then.
 pub const MTLS_PROPERTY: [&str; 2] = ["connection", "mtls"];
 
+/// The descriptor value a global check sends for an address key on a connection without
+/// the peer stamp: one shared value, as locally one shared bucket.
+pub const UNSTAMPED_VALUE: &str = "unknown";
+
 /// Fingerprint of "no owner": seeded slots and never a real key's fingerprint.
 pub const EMPTY_FINGERPRINT: u64 = 0;
 
@@ -119,6 +123,16 @@ impl<'a> PeerAddress<'a> {
             Self::Ip(IpAddr::V4(v4)) => fp.byte(4).bytes(&v4.octets()),
             Self::Ip(IpAddr::V6(v6)) => fp.byte(6).bytes(&v6.octets()),
             Self::Other(raw) => fp.byte(0).bytes(raw),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddress<'_> {
+    /// The canonical IP (`10.0.0.1`, `2001:db8::1`), or the raw value, lossily.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Other(raw) => f.write_str(&String::from_utf8_lossy(raw)),
         }
     }
 }

@@ -21,11 +21,14 @@
 //! - `mode`: `enforce` (429) or `shadow` (count and log only).
 //! - `failure_mode`: `deny` (default) or `allow`, when a bucket cannot be read or updated.
 //! - `headers_on_allowed`: add `ratelimit` and `ratelimit-policy` to admitted responses.
+//! - A rule's `global` block (see [`global`]) also asks a rate limit service after the local
+//!   bucket admits; with it, `limit` is optional (the service alone counts).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod filter;
 pub mod gcra;
+pub mod global;
 pub mod headers;
 pub mod key;
 pub mod limiter;
@@ -35,4 +38,4 @@ pub use config::{Config, FailureMode, KeySource, Mode, Rule};
 pub use filter::{RateLimit, RateLimitFilter, RateLimitRoot, DECISION_KEY};
 pub use gcra::{Limit, Outcome};
 pub use headers::LimitedReply;
-pub use limiter::{Decision, Limiter, Verdict};
+pub use limiter::{Decision, GlobalCheck, GlobalFailure, GlobalVerdict, Limiter, Verdict};

@@ -8,13 +8,14 @@
 
 use crate::config::{Config, FailureMode, KeySource, Mode, Rule};
 use crate::gcra::Outcome;
+use crate::global::{self, Answer, Global};
 use crate::headers::{ceil_secs, push_policy, push_service_limit, LimitedReply};
 use crate::key::{self, Fingerprint, PeerAddress};
 use crate::table::{self, Failure, TableKeys};
 use mesh_core::request::RequestHead;
 use sdk_shim::{
-    host_log, ConfigHost, HeaderMap, HostError, LogLevel, MetricId, MetricKind, Namespace,
-    StreamHost,
+    host_log, ConfigHost, GrpcStatus, HeaderMap, HostError, LogLevel, MetricId, MetricKind,
+    Namespace, StreamHost,
 };
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,30 @@ pub struct RuleStats {
     /// Address keys of requests whose connection carries no peer stamp (they share one
     /// bucket per rule).
     pub peer_unknown: MetricId,
+    /// Rules with a `global` block: `ratelimit.<rule>.global_<stat>`.
+    pub global: Option<GlobalStats>,
 }
+
+/// The metric ids of a rule's global checks.
+#[derive(Debug, Clone, Copy)]
+pub struct GlobalStats {
+    /// The service admitted the request.
+    pub allowed: MetricId,
+    /// The service said over limit (counted in shadow mode too).
+    pub limited: MetricId,
+    /// Calls that failed: not started, a non-OK gRPC status, an answer that did not decode.
+    pub failures: MetricId,
+    /// The failures that were the deadline passing (gRPC status 4).
+    pub timeouts: MetricId,
+}
+
+/// The names of the global stats, in [`GlobalStats`] order.
+pub const GLOBAL_STAT_NAMES: [&str; 4] = [
+    "global_allowed",
+    "global_limited",
+    "global_failures",
+    "global_timeouts",
+];
 
 /// The names of the per-rule stats, in [`RuleStats`] order.
 pub const STAT_NAMES: [&str; 7] = [
@@ -58,6 +82,9 @@ pub struct Limiter {
     keys: TableKeys,
     /// Whether this worker already warned that a connection had no peer stamp.
     warned_unstamped: AtomicBool,
+    /// Whether the last global call on this worker failed (failures are logged at warn on
+    /// the way in and out of that state, at debug within it).
+    global_degraded: AtomicBool,
 }
 
 /// What the filter does with a request.
@@ -86,6 +113,54 @@ pub struct Verdict {
     /// `ratelimit` and `ratelimit-policy` values to add to an admitted response, when
     /// `headers_on_allowed` is set and some rule applied.
     pub response_fields: Option<(String, String)>,
+    /// Rules whose local bucket admitted the request and that ask the rate limit service
+    /// next (empty when the request is limited locally).
+    pub global: Vec<GlobalCheck>,
+}
+
+/// A global check to make for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalCheck {
+    pub rule: usize,
+    /// The rule's key value for the descriptor; `None` for a rule without a key.
+    pub value: Option<String>,
+}
+
+/// What a global answer (or failure) means for the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GlobalVerdict {
+    /// Go on: admitted, shadow mode, or failed with `failure_mode: allow`.
+    Admit {
+        request_headers: Vec<(String, String)>,
+        response_headers: Vec<(String, String)>,
+    },
+    /// Answer with this reply.
+    Refuse(LimitedReply),
+}
+
+/// Why a global check gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalFailure {
+    /// The host refused to start the call.
+    Dispatch(HostError),
+    /// The call ended with this non-OK gRPC status.
+    Status(GrpcStatus),
+    /// The answer was not a `RateLimitResponse`.
+    Undecodable,
+}
+
+// === impl GlobalCheck ===
+
+impl GlobalCheck {
+    /// The check rule `i` makes, if it has a `global` block and, when keyed, a key value (a
+    /// key that could not be read sends nothing rather than a descriptor without it).
+    fn of(rule: &Rule, i: usize, value: Option<String>) -> Option<Self> {
+        rule.global.as_ref()?;
+        if value.is_none() && rule.key != KeySource::Rule {
+            return None;
+        }
+        Some(Self { rule: i, value })
+    }
 }
 
 // === impl Decision ===
@@ -146,7 +221,25 @@ impl Limiter {
             }
             let [allowed, limited, shadow_limited, cas_retries, slot_collisions, failures, peer_unknown] =
                 ids;
+            let global = match rule.global {
+                None => None,
+                Some(_) => {
+                    let mut g = [MetricId(0); GLOBAL_STAT_NAMES.len()];
+                    for (id, stat) in g.iter_mut().zip(GLOBAL_STAT_NAMES) {
+                        let name = format!("ratelimit.{}.{stat}", rule.name);
+                        *id = host.define_metric(MetricKind::Counter, &name)?;
+                    }
+                    let [allowed, limited, failures, timeouts] = g;
+                    Some(GlobalStats {
+                        allowed,
+                        limited,
+                        failures,
+                        timeouts,
+                    })
+                }
+            };
             stats.push(RuleStats {
+                global,
                 allowed,
                 limited,
                 shadow_limited,
@@ -189,6 +282,7 @@ impl Limiter {
             fingerprints,
             keys,
             warned_unstamped: AtomicBool::new(false),
+            global_degraded: AtomicBool::new(false),
         })
     }
 
@@ -248,12 +342,123 @@ impl Limiter {
         }
     }
 
+    /// The global check `check` as a call: the rule's `global` block and the serialized
+    /// `RateLimitRequest`.
+    pub fn global_call(&self, check: &GlobalCheck) -> Option<(&Global, Vec<u8>)> {
+        let g = self.config.rules.get(check.rule)?.global.as_ref()?;
+        Some((g, g.request(check.value.as_deref())))
+    }
+
+    /// What the service's answer to rule `rule`'s check (or the failure to get one) means for
+    /// the request, counted in the rule's global stats.
+    pub fn global_verdict<H: StreamHost>(
+        &self,
+        host: &H,
+        rule: usize,
+        answer: Result<&[u8], GlobalFailure>,
+    ) -> GlobalVerdict {
+        let admit = || GlobalVerdict::Admit {
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+        };
+        let (Some(r), Some(stats)) = (
+            self.config.rules.get(rule),
+            self.stats.get(rule).and_then(|s| s.global),
+        ) else {
+            return admit();
+        };
+        let Some(g) = &r.global else {
+            return admit();
+        };
+        let count = |id: MetricId| {
+            let _ = host.increment_metric(id, 1);
+        };
+        let decoded =
+            answer.and_then(|m| global::answer(m).map_err(|_| GlobalFailure::Undecodable));
+        let failure = match decoded {
+            Ok(answer) => {
+                if self.global_degraded.swap(false, Ordering::Relaxed) {
+                    host_log!(
+                        host,
+                        LogLevel::Info,
+                        "ratelimit: rule {}: the rate limit service answers again",
+                        r.name
+                    );
+                }
+                return match answer {
+                    Answer::Ok {
+                        request_headers,
+                        response_headers,
+                    } => {
+                        count(stats.allowed);
+                        GlobalVerdict::Admit {
+                            request_headers,
+                            response_headers,
+                        }
+                    }
+                    Answer::OverLimit {
+                        retry_after_s,
+                        policy,
+                        response_headers,
+                        ..
+                    } => {
+                        count(stats.limited);
+                        if self.config.mode == Mode::Shadow {
+                            self.count(host, rule, |s| s.shadow_limited, 1);
+                            host_log!(
+                                host,
+                                LogLevel::Info,
+                                "ratelimit: shadow mode: request would be limited by the rate limit service under rule {}",
+                                r.name
+                            );
+                            return admit();
+                        }
+                        GlobalVerdict::Refuse(LimitedReply::global(
+                            r,
+                            retry_after_s,
+                            policy,
+                            response_headers,
+                        ))
+                    }
+                };
+            }
+            Err(f) => f,
+        };
+        count(stats.failures);
+        if failure == GlobalFailure::Status(GrpcStatus::DEADLINE_EXCEEDED) {
+            count(stats.timeouts);
+        }
+        let why = match failure {
+            GlobalFailure::Dispatch(e) => format!("the call could not start ({e})"),
+            GlobalFailure::Status(s) => format!("gRPC status {} ({})", s.0, s.name()),
+            GlobalFailure::Undecodable => "its answer is not a RateLimitResponse".to_owned(),
+        };
+        // Warn when the service stops answering; while it stays down, debug only.
+        let level = if self.global_degraded.swap(true, Ordering::Relaxed) {
+            LogLevel::Debug
+        } else {
+            LogLevel::Warn
+        };
+        host_log!(
+            host,
+            level,
+            "ratelimit: rule {}: rate limit service failed: {why}; failure_mode {:?}",
+            r.name,
+            g.failure_mode
+        );
+        if self.config.mode == Mode::Enforce && g.failure_mode == FailureMode::Deny {
+            return GlobalVerdict::Refuse(LimitedReply::unavailable(r));
+        }
+        admit()
+    }
+
     /// Checks one request against every rule, consuming from matching buckets.
     pub fn check<H: StreamHost>(&self, host: &H) -> Verdict {
         let config = &self.config;
         let mut verdict = Verdict {
             decision: Decision::Unmatched,
             response_fields: None,
+            global: Vec::new(),
         };
         if config.rules.is_empty() {
             return verdict;
@@ -286,8 +491,11 @@ impl Limiter {
             } else {
                 Ok(())
             };
+            let mut value = None;
             let acquired = result.and_then(|()| {
-                let fp = match self.key(host, rule, *fp, &head, &mut props) {
+                let (read, v) = self.key(host, rule, *fp, &head, &mut props);
+                value = v;
+                let fp = match read {
                     KeyRead::Fingerprint(fp) => fp,
                     KeyRead::Unstamped(fp) => {
                         self.unstamped(host, i, rule);
@@ -296,13 +504,25 @@ impl Limiter {
                     KeyRead::Missing => return Ok(None),
                     KeyRead::Failed(e) => return Err(failed(e)),
                 };
-                table::acquire(host, &self.keys, &rule.limit, fp, config.max_keys, now)
-                    .map(Some)
+                let Some(limit) = &rule.limit else {
+                    return Ok(Some(None));
+                };
+                table::acquire(host, &self.keys, limit, fp, config.max_keys, now)
+                    .map(|a| Some(Some(a)))
                     .map_err(|f| (i, f))
             });
             match acquired {
                 Ok(None) => continue,
-                Ok(Some(a)) => {
+                Ok(Some(None)) => {
+                    // Only the rate limit service counts this rule.
+                    if verdict.decision == Decision::Unmatched {
+                        verdict.decision = Decision::Allowed;
+                    }
+                    verdict
+                        .global
+                        .extend(GlobalCheck::of(rule, i, value.take()));
+                }
+                Ok(Some(Some(a))) => {
                     self.count(host, i, |s| s.cas_retries, a.cas_retries);
                     self.count(host, i, |s| s.slot_collisions, u32::from(a.collision));
                     match a.outcome {
@@ -315,6 +535,9 @@ impl Limiter {
                             if verdict.decision == Decision::Unmatched {
                                 verdict.decision = Decision::Allowed;
                             }
+                            verdict
+                                .global
+                                .extend(GlobalCheck::of(rule, i, value.take()));
                             if let Some((rl, policy)) = &mut fields {
                                 push_service_limit(rl, rule, remaining, ceil_secs(full_in_ns));
                                 push_policy(policy, rule);
@@ -329,6 +552,7 @@ impl Limiter {
                                     retry_after_s,
                                     failure: false,
                                 };
+                                verdict.global.clear();
                                 return verdict;
                             }
                             self.count(host, i, |s| s.shadow_limited, 1);
@@ -341,6 +565,9 @@ impl Limiter {
                             if !matches!(verdict.decision, Decision::ShadowLimited { .. }) {
                                 verdict.decision = Decision::ShadowLimited { rule: i };
                             }
+                            verdict
+                                .global
+                                .extend(GlobalCheck::of(rule, i, value.take()));
                             if let Some((rl, policy)) = &mut fields {
                                 push_service_limit(rl, rule, 0, retry_after_s);
                                 push_policy(policy, rule);
@@ -366,8 +593,12 @@ impl Limiter {
                             retry_after_s: 1,
                             failure: true,
                         };
+                        verdict.global.clear();
                         return verdict;
                     }
+                    verdict
+                        .global
+                        .extend(GlobalCheck::of(rule, i, value.take()));
                 }
             }
         }
@@ -378,6 +609,7 @@ impl Limiter {
     }
 
     /// The fingerprint of `rule`'s key for this request; `fp` is the rule's prepared state.
+    /// With a `global` block, also the key's value for the service's descriptor.
     fn key<H: StreamHost>(
         &self,
         host: &H,
@@ -385,22 +617,24 @@ impl Limiter {
         fp: Fingerprint,
         head: &Option<Result<RequestHead, HostError>>,
         props: &mut Props,
-    ) -> KeyRead {
+    ) -> (KeyRead, Option<String>) {
+        let want = rule.global.is_some();
+        let text = |v: &[u8]| want.then(|| String::from_utf8_lossy(v).into_owned());
         match &rule.key {
-            KeySource::Rule => KeyRead::Fingerprint(fp.byte(b'r').finish()),
+            KeySource::Rule => (KeyRead::Fingerprint(fp.byte(b'r').finish()), None),
             KeySource::Header(name) => {
                 // Reuse the whole map when matchers already read it; else one host call.
-                let hash = |v: &[u8]| KeyRead::Fingerprint(header_fingerprint(fp, v));
+                let hash = |v: &[u8]| (KeyRead::Fingerprint(header_fingerprint(fp, v)), text(v));
                 match head {
                     Some(Ok(h)) if !h.headers.is_empty() => h
                         .headers
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map_or(KeyRead::Missing, |(_, v)| hash(v)),
+                        .map_or((KeyRead::Missing, None), |(_, v)| hash(v)),
                     _ => match host.header(HeaderMap::Request, name) {
                         Ok(Some(v)) => hash(&v),
-                        Ok(None) | Err(HostError::NotFound) => KeyRead::Missing,
-                        Err(e) => KeyRead::Failed(e),
+                        Ok(None) | Err(HostError::NotFound) => (KeyRead::Missing, None),
+                        Err(e) => (KeyRead::Failed(e), None),
                     },
                 }
             }
@@ -411,9 +645,10 @@ impl Limiter {
                 let peer = match peer {
                     Ok(Some(v)) if !v.is_empty() => v,
                     Ok(_) | Err(HostError::NotFound) => {
-                        return KeyRead::Unstamped(fp.byte(b'u').finish());
+                        let shared = want.then(|| key::UNSTAMPED_VALUE.to_owned());
+                        return (KeyRead::Unstamped(fp.byte(b'u').finish()), shared);
                     }
-                    Err(e) => return KeyRead::Failed(*e),
+                    Err(e) => return (KeyRead::Failed(*e), None),
                 };
                 let client = if *trusted_hops == 0 {
                     peer.as_slice()
@@ -432,12 +667,15 @@ impl Limiter {
                     });
                     match xff {
                         Ok(values) => key::client_behind(peer, values, *trusted_hops),
-                        Err(e) => return KeyRead::Failed(*e),
+                        Err(e) => return (KeyRead::Failed(*e), None),
                     }
                 };
                 match PeerAddress::parse(client) {
-                    Some(addr) => KeyRead::Fingerprint(addr.hash_into(fp.byte(b'a')).finish()),
-                    None => KeyRead::Missing,
+                    Some(addr) => (
+                        KeyRead::Fingerprint(addr.hash_into(fp.byte(b'a')).finish()),
+                        want.then(|| addr.to_string()),
+                    ),
+                    None => (KeyRead::Missing, None),
                 }
             }
             KeySource::Principal => {
@@ -449,14 +687,16 @@ impl Limiter {
                         Err(e) => Err(e),
                     }
                 });
-                let raw = principal;
-                match raw {
+                match principal {
                     Ok(Some(v)) => match key::principal(v) {
-                        Some(p) => KeyRead::Fingerprint(fp.byte(b'p').bytes(p).finish()),
-                        None => KeyRead::Missing,
+                        Some(p) => (
+                            KeyRead::Fingerprint(fp.byte(b'p').bytes(p).finish()),
+                            text(p),
+                        ),
+                        None => (KeyRead::Missing, None),
                     },
-                    Ok(None) | Err(HostError::NotFound) => KeyRead::Missing,
-                    Err(e) => KeyRead::Failed(*e),
+                    Ok(None) | Err(HostError::NotFound) => (KeyRead::Missing, None),
+                    Err(e) => (KeyRead::Failed(*e), None),
                 }
             }
         }

@@ -35,8 +35,8 @@ fn design_example_compiles() {
     assert_eq!(r.name, "api");
     assert!(r.matcher.is_some());
     assert_eq!(r.key, KeySource::Header("x-api-key".into()));
-    assert_eq!(r.limit.interval_ns(), 10_000_000);
-    assert_eq!(r.limit.burst(), 100);
+    assert_eq!(r.limit.as_ref().unwrap().interval_ns(), 10_000_000);
+    assert_eq!(r.limit.as_ref().unwrap().burst(), 100);
     assert_eq!(r.policy_item, r#""api";q=100;w=1"#);
     assert!(c.needs_head());
     assert!(!c.needs_headers());
@@ -56,10 +56,13 @@ fn keys_and_defaults() {
     assert_eq!(c.rules[1].key, KeySource::Principal);
     assert_eq!(c.rules[2].key, KeySource::Rule);
     // burst defaults to requests
-    assert_eq!(c.rules[0].limit.burst(), 5);
+    assert_eq!(c.rules[0].limit.as_ref().unwrap().burst(), 5);
     // sub-second windows round up in the advertised policy
     assert_eq!(c.rules[2].window_s, 2);
-    assert_eq!(c.rules[2].limit.interval_ns(), 500_000_000);
+    assert_eq!(
+        c.rules[2].limit.as_ref().unwrap().interval_ns(),
+        500_000_000
+    );
     assert_eq!(c.mode, Mode::Shadow);
     assert_eq!(c.failure_mode, FailureMode::Allow);
     assert!(c.headers_on_allowed);

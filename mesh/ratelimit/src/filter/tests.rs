@@ -313,3 +313,262 @@ fn an_unconfigured_filter_lets_everything_through() {
     assert_eq!(f.on_request_headers(&host, true), Action::Continue);
     assert_eq!(host.host_calls(), 0);
 }
+
+// === global checks ===
+
+const GLOBAL: &str = r#"{"rules":[{"name":"api","key":{"header":"x-user"},
+    "limit":{"requests":2,"per":"1h"},
+    "global":{"cluster":"rls","domain":"mesh","timeout":"50ms"}}],"max_keys":64}"#;
+
+fn over_limit(retry_s: i64) -> Vec<u8> {
+    use crate::global::proto::*;
+    use prost::Message;
+    RateLimitResponse {
+        overall_code: 2,
+        statuses: vec![DescriptorStatus {
+            code: 2,
+            current_limit: Some(RateLimit {
+                requests_per_unit: 100,
+                unit: 3,
+                name: String::new(),
+            }),
+            limit_remaining: 0,
+            duration_until_reset: Some(Duration {
+                seconds: retry_s,
+                nanos: 0,
+            }),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn ok_with_headers() -> Vec<u8> {
+    use crate::global::proto::*;
+    use prost::Message;
+    let h = |k: &str, v: &str| HeaderValue {
+        key: k.to_owned(),
+        value: v.to_owned(),
+        raw_value: Vec::new(),
+    };
+    RateLimitResponse {
+        overall_code: 1,
+        request_headers_to_add: vec![h("x-quota-tier", "gold")],
+        response_headers_to_add: vec![h("x-ratelimit-remaining", "99")],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn user(envoy: &FakeProxy, name: &str) -> FakeHost {
+    envoy.get("svc", "/api/x").request_header("x-user", name)
+}
+
+#[test]
+fn an_admitted_request_pauses_for_the_service_and_resumes_on_ok() {
+    let p = Proxy::new(GLOBAL, 1);
+    let host = user(&p.envoy, "alice");
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Pause);
+    let calls = host.grpc_calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(
+        call.service_name,
+        "envoy.service.ratelimit.v3.RateLimitService"
+    );
+    assert_eq!(call.method, "ShouldRateLimit");
+    assert_eq!(call.timeout_ms, 50);
+    let req = {
+        use prost::Message;
+        crate::global::proto::RateLimitRequest::decode(call.message.as_slice()).unwrap()
+    };
+    assert_eq!(req.domain, "mesh");
+    let entries: Vec<_> = req.descriptors[0]
+        .entries
+        .iter()
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("generic_key".to_owned(), "api".to_owned()),
+            ("x-user".to_owned(), "alice".to_owned())
+        ]
+    );
+    assert_eq!(
+        f.on_grpc_response(&host, call.token, Ok(ok_with_headers())),
+        Action::Continue
+    );
+    assert_eq!(
+        host.request_header_str("x-quota-tier").as_deref(),
+        Some("gold")
+    );
+    host.upstream_responds(200, &[]);
+    f.on_response_headers(&host, true);
+    assert_eq!(
+        host.response_header_str("x-ratelimit-remaining").as_deref(),
+        Some("99")
+    );
+    assert_eq!(
+        p.envoy.metrics.value("ratelimit.api.global_allowed"),
+        Some(1)
+    );
+    assert_eq!(decision(&host).as_deref(), Some("allowed"));
+}
+
+#[test]
+fn over_limit_answers_429_with_the_services_figures() {
+    let p = Proxy::new(GLOBAL, 1);
+    let host = user(&p.envoy, "bob");
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Pause);
+    let token = host.grpc_calls()[0].token;
+    assert_eq!(
+        f.on_grpc_response(&host, token, Ok(over_limit(30))),
+        Action::Pause
+    );
+    let reply = host.local_reply().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.header("retry-after"), Some("30"));
+    assert_eq!(
+        reply.header("ratelimit-policy"),
+        Some(r#""api";q=100;w=3600"#)
+    );
+    assert_eq!(reply.header("ratelimit"), Some(r#""api";r=0;t=30"#));
+    assert_eq!(decision(&host).as_deref(), Some("limited:api"));
+    assert_eq!(
+        p.envoy.metrics.value("ratelimit.api.global_limited"),
+        Some(1)
+    );
+    // A late duplicate answer changes nothing.
+    assert_eq!(
+        f.on_grpc_response(&host, token, Ok(ok_with_headers())),
+        Action::Pause
+    );
+}
+
+#[test]
+fn a_request_the_local_bucket_refuses_makes_no_call() {
+    let p = Proxy::new(GLOBAL, 1);
+    let mut calls = 0;
+    for i in 0..3 {
+        let host = user(&p.envoy, "carol");
+        let mut f = p.roots[0].new_http();
+        let action = f.on_request_headers(&host, true);
+        calls += host.grpc_calls().len();
+        if i < 2 {
+            assert_eq!(action, Action::Pause);
+            let token = host.grpc_calls()[0].token;
+            assert_eq!(
+                f.on_grpc_response(&host, token, Ok(Vec::new())),
+                Action::Continue
+            );
+        } else {
+            assert_eq!(action, Action::Pause);
+            assert_eq!(host.local_reply().unwrap().status, 429);
+        }
+    }
+    assert_eq!(calls, 2, "the third request was refused locally");
+}
+
+#[test]
+fn failures_follow_the_failure_mode_and_are_counted() {
+    use sdk_shim::GrpcStatus;
+    for (mode, want) in [("allow", Action::Continue), ("deny", Action::Pause)] {
+        let config = GLOBAL.replace(
+            r#""timeout":"50ms""#,
+            &format!(r#""failure_mode":"{mode}""#),
+        );
+        let p = Proxy::new(&config, 1);
+        for status in [GrpcStatus::UNAVAILABLE, GrpcStatus::DEADLINE_EXCEEDED] {
+            let host = user(&p.envoy, "dave");
+            let mut f = p.roots[0].new_http();
+            assert_eq!(f.on_request_headers(&host, true), Action::Pause);
+            let token = host.grpc_calls()[0].token;
+            assert_eq!(
+                f.on_grpc_response(&host, token, Err(status)),
+                want,
+                "{mode}"
+            );
+            if mode == "deny" {
+                let reply = host.local_reply().unwrap();
+                assert_eq!(reply.status, 503);
+                assert_eq!(reply.header("retry-after"), Some("1"));
+                assert!(String::from_utf8_lossy(&reply.body).contains("policy api"));
+            } else {
+                assert!(host.local_reply().is_none());
+            }
+        }
+        assert_eq!(
+            p.envoy.metrics.value("ratelimit.api.global_failures"),
+            Some(2)
+        );
+        assert_eq!(
+            p.envoy.metrics.value("ratelimit.api.global_timeouts"),
+            Some(1)
+        );
+    }
+}
+
+#[test]
+fn a_call_the_host_refuses_goes_to_the_failure_mode_without_pausing() {
+    let config = GLOBAL.replace(r#""timeout":"50ms""#, r#""failure_mode":"deny""#);
+    let p = Proxy::new(&config, 1);
+    let host = user(&p.envoy, "erin").refusing_grpc_calls(sdk_shim::HostError::BadArgument);
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(host.local_reply().unwrap().status, 503);
+    let warned = host.logs_at(LogLevel::Warn);
+    assert!(
+        warned.iter().any(|l| l.contains("could not start")),
+        "{warned:?}"
+    );
+
+    let p = Proxy::new(GLOBAL, 1);
+    let host = user(&p.envoy, "erin").refusing_grpc_calls(sdk_shim::HostError::Internal);
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Continue);
+    assert_eq!(
+        p.envoy.metrics.value("ratelimit.api.global_failures"),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_global_only_rule_and_shadow_mode() {
+    let only = r#"{"rules":[{"name":"g","global":{"cluster":"rls","domain":"d"}}]}"#;
+    let p = Proxy::new(only, 1);
+    let host = p.envoy.get("svc", "/");
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Pause);
+    let token = host.grpc_calls()[0].token;
+    assert_eq!(
+        f.on_grpc_response(&host, token, Ok(over_limit(1))),
+        Action::Pause
+    );
+    assert_eq!(host.local_reply().unwrap().status, 429);
+
+    let shadow = only.replace(r#"}}]}"#, r#"}}],"mode":"shadow"}"#);
+    let p = Proxy::new(&shadow, 1);
+    let host = p.envoy.get("svc", "/");
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Pause);
+    let token = host.grpc_calls()[0].token;
+    assert_eq!(
+        f.on_grpc_response(&host, token, Ok(over_limit(1))),
+        Action::Continue
+    );
+    assert!(host.local_reply().is_none());
+    assert_eq!(p.envoy.metrics.value("ratelimit.g.shadow_limited"), Some(1));
+    assert_eq!(p.envoy.metrics.value("ratelimit.g.global_limited"), Some(1));
+}
+
+#[test]
+fn a_keyed_rule_without_its_key_sends_nothing() {
+    let p = Proxy::new(GLOBAL, 1);
+    let host = p.envoy.get("svc", "/api/x");
+    let mut f = p.roots[0].new_http();
+    assert_eq!(f.on_request_headers(&host, true), Action::Continue);
+    assert!(host.grpc_calls().is_empty());
+}
