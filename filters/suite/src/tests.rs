@@ -161,7 +161,9 @@ fn shipped_configurations_are_valid() {
         .collect::<Vec<_>>()
         .join("\n");
     let a: serde_json::Value = serde_json::from_str(&embedded).unwrap();
-    let b: serde_json::Value = serde_json::from_str(&configs[0]).unwrap();
+    let mut b: serde_json::Value = serde_json::from_str(&configs[0]).unwrap();
+    // The example names its schema for editors; the bootstrap has no need to.
+    b.as_object_mut().unwrap().remove("$schema");
     assert_eq!(a, b, "envoy.yaml and plugin-config.json differ");
     // The Istio resources' pluginConfig blocks, as JSON.
     let istio = std::fs::read_to_string(format!("{dir}/istio/wasmplugin.yaml")).unwrap();
@@ -284,6 +286,37 @@ fn one_ordered_list_names_every_capability_and_its_config_key() {
         let (_, host, ok) = configure(&format!(r#"{{"{}": {{}}}}"#, c.name));
         assert!(ok, "{}: {:?}", c.name, host.logs());
     }
+}
+
+#[test]
+fn validate_gives_the_verdict_of_on_configure_and_names_the_capability() {
+    for (json, field) in [
+        (
+            r#"{"canary": {"services": []}, "export_decisions": false}"#,
+            None,
+        ),
+        (
+            r#"{"$schema": "../schemas/suite.schema.json", "ratelimit": {"$schema": "x"}}"#,
+            None,
+        ),
+        (r#"{"tracing": {}}"#, Some("tracing")),
+        (
+            r#"{"ratelimit": {"rules": [{"name": "a", "limit": {"requests": 0, "per": "1s"}}]}}"#,
+            Some("ratelimit.rules[0].limit.requests"),
+        ),
+        (
+            r#"{"intentions": {"default_action": "maybe"}}"#,
+            Some("intentions.default_action"),
+        ),
+    ] {
+        let (_, host, ok) = configure(json);
+        let verdict = validate(json.as_bytes());
+        assert_eq!(ok, verdict.is_ok(), "{json}: {:?} {verdict:?}", host.logs());
+        assert_eq!(verdict.err().map(|e| e.field), field.map(str::to_owned));
+    }
+    assert!(validate_capability("canary", b"{}").is_some_and(|r| r.is_ok()));
+    assert!(validate_capability("canary", br#"{"x": 1}"#).is_some_and(|r| r.is_err()));
+    assert!(validate_capability("tracing", b"{}").is_none());
 }
 
 #[test]

@@ -408,9 +408,13 @@ fn compile_policy(r: &RollbackSpec, field: &str) -> Result<GuardPolicy, ConfigEr
     })
 }
 
-/// Identifies a service's configuration, so a changed configuration gets a fresh guard.
+/// Identifies a guard: its service's host, the guarded subset and the rollback policy. A
+/// live update that only moves weights, overrides or stickiness keeps the guard's counts and
+/// a tripped guard stays tripped (a rollout must not re-admit a canary the guard stopped);
+/// a changed policy or subset gets a fresh guard.
 fn fingerprint(s: &ServiceSpec) -> u64 {
-    siphash24(0x6775_6172_642d_6670, 0, format!("{s:?}").as_bytes())
+    let identity = format!("{:?}/{:?}", s.host, s.rollback);
+    siphash24(0x6775_6172_642d_6670, 0, identity.as_bytes())
 }
 
 // === impl Guard ===

@@ -16,8 +16,13 @@ pub const MAX_SUBSET_NAME: usize = 63;
 pub const MAX_WINDOW_S: u64 = 86_400;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CanarySpec {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+    )]
     #[serde(default)]
     pub route_header: Option<String>,
     /// Also sets `route_header: <subset>` on the response, for debugging.
@@ -25,15 +30,21 @@ pub struct CanarySpec {
     pub expose_subset: bool,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))
+    )]
     /// Shared-state namespace of the rollback guards; default: one per plugin.
     #[serde(default)]
     pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     pub host: String,
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub subsets: Vec<SubsetSpec>,
     #[serde(default)]
     pub overrides: Vec<OverrideSpec>,
@@ -44,9 +55,15 @@ pub struct ServiceSpec {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubsetSpec {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,63}$"))
+    )]
     pub name: String,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 1_000_000)))]
     /// Signed so a negative weight is reported as such rather than as a type error.
     pub weight: i64,
 }
@@ -54,6 +71,7 @@ pub struct SubsetSpec {
 /// Forces `subset` when the request matches: either `header` (with `value` for an exact
 /// match, without it for presence) or a full `match` (path, methods, headers).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OverrideSpec {
     #[serde(default)]
@@ -67,6 +85,7 @@ pub struct OverrideSpec {
 
 /// Exactly one of `header` or `cookie`; `max_age_s`, `secure` and `secret` go with `cookie`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StickySpec {
     #[serde(default)]
@@ -83,13 +102,17 @@ pub struct StickySpec {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RollbackSpec {
     pub subset: String,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
     #[serde(default = "default_rate")]
     pub max_error_rate: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 86_400)))]
     #[serde(default = "default_window_s")]
     pub window_s: u64,
 }

@@ -1,7 +1,7 @@
 //! The rollback guard: counts the guarded subset's responses and failures per window in the
 //! shared store, shared by every worker, and trips once the error rate is too high.
 //!
-//! Layout: one fixed key per plugin, guarded service and configuration,
+//! Layout: one fixed key per plugin, guarded service and rollback policy,
 //! `<namespace>canary.2/guard.<fingerprint>` (see [`guard_key`]; version 1 was the
 //! un-namespaced `mesh.canary.guard.<fingerprint>`), holding a [`GuardRecord`] of 34
 //! bytes. Every update is a read then a compare-and-swap write, retried a bounded number of
@@ -11,10 +11,12 @@
 //! seeds it itself.
 //!
 //! Windows are tumbling: the first response after a window ends starts the next one. Once
-//! tripped, the record stays tripped for the life of the Envoy process: a changed
-//! configuration has a new fingerprint, hence a fresh key, while the same configuration
-//! applied again (a listener rebuilt by an unrelated update, say) finds its tripped record and
-//! keeps the canary out. Shared data lives as long as the process, so a restart re-arms.
+//! tripped, the record stays tripped for the life of the Envoy process: a configuration that
+//! keeps the service's host, guarded subset and rollback policy (new weights, overrides or
+//! sticky settings, a listener rebuilt by an unrelated update) finds its record, counts and
+//! tripped flag included, and keeps the canary out; a changed policy or guarded subset has a
+//! new fingerprint, hence a fresh key. Shared data lives as long as the process, so a restart
+//! re-arms.
 
 use sdk_shim::{HostError, Namespace, SharedStore};
 

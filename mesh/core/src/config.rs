@@ -60,10 +60,120 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     } else {
         bytes
     };
+    // A top-level `"$schema": "<uri>"` names the JSON Schema for editors: blanked out with
+    // spaces, so the rest keeps its positions (error paths) and unknown fields stay errors.
+    let blanked = without_schema_key(bytes);
+    let bytes = blanked.as_deref().unwrap_or(bytes);
     serde_json::from_slice(bytes).map_err(|e| {
         let reason = clean_reason(&e.to_string());
         ConfigError::new(field_at(bytes, e.line(), e.column(), &reason), reason)
     })
+}
+
+/// The key a config may carry to name its JSON Schema (`envoy-config/schemas/`).
+pub const SCHEMA_KEY: &str = "$schema";
+
+/// `json` with its top-level `"$schema": "<string>"` member (and one comma) replaced by
+/// spaces, or `None` when it has none (or is not an object this scan understands; serde then
+/// reports the error).
+fn without_schema_key(json: &[u8]) -> Option<Vec<u8>> {
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut prev_comma = None;
+    loop {
+        i = skip_ws(json, i);
+        let member_start = i;
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(json, i)?;
+        let key = json.get(i + 1..key_end - 1)?;
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_ws(json, i + 1);
+        let value_end = value_end(json, value_start)?;
+        i = skip_ws(json, value_end);
+        let comma = json.get(i) == Some(&b',');
+        if key == SCHEMA_KEY.as_bytes() && json.get(value_start) == Some(&b'"') {
+            let (from, to) = if comma {
+                (member_start, i + 1)
+            } else {
+                (prev_comma.unwrap_or(member_start), value_end)
+            };
+            let mut out = json.to_vec();
+            for b in out.get_mut(from..to)? {
+                *b = b' ';
+            }
+            return Some(out);
+        }
+        if !comma {
+            return None;
+        }
+        prev_comma = Some(i);
+        i += 1;
+    }
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the closing quote of the string starting at `start`.
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut j = start + 1;
+    loop {
+        match json.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// The index after the value starting at `start`.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    match json.get(start)? {
+        b'"' => string_end(json, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = start;
+            loop {
+                match json.get(j)? {
+                    b'"' => {
+                        j = string_end(json, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = start;
+            while json
+                .get(j)
+                .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+            {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
 }
 
 // === impl field_at ===

@@ -52,6 +52,7 @@ pub fn compile_regex(pattern: &str, ignore_case: bool, field: &str) -> Result<Re
 
 /// A path condition as written in a config.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpMatchSpec {
     #[serde(default)]
@@ -68,6 +69,7 @@ pub struct HttpMatchSpec {
 
 /// One header condition as written in a config.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatchSpec {
     pub name: String,

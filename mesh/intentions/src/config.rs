@@ -15,8 +15,10 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// The filter's configuration (see the crate docs for the meaning of each field).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IntentionsConfig {
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[a-z0-9._-]{1,255}$")))]
     #[serde(default = "default_trust_domain")]
     pub trust_domain: String,
     #[serde(default = "default_action")]
@@ -25,12 +27,14 @@ pub struct IntentionsConfig {
     pub destination: Option<String>,
     #[serde(default)]
     pub mode: ModeSpec,
+    #[cfg_attr(feature = "schema", schemars(length(max = 10_000)))]
     #[serde(default)]
     pub intentions: Vec<IntentionSpec>,
 }
 
 /// `allow` or `deny`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ActionSpec {
     Allow,
@@ -39,6 +43,7 @@ pub enum ActionSpec {
 
 /// `enforce` (default) or `audit`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ModeSpec {
     #[default]
@@ -48,6 +53,7 @@ pub enum ModeSpec {
 
 /// One intention as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IntentionSpec {
     #[serde(default)]
@@ -63,6 +69,7 @@ pub struct IntentionSpec {
 
 /// One L7 permission as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PermissionSpec {
     pub action: ActionSpec,

@@ -21,10 +21,12 @@ pub const MAX_REQUESTS: i64 = 1_000_000_000;
 
 /// The plugin configuration as written; see the crate docs for the meaning of each field.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1_000_000)))]
     #[serde(default)]
     pub max_keys: Option<i64>,
     #[serde(default)]
@@ -33,14 +35,23 @@ pub struct ConfigSpec {
     pub failure_mode: FailureMode,
     #[serde(default)]
     pub headers_on_allowed: bool,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))
+    )]
     /// Shared-state namespace; default: one per plugin (its Envoy name and root id).
     #[serde(default)]
     pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))
+    )]
     pub name: String,
     #[serde(default, rename = "match")]
     pub matcher: Option<HttpMatchSpec>,
@@ -56,12 +67,18 @@ pub struct RuleSpec {
 
 /// Exactly one of `header` and `source`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+    )]
     #[serde(default)]
     pub header: Option<String>,
     #[serde(default)]
     pub source: Option<SourceSpec>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 16)))]
     /// With `source: address`: how many proxies in front of this one append the client to
     /// `x-forwarded-for` and are trusted to (0, the default: the TCP peer is the client).
     #[serde(default)]
@@ -69,6 +86,7 @@ pub struct KeySpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SourceSpec {
     /// The client's IP address: the TCP peer, or with `trusted_hops` the address the trusted
@@ -79,16 +97,21 @@ pub enum SourceSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1_000_000_000)))]
     pub requests: i64,
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$")))]
     pub per: String,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1_000_000_000)))]
     #[serde(default)]
     pub burst: Option<i64>,
 }
 
 /// `enforce` answers 429; `shadow` only counts and logs would-be limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -100,6 +123,7 @@ pub enum Mode {
 /// `deny` (the default) answers 429, so a broken store never over-admits; `allow` lets the
 /// request through. Either way the `failures` stat counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FailureMode {
     #[default]

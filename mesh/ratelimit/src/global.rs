@@ -50,6 +50,7 @@ const MAX_NAME: usize = 100;
 
 /// A rule's `global` block; see the module docs.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GlobalSpec {
     pub cluster: String,
@@ -70,6 +71,7 @@ pub struct GlobalSpec {
 
 /// A constant descriptor entry.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EntrySpec {
     pub key: String,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 /// Which side of the call this proxy reports for, as Istio's `reporter` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Reporter {
     /// The client's sidecar (outbound traffic).
@@ -36,27 +37,61 @@ impl Reporter {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Workload name, e.g. `reviews-v1`.
     pub name: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     pub namespace: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Service (and canonical service) name, e.g. `reviews`; default: the workload name.
     pub service: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// `destination_service` value; default `<service>.<namespace>.svc.cluster.local`.
     pub service_host: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Canonical revision, e.g. `v1`; default: the node's `version` label, else `latest`.
     pub revision: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// `app` label value, e.g. `reviews`; default: the node's `app` label, else `unknown`.
     pub app: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// `version` label value, e.g. `v1`; default: the node's `version` label, else `unknown`.
     pub version: Option<String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,253}$"))
+    )]
     /// Cluster (Istio's `CLUSTER_ID`), e.g. `Kubernetes`; default: the node's `CLUSTER_ID`
     /// metadata, else `unknown`.
     pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerMetadataSpec {
     #[serde(default)]
@@ -73,6 +108,7 @@ fn default_peer_header() -> String {
 pub const DEFAULT_PEER_HEADER: &str = "x-mesh-peer-metadata";
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TraceSpec {
     /// Check `traceparent`, replacing an invalid one.
@@ -97,6 +133,7 @@ impl Default for TraceSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogSpec {
     #[serde(default = "yes")]
@@ -130,18 +167,24 @@ pub const MAX_MAX_SERIES: u32 = 100_000;
 
 /// The configuration as written.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySpec {
     #[serde(default)]
     pub reporter: Reporter,
     #[serde(default)]
     pub workload: WorkloadSpec,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100_000)))]
     pub max_series: Option<u32>,
     pub peer_metadata: Option<PeerMetadataSpec>,
     #[serde(default)]
     pub trace: TraceSpec,
     #[serde(default)]
     pub access_log: AccessLogSpec,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))
+    )]
     /// Shared-state namespace of the series budget; default: one per plugin.
     #[serde(default)]
     pub namespace: Option<String>,

@@ -63,22 +63,6 @@ fn header_names_are_lowercased() {
 }
 
 #[test]
-fn a_changed_service_gets_a_new_guard_key() {
-    let key = |w: u32| {
-        let json = format!(
-            r#"{{"services":[{{"host":"reviews","subsets":[{{"name":"v1","weight":{w}}},{{"name":"v2","weight":10}}],"rollback":{{"subset":"v2"}}}}]}}"#
-        );
-        Canary::from_json(json.as_bytes()).unwrap().services()[0]
-            .guard()
-            .unwrap()
-            .key()
-            .to_owned()
-    };
-    assert_eq!(key(90), key(90));
-    assert_ne!(key(90), key(80));
-}
-
-#[test]
 fn stat_labels_are_safe() {
     let c = Canary::from_json(
         br#"{"services":[
@@ -231,5 +215,28 @@ fn wrong_types_name_the_field() {
         e.reason.starts_with("missing field `subsets`"),
         "{}",
         e.reason
+    );
+}
+
+#[test]
+fn the_guard_key_survives_weight_changes_and_not_policy_changes() {
+    let key = |weights: (u32, u32), rollback: &str| {
+        let json = format!(
+            r#"{{"services":[{{"host":"reviews","subsets":[{{"name":"v1","weight":{}}},{{"name":"v2","weight":{}}}],"sticky":{{"header":"x-user"}},"rollback":{rollback}}}]}}"#,
+            weights.0, weights.1
+        );
+        let c = Canary::from_json(json.as_bytes()).unwrap();
+        c.services()[0].guard().unwrap().key().to_owned()
+    };
+    let policy = r#"{"subset":"v2","max_error_rate":0.1}"#;
+    assert_eq!(key((90, 10), policy), key((50, 50), policy));
+    assert_eq!(key((90, 10), policy), key((0, 100), policy));
+    assert_ne!(
+        key((90, 10), policy),
+        key((90, 10), r#"{"subset":"v2","max_error_rate":0.2}"#)
+    );
+    assert_ne!(
+        key((90, 10), policy),
+        key((90, 10), r#"{"subset":"v1","max_error_rate":0.1}"#)
     );
 }

@@ -250,3 +250,39 @@ mod oracle {
         }
     }
 }
+
+#[test]
+fn a_top_level_schema_string_is_accepted_anywhere_among_the_members() {
+    for json in [
+        r#"{"$schema": "../schemas/x.schema.json"}"#,
+        r#"{"$schema": "x", "rules": [{"per": 1}]}"#,
+        r#"{"rules": [{"per": 1}], "$schema": "x"}"#,
+        "{\n  \"rules\": [],\n  \"$schema\": \"a\\\"b\",\n  \"rules\": []\n}",
+    ] {
+        let r = parse_json::<Outer>(json.as_bytes());
+        // The last one repeats `rules` after the schema key: serde's duplicate-field error
+        // proves the members around it were kept.
+        if json.matches("rules").count() == 2 {
+            assert!(r.unwrap_err().reason.starts_with("duplicate field `rules`"));
+        } else {
+            r.unwrap();
+        }
+    }
+}
+
+#[test]
+fn schema_keys_elsewhere_or_not_strings_stay_errors_with_their_positions() {
+    let e = parse_json::<Outer>(br#"{"$schema": 3}"#).unwrap_err();
+    assert_eq!(e.field, "$schema");
+    assert!(
+        e.reason.starts_with("unknown field `$schema`"),
+        "{}",
+        e.reason
+    );
+    let e = parse_json::<Outer>(br#"{"rules": [{"per": 1, "$schema": "x"}]}"#).unwrap_err();
+    assert_eq!(e.field, "rules[0].$schema");
+    // Blanking keeps the columns of what follows.
+    let e = parse_json::<Outer>(br#"{"$schema": "x", "rules": [{"per": "1"}]}"#).unwrap_err();
+    assert_eq!(e.field, "rules[0].per");
+    assert!(e.reason.ends_with("column 38"), "{}", e.reason);
+}
