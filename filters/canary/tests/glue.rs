@@ -153,7 +153,7 @@ fn the_trip_is_logged_once_at_warn() {
 }
 
 #[test]
-fn a_new_configuration_re_arms_the_guard() {
+fn a_weight_change_keeps_a_tripped_guard_and_a_new_policy_re_arms_it() {
     let proxy = FakeProxy::new();
     let root = worker(&proxy, &config());
     for _ in 0..10 {
@@ -174,9 +174,14 @@ fn a_new_configuration_re_arms_the_guard() {
         })
     };
     assert!(stays_on_v1(&root));
-    let mut changed = config();
-    changed["services"][0]["subsets"][1]["weight"] = json!(20);
-    let root = worker(&proxy, &changed);
+    // The guard is the host and its rollback policy: new weights keep it tripped.
+    let mut weights = config();
+    weights["services"][0]["subsets"][1]["weight"] = json!(20);
+    let root = worker(&proxy, &weights);
+    assert!(stays_on_v1(&root));
+    let mut policy = weights.clone();
+    policy["services"][0]["rollback"]["max_error_rate"] = json!(0.25);
+    let root = worker(&proxy, &policy);
     assert!(!stays_on_v1(&root));
 }
 

@@ -131,7 +131,13 @@ fn read_config(name: &str) -> anyhow::Result<Value> {
         .join("plugin-config.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    let mut config: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    // `$schema` is for editors of the file; a mesh resource's pluginConfig goes without it.
+    if let Some(m) = config.as_object_mut() {
+        m.remove("$schema");
+    }
+    Ok(config)
 }
 
 fn single(
