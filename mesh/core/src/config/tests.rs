@@ -28,6 +28,15 @@ fn unknown_field_is_named_with_its_path() {
     assert!(!e.reason.ends_with('.'));
 }
 
+/// Found by the config fuzz targets: a key spelled with `\n` made a two-line error.
+#[test]
+fn an_error_is_one_line_whatever_the_key() {
+    let e = parse_json::<Outer>(b"{\"a\\nb\\u001b\":1}").unwrap_err();
+    let line = e.to_string();
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(line.contains("unknown field `a\\nb\\u{1b}`"), "{line}");
+}
+
 #[test]
 fn wrong_type_names_the_field() {
     let e = parse_json::<Outer>(br#"{"rules":[{"per":"x"}]}"#).unwrap_err();
