@@ -1,9 +1,10 @@
-//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench>`.
+//! Project automation: `cargo xtask <build|envoy|validate|test|e2e|demo|bench|fuzz|soak>`.
 
 mod bench;
 mod build;
 mod demo;
 mod floor;
+mod fuzz;
 mod test;
 mod util;
 mod validate;
@@ -21,6 +22,8 @@ commands:
   bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
   demo-certs regenerate the demo CA and certificates in envoy-config/intentions/certs
   demo       a small local mesh with every filter, real traffic and a readable summary
+  fuzz       every cargo-fuzz target (nightly) for --minutes N each (default 10), --jobs J at
+             a time; or only the targets named; executions in target/fuzz/report.json
 ";
 
 fn main() {
@@ -56,6 +59,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         "bench" => bench::bench(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

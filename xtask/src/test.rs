@@ -50,8 +50,21 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
     });
     step(&mut steps, only, "lint (clippy, native and wasm32)", clippy);
     step(&mut steps, only, "unit + glue tests (native)", || {
-        run(cargo().args(["test", "--workspace", "--exclude", "mesh-e2e"]))
+        run(cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "mesh-e2e",
+            "--exclude",
+            "mesh-fuzz-targets",
+        ]))
     });
+    step(
+        &mut steps,
+        only,
+        "fuzz corpora replayed on stable (fuzz/corpus)",
+        || run(cargo().args(["test", "-p", "mesh-fuzz-targets"])),
+    );
     step(
         &mut steps,
         only,
