@@ -248,8 +248,14 @@ fn start_value(stack: &mut [Frame<'_>]) {
 }
 
 // serde_json appends " at line L column C"; keep it (it helps) but no trailing period.
+// serde_json's one capitalized message (`EOF while parsing a string`) is reworded: reasons
+// are lowercase.
 fn clean_reason(s: &str) -> String {
-    s.trim_end_matches('.').to_owned()
+    let s = s.trim_end_matches('.');
+    match s.strip_prefix("EOF ") {
+        Some(rest) => format!("end of input {rest}"),
+        None => s.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,17 @@ fn an_error_is_one_line_whatever_the_key() {
     assert!(line.contains("unknown field `a\\nb\\u{1b}`"), "{line}");
 }
 
+/// Found by the config fuzz targets: a cut-off config gave serde_json's `EOF while ...`.
+#[test]
+fn a_truncated_config_has_a_lowercase_reason() {
+    let e = parse_json::<Outer>(br#"{"rules":[{"pe"#).unwrap_err();
+    assert!(
+        e.reason.starts_with("end of input while parsing"),
+        "{}",
+        e.reason
+    );
+}
+
 #[test]
 fn wrong_type_names_the_field() {
     let e = parse_json::<Outer>(br#"{"rules":[{"per":"x"}]}"#).unwrap_err();
