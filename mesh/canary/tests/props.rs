@@ -3,6 +3,8 @@
 //! it while its share grows, a user of the stable subset stays there while that share grows,
 //! and users spread over the subsets as the weights say.
 #![cfg(not(target_arch = "wasm32"))]
+// Test code: helpers index the vectors they built and fail loudly on a broken fixture.
+#![allow(clippy::indexing_slicing, clippy::expect_used, clippy::panic)]
 
 use mesh_canary::CanaryRoot;
 use proptest::prelude::*;

@@ -4,6 +4,8 @@
 //! any span of the schedule's times; with one key and at most `MAX_CAS_RETRIES` conflicts per
 //! request, the admissions are exactly those of GCRA run request by request.
 #![cfg(not(target_arch = "wasm32"))]
+// Test code: helpers index the vectors they built and fail loudly on a broken fixture.
+#![allow(clippy::indexing_slicing, clippy::expect_used, clippy::panic)]
 
 use mesh_ratelimit::gcra::{Limit, Outcome};
 use mesh_ratelimit::table::{self, Failure, TableKeys, MAX_CAS_RETRIES};
@@ -107,7 +109,7 @@ fn run(limit: Limit, max_keys: u32, schedule: &[Event]) -> (Vec<(u64, u64)>, usi
         inner: FakeStore::default(),
         pending: RefCell::new(Vec::new()),
         racer_outcomes: RefCell::new(Vec::new()),
-        keys: keys.clone(),
+        keys,
         limit,
         max_keys,
         now: RefCell::new(0),
