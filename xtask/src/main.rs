@@ -5,6 +5,7 @@ mod build;
 mod demo;
 mod floor;
 mod fuzz;
+mod soak;
 mod test;
 mod util;
 mod validate;
@@ -22,6 +23,8 @@ commands:
   bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
   demo-certs regenerate the demo CA and certificates in envoy-config/intentions/certs
   demo       a small local mesh with every filter, real traffic and a readable summary
+  soak       the suite and the four modules chained in Envoy under hostile traffic,
+             --requests N (default 1,000,000); memory, VM failures and every answer checked
   fuzz       every cargo-fuzz target (nightly) for --minutes N each (default 10), --jobs J at
              a time; or only the targets named; executions in target/fuzz/report.json
 ";
@@ -60,6 +63,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         }
         "bench" => bench::bench(rest),
         "fuzz" => fuzz::fuzz(rest),
+        "soak" => soak::soak(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

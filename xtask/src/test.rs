@@ -112,6 +112,17 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
     step(
         &mut steps,
         only,
+        "soak, short (50,000 hostile and plain requests)",
+        || {
+            if !built {
+                bail!("modules did not build");
+            }
+            crate::soak::run(50_000)
+        },
+    );
+    step(
+        &mut steps,
+        only,
         "benchmark, quick (cargo xtask bench --quick)",
         || {
             if !built {
