@@ -10,8 +10,9 @@
 //!   failed Wasm callback;
 //! - every response is one the configuration explains, per request class: 400 where
 //!   `normalize_path` refuses the path (intentions) or the codec refuses the request, 429 only
-//!   for the rate-limited keys (the 100,000 distinct ones and the one non-UTF-8 key), 200
-//!   otherwise, no answer for a client reset; the per-status tally is printed and written
+//!   for the rate-limited keys (the 100,000 distinct ones and the one non-UTF-8 key, which gets
+//!   exactly its burst of 5 plus the refill its elapsed time allows), 200 otherwise, no answer
+//!   for a client reset; the per-status tally is printed and written
 //!   to `target/soak/report.json`, the memory chart to `target/soak/memory.svg`.
 //!
 //! The upstream is an Envoy direct response, so the soak measures the proxy and the modules,
@@ -751,6 +752,25 @@ pub fn run(requests: u64) -> anyhow::Result<()> {
     }
     if !wasm_failures.is_empty() {
         failures.push(format!("failed wasm callbacks: {wasm_failures:?}"));
+    }
+    // The one non-UTF-8 key of each listener (its own plugin, its own table): 5 per hour, so
+    // exactly its burst of 5 plus what the elapsed time refilled, once it was sent 5 times.
+    for (listener, _) in ports {
+        let count = |class: Class, answer: Answer| {
+            tally
+                .counts
+                .get(&(listener, class, answer))
+                .copied()
+                .unwrap_or(0)
+        };
+        let admitted = count(Class::NonUtf8, Some(200)) + count(Class::NonUtf8H2, Some(200));
+        let sent = admitted + count(Class::NonUtf8, Some(429)) + count(Class::NonUtf8H2, Some(429));
+        let most = 5 + (elapsed * 5.0 / 3600.0).floor() as u64;
+        if admitted > most || (sent >= 5 && admitted < 5) {
+            failures.push(format!(
+                "{listener}: the non-UTF-8 key was admitted {admitted} times of {sent}; the limit allows 5 to {most}"
+            ));
+        }
     }
     if !tally.unexplained.is_empty() {
         failures.push(format!(
