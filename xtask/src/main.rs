@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask <build|envoy|validate|schemas|test|e2e|demo|bench|package|resources>`.
+//! Project automation: `cargo xtask <build|envoy|validate|schemas|test|e2e|demo|bench|package|resources|fuzz|soak>`.
 
 mod bench;
 mod build;
@@ -6,6 +6,8 @@ mod demo;
 mod floor;
 mod package;
 mod resources;
+mod fuzz;
+mod soak;
 mod test;
 mod util;
 mod validate;
@@ -28,6 +30,10 @@ commands:
   bench      Envoy CPU per request, saturation and latency per configuration (--quick: short)
   demo-certs regenerate the demo CA and certificates in envoy-config/intentions/certs
   demo       a small local mesh with every filter, real traffic and a readable summary
+  soak       the suite and the four modules chained in Envoy under hostile traffic,
+             --requests N (default 1,000,000); memory, VM failures and every answer checked
+  fuzz       every cargo-fuzz target (nightly) for --minutes N each (default 10), --jobs J at
+             a time; or only the targets named; executions in target/fuzz/report.json
 ";
 
 fn main() {
@@ -75,6 +81,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "bench" => bench::bench(rest),
         "package" => package::package(rest),
         "resources" => resources::resources(),
+        "fuzz" => fuzz::fuzz(rest),
+        "soak" => soak::soak(rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

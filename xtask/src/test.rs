@@ -52,8 +52,21 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
     });
     step(&mut steps, only, "lint (clippy, native and wasm32)", clippy);
     step(&mut steps, only, "unit + glue tests (native)", || {
-        run(cargo().args(["test", "--workspace", "--exclude", "mesh-e2e"]))
+        run(cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "mesh-e2e",
+            "--exclude",
+            "mesh-fuzz-targets",
+        ]))
     });
+    step(
+        &mut steps,
+        only,
+        "fuzz corpora replayed on stable (fuzz/corpus)",
+        || run(cargo().args(["test", "-p", "mesh-fuzz-targets"])),
+    );
     step(
         &mut steps,
         only,
@@ -96,6 +109,17 @@ pub fn test(only: &[String]) -> anyhow::Result<()> {
                 bail!("modules did not build");
             }
             e2e_suite_tests()
+        },
+    );
+    step(
+        &mut steps,
+        only,
+        "soak, short (50,000 hostile and plain requests)",
+        || {
+            if !built {
+                bail!("modules did not build");
+            }
+            crate::soak::run(50_000)
         },
     );
     step(

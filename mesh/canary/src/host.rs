@@ -19,6 +19,7 @@ fn valid_name(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         && !s.starts_with('.')
+        && !s.ends_with('.')
         && !s.contains("..")
 }
 

@@ -11,13 +11,26 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Writes `s` with control characters escaped (`\n`, `\u{1b}`): a field or reason may quote
+/// a key the config spelled with escapes, and the error must stay one log line.
+fn write_line(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.reason)
-        } else {
-            write!(f, "{}: {}", self.field, self.reason)
+        if !self.field.is_empty() {
+            write_line(f, &self.field)?;
+            f.write_str(": ")?;
         }
+        write_line(f, &self.reason)
     }
 }
 
@@ -345,8 +358,14 @@ fn start_value(stack: &mut [Frame<'_>]) {
 }
 
 // serde_json appends " at line L column C"; keep it (it helps) but no trailing period.
+// serde_json's one capitalized message (`EOF while parsing a string`) is reworded: reasons
+// are lowercase.
 fn clean_reason(s: &str) -> String {
-    s.trim_end_matches('.').to_owned()
+    let s = s.trim_end_matches('.');
+    match s.strip_prefix("EOF ") {
+        Some(rest) => format!("end of input {rest}"),
+        None => s.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -77,7 +77,10 @@
 //!    reading is safe, and a deny must not be evaded by `/admin;x` nor an allow stretched by it.
 //! 4. Percent-escapes: `%` must be followed by two hex digits. An escape of an unreserved
 //!    character (`A-Z a-z 0-9 - . _ ~`) is decoded, exactly once; an escape that would
-//!    decode to another escape is double encoding and refused (below).
+//!    decode to another escape is double encoding and refused (below). A `.` or `..` segment
+//!    spelled with an escaped dot (`%2e%2e`, `.%2E`, `%2e`) is refused: servers that decode
+//!    first resolve it, servers that resolve first (or route on the raw path) do not, so
+//!    `/admin/%2e%2e/x` is `/x` to some and under `/admin` to others.
 //!    Escapes of `/`, `\` or `;` (`%2F`, `%5C`, `%3B`), of control bytes (`%00`-`%1F`, `%7F`) are refused,
 //!    as are escapes of non-ASCII bytes that do not decode to valid UTF-8 (overlong forms such
 //!    as `%C0%AF`), and double encoding: `%25` followed by two hex digits (`%252F`), which a

@@ -28,6 +28,8 @@ pub enum PathError {
     InvalidUtf8,
     #[error("repeated slashes together with .. segments")]
     AmbiguousDotSegments,
+    #[error("dot segment with an encoded dot (%2e)")]
+    EncodedDotSegment,
 }
 
 impl PathError {
@@ -45,6 +47,7 @@ impl PathError {
             Self::DoubleEncoding => "double_encoding",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::AmbiguousDotSegments => "ambiguous_dot_segments",
+            Self::EncodedDotSegment => "encoded_dot_segment",
         }
     }
 }
@@ -114,8 +117,16 @@ fn already_normal(path: &[u8]) -> bool {
 fn decode(path: &[u8]) -> Result<String, PathError> {
     let mut out = String::with_capacity(path.len());
     let mut non_ascii_escape = false;
+    // Where the current segment starts in `out`, and whether one of its dots was escaped.
+    let (mut segment, mut escaped_dot) = (0, false);
     let mut i = 0;
     while let Some(&b) = path.get(i) {
+        if b == b'/' {
+            if escaped_dot && dots_only(out.get(segment..).unwrap_or_default()) {
+                return Err(PathError::EncodedDotSegment);
+            }
+            (segment, escaped_dot) = (out.len() + 1, false);
+        }
         match b {
             b'%' => {
                 let (Some(hi), Some(lo)) = (
@@ -129,7 +140,10 @@ fn decode(path: &[u8]) -> Result<String, PathError> {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     b';' => return Err(PathError::PathParameter),
                     0..=0x1F | 0x7F => return Err(PathError::EncodedControl),
-                    _ if is_unreserved(byte) => out.push(char::from(byte)),
+                    _ if is_unreserved(byte) => {
+                        escaped_dot |= byte == b'.';
+                        out.push(char::from(byte));
+                    }
                     _ => {
                         non_ascii_escape |= byte >= 0x80;
                         push_escape(&mut out, byte);
@@ -147,6 +161,9 @@ fn decode(path: &[u8]) -> Result<String, PathError> {
             }
         }
     }
+    if escaped_dot && dots_only(out.get(segment..).unwrap_or_default()) {
+        return Err(PathError::EncodedDotSegment);
+    }
     if non_ascii_escape && !escapes_are_utf8(out.as_bytes()) {
         return Err(PathError::InvalidUtf8);
     }
@@ -159,6 +176,12 @@ fn decode(path: &[u8]) -> Result<String, PathError> {
         return Err(PathError::DoubleEncoding);
     }
     Ok(out)
+}
+
+/// `.` or `..`: a segment servers resolve, unless they resolve before decoding (and some
+/// routers match the raw path), so an escaped one is read two ways.
+fn dots_only(segment: &str) -> bool {
+    matches!(segment, "." | "..")
 }
 
 /// Whether the bytes the remaining escapes stand for, with the rest, form valid UTF-8

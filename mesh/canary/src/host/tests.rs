@@ -100,3 +100,14 @@ fn odd_authorities_never_match_or_panic() {
     assert_eq!(any.find(b"\xff"), Some(0));
     assert_eq!(any.find(b""), None);
 }
+
+/// Found by the authority fuzz target: `reviews..` was accepted as `reviews.` (one trailing
+/// dot stripped, an empty label left), a pattern that never matched the host it was built
+/// from. A name with an empty label is refused.
+#[test]
+fn empty_labels_are_refused() {
+    for spec in ["reviews..", "*.example..", "a..b", ".reviews"] {
+        assert!(HostPattern::parse(spec).is_err(), "{spec}");
+    }
+    assert!(HostPattern::parse("reviews.").is_ok());
+}

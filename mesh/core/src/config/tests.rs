@@ -28,6 +28,26 @@ fn unknown_field_is_named_with_its_path() {
     assert!(!e.reason.ends_with('.'));
 }
 
+/// Found by the config fuzz targets: a key spelled with `\n` made a two-line error.
+#[test]
+fn an_error_is_one_line_whatever_the_key() {
+    let e = parse_json::<Outer>(b"{\"a\\nb\\u001b\":1}").unwrap_err();
+    let line = e.to_string();
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(line.contains("unknown field `a\\nb\\u{1b}`"), "{line}");
+}
+
+/// Found by the config fuzz targets: a cut-off config gave serde_json's `EOF while ...`.
+#[test]
+fn a_truncated_config_has_a_lowercase_reason() {
+    let e = parse_json::<Outer>(br#"{"rules":[{"pe"#).unwrap_err();
+    assert!(
+        e.reason.starts_with("end of input while parsing"),
+        "{}",
+        e.reason
+    );
+}
+
 #[test]
 fn wrong_type_names_the_field() {
     let e = parse_json::<Outer>(br#"{"rules":[{"per":"x"}]}"#).unwrap_err();
