@@ -12,6 +12,7 @@
 )]
 
 mod config;
+mod global;
 mod input;
 mod keys;
 mod matchers;
@@ -98,6 +99,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "suite_request",
         run: request::suite_request,
+    },
+    Target {
+        name: "rls_response",
+        run: global::rls_response,
     },
 ];
 

@@ -204,6 +204,58 @@ fn a_request_the_local_bucket_refuses_makes_no_call() {
 }
 
 #[test]
+fn a_request_body_waits_for_the_answer_too() {
+    let redis = Redis::start().unwrap();
+    let service = Rls::start(
+        &redis.url(),
+        Shape::EnvoyRatelimit,
+        limit("writes", None, 1),
+    )
+    .unwrap();
+    // The answer comes well after the body: a body frame must not carry the request past the
+    // pending check. (Envoy's proxy-wasm host turns a paused request into
+    // StopAllIterationAndWatermark, so the body waits with the headers.)
+    service.set_delay(Duration::from_millis(500));
+    let stub = Stub::start("upstream").unwrap();
+    let config = json!({"rules": [rule("writes", json!({"cluster": "rate_limit_service",
+        "domain": "mesh", "timeout": "60s", "failure_mode": "deny"}))]});
+    for http2 in [false, true] {
+        let e = envoy(&stub, service.port(), config.clone());
+        let http = if http2 {
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .http2_prior_knowledge()
+                .timeout(WAIT)
+                .build()
+                .unwrap()
+        } else {
+            client()
+        };
+        let before = stub.hits();
+        let post = |body: &'static str| {
+            http.post(e.url("/x"))
+                .body(body)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        let first = post("one");
+        let second = post("two, with a body and trailers of no consequence");
+        if !http2 {
+            assert_eq!(first, 200, "the first write is within the limit");
+        }
+        assert_eq!(second, 429, "http2: {http2}");
+        let reached = stub.hits() - before;
+        assert_eq!(
+            reached,
+            u64::from(first == 200),
+            "the refused write never reached the upstream"
+        );
+    }
+}
+
+#[test]
 fn a_service_that_is_down_gets_the_failure_mode() {
     let stub = Stub::start("upstream").unwrap();
     // Nothing listens there: Envoy ends each call with UNAVAILABLE (14).
