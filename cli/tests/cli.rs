@@ -217,7 +217,7 @@ fn broken_files_fail_with_file_document_field_and_reason() {
             "must be at least 1",
         ),
         ("canary-plugin.json", 1, Some(0), "", "services[0].stiky", "unknown field `stiky`"),
-        ("ratelimit-truncated.json", 1, Some(0), "", "rules", "EOF while parsing a list"),
+        ("ratelimit-truncated.json", 1, Some(0), "", "rules", "end of input while parsing a list"),
         ("not-yaml.yaml", 2, None, "", "", "document 0: not YAML"),
         ("ambiguous.yaml", 2, Some(0), "", "", "cannot tell which filter"),
     ];
