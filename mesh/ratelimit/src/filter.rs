@@ -52,10 +52,28 @@ pub struct RateLimitFilter {
     limiter: Option<Arc<Limiter>>,
     /// `ratelimit` and `ratelimit-policy` to add to the response, if configured.
     response_fields: Option<(String, String)>,
-    /// Global checks in flight: call token, rule, and when the call went out (ns).
+    /// Global checks in flight: call token, rule, and from when (ns) a failure counts as the
+    /// deadline passing.
     pending: Vec<(u32, usize, u64)>,
     /// Headers rate limit services asked to add to the upstream's response.
     service_headers: Vec<(String, String)>,
+}
+
+/// Sends `reply`; `Pause` when sent (the request is answered), else `Continue`: a refusal
+/// that cannot be sent lets the request through rather than stall it.
+fn send<H: StreamHost>(host: &H, reply: &LimitedReply) -> Action {
+    match host.send_local_reply(reply.status, &reply.headers(), reply.body.as_bytes()) {
+        Ok(()) => Action::Pause,
+        Err(e) => {
+            host_log!(
+                host,
+                LogLevel::Error,
+                "ratelimit: cannot send {}: {e}",
+                reply.status
+            );
+            Action::Continue
+        }
+    }
 }
 
 // === impl RateLimitFilter ===
@@ -86,18 +104,7 @@ impl RateLimitFilter {
                 let _ = decision::publish(host, DECISION_KEY, &label);
             }
         }
-        match host.send_local_reply(reply.status, &reply.headers(), reply.body.as_bytes()) {
-            Ok(()) => Action::Pause,
-            Err(e) => {
-                host_log!(
-                    host,
-                    LogLevel::Error,
-                    "ratelimit: cannot send {}: {e}",
-                    reply.status
-                );
-                Action::Continue
-            }
-        }
+        send(host, reply)
     }
 
     /// Applies a global verdict for rule `rule`: `Some` when it decided the request.
@@ -142,9 +149,14 @@ impl RateLimitFilter {
                 message: &message,
                 timeout_ms: global.timeout_ms,
             };
-            let sent = host.now_nanos();
+            // Envoy ends a call past its deadline with UNAVAILABLE, as a refused connection: the
+            // time it took tells them apart. Its timer starts a little after this clock read,
+            // so 90% of the deadline counts as reaching it.
+            let late_at = host
+                .now_nanos()
+                .saturating_add(u64::from(global.timeout_ms) * 900_000);
             match host.grpc_call(&call) {
-                Ok(token) => self.pending.push((token, check.rule, sent)),
+                Ok(token) => self.pending.push((token, check.rule, late_at)),
                 Err(e) => {
                     let verdict =
                         limiter.global_verdict(host, check.rule, Err(GlobalFailure::Dispatch(e)));
@@ -182,13 +194,9 @@ impl HttpFilter for RateLimitFilter {
             ..
         } = verdict.decision
         {
-            if let Some(reply) = limiter.limited_reply(rule, retry_after_s) {
-                match host.send_local_reply(reply.status, &reply.headers(), reply.body.as_bytes()) {
-                    Ok(()) => return Action::Pause,
-                    Err(e) => host_log!(host, LogLevel::Error, "ratelimit: cannot send 429: {e}"),
-                }
-            }
-            return Action::Continue;
+            return limiter
+                .limited_reply(rule, retry_after_s)
+                .map_or(Action::Continue, |reply| send(host, &reply));
         }
         self.response_fields = verdict.response_fields;
         if verdict.global.is_empty() {
@@ -208,20 +216,11 @@ impl HttpFilter for RateLimitFilter {
             // Not ours, or the request was already answered.
             return Action::Pause;
         };
-        let (_, rule, sent) = self.pending.swap_remove(at);
+        let (_, rule, late_at) = self.pending.swap_remove(at);
         let Some(limiter) = self.limiter.clone() else {
             return Action::Continue;
         };
-        // Envoy ends a call past its deadline with UNAVAILABLE, as a refused connection: the
-        // time it took tells them apart. Its timer starts a little after our clock read, so
-        // 90% of the deadline counts as reaching it.
-        let timeout_ns = limiter
-            .config()
-            .rules
-            .get(rule)
-            .and_then(|r| r.global.as_ref())
-            .map_or(u64::MAX, |g| u64::from(g.timeout_ms) * 900_000);
-        let late = host.now_nanos().saturating_sub(sent) >= timeout_ns;
+        let late = host.now_nanos() >= late_at;
         let answer = response.as_deref().map_err(|status| {
             if late {
                 GlobalFailure::Deadline(*status)
