@@ -14,8 +14,9 @@
 //! Every other call goes straight to the wrapped host.
 
 use crate::{
-    Clock, GrpcCall, GrpcCalls, HeaderMap, HostError, HttpHeaders, LocalReply, Log, LogLevel,
-    MetricId, MetricKind, Metrics, Properties, PropertySet, Random, SharedStore, Versioned,
+    Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HostError, HttpHeaders, LocalReply, Log,
+    LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random, SharedStore,
+    Versioned,
 };
 use std::cell::{Cell, RefCell};
 
@@ -192,6 +193,10 @@ pub struct PassHost<'a, H> {
     write_through: bool,
     /// Headers read in this callback (`None`: absent).
     headers: RefCell<HeaderCache>,
+    /// Read the whole request header map once and serve every request header read from it.
+    whole_map: bool,
+    /// That map, once read in this callback (dropped when the pass writes to it).
+    request_map: RefCell<Option<HeaderSnapshot>>,
     now: Cell<Option<u64>>,
 }
 
@@ -203,8 +208,19 @@ impl<'a, H> PassHost<'a, H> {
             state,
             write_through,
             headers: RefCell::default(),
+            whole_map: false,
+            request_map: RefCell::new(None),
             now: Cell::new(None),
         }
+    }
+
+    /// With `whole_map`, the first request header read takes the whole map in one host call
+    /// and every later read in this callback is served from it: cheaper than single reads
+    /// as soon as the pass reads two headers (about 10k instructions each in Envoy).
+    #[must_use]
+    pub fn with_whole_request_map(mut self, whole_map: bool) -> Self {
+        self.whole_map = whole_map;
+        self
     }
 
     /// Whether `path` is a decision key (kept in memory) rather than a host property.
@@ -214,6 +230,9 @@ impl<'a, H> PassHost<'a, H> {
 
     /// Forgets a header this pass writes, so the next read sees the host's value.
     fn forget(&self, map: HeaderMap, name: &str) {
+        if map == HeaderMap::Request {
+            self.request_map.borrow_mut().take();
+        }
         // A name too long for a key was never cached.
         if let Some(key) = InlineKey::header(name) {
             self.headers.borrow_mut().forget(&(map, key));
@@ -311,8 +330,33 @@ impl<H: Metrics> Metrics for PassHost<'_, H> {
     }
 }
 
+impl<H: HttpHeaders> PassHost<'_, H> {
+    /// Runs `f` on the request map, read from the host on first use; `None` when this pass
+    /// reads headers one by one (or `map` is another map).
+    fn in_map<T>(
+        &self,
+        map: HeaderMap,
+        f: impl FnOnce(&HeaderSnapshot) -> T,
+    ) -> Option<Result<T, HostError>> {
+        if !self.whole_map || map != HeaderMap::Request {
+            return None;
+        }
+        if let Some(snapshot) = self.request_map.borrow().as_ref() {
+            return Some(Ok(f(snapshot)));
+        }
+        Some(self.host.header_map(map).map(|snapshot| {
+            let out = f(&snapshot);
+            *self.request_map.borrow_mut() = Some(snapshot);
+            out
+        }))
+    }
+}
+
 impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        if let Some(found) = self.in_map(map, |m| m.get(name).map(<[u8]>::to_vec)) {
+            return found;
+        }
         cached(
             &self.headers,
             InlineKey::header(name).map(|k| (map, k)),
@@ -320,10 +364,22 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
         )
     }
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
+        if let Some(found) = self.in_map(map, |m| m.values(name).map(<[u8]>::to_vec).collect()) {
+            return found;
+        }
         self.host.header_values(map, name)
     }
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        if let Some(found) = self.in_map(map, HeaderSnapshot::to_pairs) {
+            return found;
+        }
         self.host.headers(map)
+    }
+    fn header_map(&self, map: HeaderMap) -> Result<HeaderSnapshot, HostError> {
+        if let Some(found) = self.in_map(map, HeaderSnapshot::clone) {
+            return found;
+        }
+        self.host.header_map(map)
     }
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
         self.forget(map, name);

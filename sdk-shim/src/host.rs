@@ -1,6 +1,6 @@
 //! The capability traits. Each is small so a host can offer only what it has.
 
-use crate::{HostError, PropertySet};
+use crate::{HeaderSnapshot, HostError, PropertySet};
 
 /// Log levels, ordered from the most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,6 +133,11 @@ pub trait HttpHeaders {
     }
     /// The whole map as (name, value) pairs.
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    /// The whole map with one host call, kept as the host serialized it: for a filter that
+    /// reads several headers, cheaper than reading them one by one.
+    fn header_map(&self, map: HeaderMap) -> Result<HeaderSnapshot, HostError> {
+        Ok(HeaderSnapshot::from_pairs(&self.headers(map)?))
+    }
     /// Replaces every value of `name` with `value`.
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError>;
     /// Appends one more value of `name`.

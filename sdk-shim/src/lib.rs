@@ -13,12 +13,14 @@ pub mod decision;
 pub mod entropy;
 mod error;
 mod filter;
+pub mod headers;
 mod host;
 pub mod namespace;
 
 pub use batch::PropertySet;
 pub use error::HostError;
 pub use filter::{Action, Callbacks, HttpFilter, RootFilter};
+pub use headers::HeaderSnapshot;
 pub use host::*;
 pub use namespace::Namespace;
 

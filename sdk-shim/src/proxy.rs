@@ -4,9 +4,9 @@
 //! error) and registers a [`RootFilter`] with the SDK's dispatcher.
 
 use crate::{
-    Action, Clock, GrpcCall, GrpcCalls, GrpcResponse, GrpcStatus, HeaderMap, HostError, HttpFilter,
-    HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet,
-    Random, RootFilter, SharedStore, Versioned,
+    Action, Clock, GrpcCall, GrpcCalls, GrpcResponse, GrpcStatus, HeaderMap, HeaderSnapshot,
+    HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics,
+    Properties, PropertySet, Random, RootFilter, SharedStore, Versioned,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
@@ -183,27 +183,27 @@ impl Metrics for ProxyWasmHost {
 
 impl HttpHeaders for ProxyWasmHost {
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(hostcalls::get_map_value_bytes(map_type(map), name)?)
+        Ok(abi::map_value(map_type(map), name)?)
     }
 
     fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        Ok(hostcalls::get_map_bytes(map_type(map))?)
+        Ok(self.header_map(map)?.to_pairs())
+    }
+
+    fn header_map(&self, map: HeaderMap) -> Result<HeaderSnapshot, HostError> {
+        HeaderSnapshot::parse(abi::map_pairs(map_type(map))?).ok_or(HostError::Serialization)
     }
 
     fn set_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        Ok(hostcalls::set_map_value_bytes(
-            map_type(map),
-            name,
-            Some(value),
-        )?)
+        Ok(abi::replace(map_type(map), name, value)?)
     }
 
     fn add_header(&self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
-        Ok(hostcalls::add_map_value_bytes(map_type(map), name, value)?)
+        Ok(abi::add(map_type(map), name, value)?)
     }
 
     fn remove_header(&self, map: HeaderMap, name: &str) -> Result<(), HostError> {
-        Ok(hostcalls::remove_map_value(map_type(map), name)?)
+        Ok(abi::remove(map_type(map), name)?)
     }
 }
 
@@ -223,19 +223,123 @@ impl LocalReply for ProxyWasmHost {
 }
 
 /// ABI calls made directly: the SDK's wrappers for them panic on statuses the host can return
-/// (continuing a stream the client already reset, say).
+/// (continuing a stream the client already reset, a header map the current callback does not
+/// have), and its map reader allocates a `String` per header.
 #[allow(unsafe_code)]
 mod abi {
-    use proxy_wasm::types::{Status, StreamType};
+    use proxy_wasm::types::{MapType, Status, StreamType};
+    use std::ptr::null_mut;
 
     #[link(wasm_import_module = "env")]
     extern "C" {
         fn proxy_continue_stream(stream_type: StreamType) -> Status;
+        fn proxy_get_header_map_pairs(
+            map_type: MapType,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> Status;
+        fn proxy_get_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> Status;
+        fn proxy_replace_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> Status;
+        fn proxy_add_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> Status;
+        fn proxy_remove_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> Status;
     }
 
     pub fn continue_request() -> Status {
         // SAFETY: no pointers cross; the host validates the stream type.
         unsafe { proxy_continue_stream(StreamType::HttpRequest) }
+    }
+
+    /// Takes the buffer the host wrote through `proxy_on_memory_allocate` (the SDK's
+    /// allocator hands out a `Vec`'s storage with capacity equal to the size asked for).
+    ///
+    /// SAFETY: `data` is null or came from that allocator with exactly `size` bytes.
+    unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+        if data.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: see the function's contract.
+            unsafe { Vec::from_raw_parts(data, size, size) }
+        }
+    }
+
+    /// The serialized map; `Err` with the host's status.
+    pub fn map_pairs(map: MapType) -> Result<Vec<u8>, Status> {
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: both out-pointers are valid; the host fills them on `Ok` only.
+        match unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) } {
+            // SAFETY: written by the host through the guest allocator.
+            Status::Ok => Ok(unsafe { take(data, size) }),
+            status => Err(status),
+        }
+    }
+
+    /// The first value of `key`; `Ok(None)` when absent.
+    pub fn map_value(map: MapType, key: &str) -> Result<Option<Vec<u8>>, Status> {
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: `key` outlives the call; out-pointers as in `map_pairs`.
+        let status = unsafe {
+            proxy_get_header_map_value(map, key.as_ptr(), key.len(), &mut data, &mut size)
+        };
+        match status {
+            // SAFETY: as in `map_pairs`.
+            Status::Ok => Ok(Some(unsafe { take(data, size) })),
+            Status::NotFound => Ok(None),
+            status => Err(status),
+        }
+    }
+
+    fn status(s: Status) -> Result<(), Status> {
+        match s {
+            Status::Ok => Ok(()),
+            s => Err(s),
+        }
+    }
+
+    pub fn replace(map: MapType, key: &str, value: &[u8]) -> Result<(), Status> {
+        // SAFETY: both slices outlive the call; the host copies them.
+        status(unsafe {
+            proxy_replace_header_map_value(
+                map,
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    pub fn add(map: MapType, key: &str, value: &[u8]) -> Result<(), Status> {
+        // SAFETY: as in `replace`.
+        status(unsafe {
+            proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+        })
+    }
+
+    pub fn remove(map: MapType, key: &str) -> Result<(), Status> {
+        // SAFETY: `key` outlives the call.
+        status(unsafe { proxy_remove_header_map_value(map, key.as_ptr(), key.len()) })
     }
 }
 

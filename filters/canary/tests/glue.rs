@@ -329,7 +329,7 @@ fn hostile_requests_never_trap_and_still_route() {
     let mut f = root.new_http();
     assert_eq!(f.on_request_headers(&broken, true), Action::Continue);
     assert_eq!(f.on_response_headers(&broken, true), Action::Continue);
-    assert!(f.decision().is_none());
+    assert!(f.inner().decision().is_none());
 }
 
 #[test]

@@ -64,7 +64,15 @@ impl<C: Capability> Part<C> {
     }
 
     fn new_http(&self) -> Option<C::Filter> {
-        self.0.as_ref().map(RootFilter::new_http)
+        self.0.as_ref().map(|root| C::filter(root.bound()))
+    }
+
+    /// Request headers this capability reads per request at most (0 when not configured).
+    fn request_header_reads(&self) -> usize {
+        self.0
+            .as_ref()
+            .and_then(CapabilityRoot::bound)
+            .map_or(0, |b| C::request_header_reads(b))
     }
 
     /// This capability's decision key, and whether this pass decides it.
@@ -150,6 +158,8 @@ macro_rules! suite {
             /// Every capability's decision key, and whether this pass decides it: computed
             /// once per configuration, so a request's pass state allocates nothing.
             decision_keys: Vec<(&'static str, bool)>,
+            /// Whether the pass reads the request header map whole (cheaper from two reads).
+            whole_map: bool,
             $($field: Part<$cap>,)+
         }
 
@@ -159,9 +169,12 @@ macro_rules! suite {
                 let mut root = Self {
                     export_decisions: spec.export_decisions.unwrap_or(true),
                     decision_keys: Vec::new(),
+                    whole_map: false,
                     $($field: Part::configure(host, spec.$field)?,)+
                 };
                 root.decision_keys = [$(root.$field.decision()),+].into_iter().flatten().collect();
+                let reads = 0 $(+ root.$field.request_header_reads())+;
+                root.whole_map = mesh_core::capability::whole_map_pays(reads);
                 Ok(root)
             }
         }
@@ -187,6 +200,7 @@ macro_rules! suite {
                     $($field: self.$field.new_http(),)+
                     state: PassState::new(&self.decision_keys),
                     export_decisions: self.export_decisions,
+                    whole_map: self.whole_map,
                     paused_at: None,
                     end_of_stream: false,
                 }
@@ -199,6 +213,7 @@ macro_rules! suite {
             $($field: Option<<$cap as Capability>::Filter>,)+
             state: PassState,
             export_decisions: bool,
+            whole_map: bool,
             /// The capability (by position) that paused the request headers, waiting for a
             /// call it made; the ones after it run when it is done.
             paused_at: Option<usize>,
@@ -208,7 +223,8 @@ macro_rules! suite {
         impl SuiteFilter {
             /// Runs the request headers through the capabilities from position `from` on.
             fn request_from<H: StreamHost>(&mut self, host: &H, from: usize) -> Action {
-                let h = &PassHost::new(host, &self.state, self.export_decisions);
+                let h = &PassHost::new(host, &self.state, self.export_decisions)
+                    .with_whole_request_map(self.whole_map);
                 let eos = self.end_of_stream;
                 let mut at = 0;
                 // A capability that answered the request itself, or waits for a call, stops
@@ -252,7 +268,8 @@ macro_rules! suite {
                 let mut at = 0;
                 let mut answered = Action::Pause;
                 {
-                    let h = &PassHost::new(host, &self.state, self.export_decisions);
+                    let h = &PassHost::new(host, &self.state, self.export_decisions)
+                        .with_whole_request_map(self.whole_map);
                     let mut response = Some(response);
                     $(
                         if at == paused {

@@ -216,13 +216,13 @@ fn one_pass_costs_fewer_host_calls_than_four_modules() {
         + calls_per_request::<CanaryRoot>(&cfg("canary"));
     let suite = calls_per_request::<SuiteRoot>(&all.to_string());
     // Telemetry reads the three verdicts from memory instead of filter state; `connection.mtls`,
-    // which intentions and telemetry both need, is read once; so are `:method` and `:path`
-    // (telemetry and intentions) and `:authority` (telemetry and canary); and telemetry's start
+    // which intentions and telemetry both need, is read once; so is the request header map
+    // (telemetry, intentions and canary each read it whole alone); and telemetry's start
     // time is the clock read that rate limiting uses.
-    assert_eq!(suite, singles - 8, "suite {suite}, four modules {singles}");
+    assert_eq!(suite, singles - 7, "suite {suite}, four modules {singles}");
     all["export_decisions"] = false.into();
     let quiet = calls_per_request::<SuiteRoot>(&all.to_string());
-    assert_eq!(quiet, singles - 11, "without exporting the verdicts");
+    assert_eq!(quiet, singles - 10, "without exporting the verdicts");
 }
 
 #[test]
@@ -239,14 +239,11 @@ fn a_request_makes_exactly_these_host_calls() {
     // The bucket's slot, in the plugin's namespace (FakeHost names no plugin).
     let ns = sdk_shim::Namespace::of_plugin(&sdk_shim::testing::FakeHost::new(), None);
     let slot = ns.key("ratelimit.2/11");
-    let expected: [&str; 20] = [
-        // Request headers: each header once, the clock once, `connection.mtls` once.
-        "header Request :method",
-        "header Request :path",
+    let expected: [&str; 16] = [
+        // Request headers: the whole map once (every header read is served from it), the
+        // clock once, `connection.mtls` once.
+        "headers Request",
         "now_nanos",
-        "header Request :authority",
-        "header Request content-type",
-        "header Request traceparent",
         "property connection.mtls",
         "increment_metric intentions.default.allowed",
         &format!("shared_get {slot}"),

@@ -73,6 +73,16 @@ pub struct Guard {
 // === impl Canary ===
 
 impl Canary {
+    /// Request headers a request reads at most: `:authority`, then its service's.
+    pub(crate) fn request_header_reads(&self) -> usize {
+        let service = self
+            .services
+            .iter()
+            .map(Service::request_header_reads)
+            .max();
+        1 + service.unwrap_or(0)
+    }
+
     /// Parses (unknown fields are errors) and validates a JSON configuration; empty means
     /// the defaults.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -304,6 +314,17 @@ impl Service {
     /// Whether deciding needs every request header pair (one whole-map read): header
     /// overrides look at every value of a repeated header, and cookies may come in several
     /// `cookie` headers.
+    /// Request headers this service's decision reads after `:authority`: `:method` and
+    /// `:path` (or the whole map) for overrides, the sticky header.
+    pub(crate) fn request_header_reads(&self) -> usize {
+        let head = if self.needs_pairs() || !self.overrides.is_empty() {
+            2
+        } else {
+            0
+        };
+        head + usize::from(matches!(self.sticky, Sticky::Header(_)))
+    }
+
     pub(crate) fn needs_pairs(&self) -> bool {
         self.overrides.iter().any(|o| o.matcher.needs_headers())
             || matches!(self.sticky, Sticky::Cookie(_))

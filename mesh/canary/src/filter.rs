@@ -46,6 +46,9 @@ impl Capability for CanaryCapability {
         );
         Ok(config)
     }
+    fn request_header_reads(config: &CanaryConfig) -> usize {
+        config.canary.request_header_reads()
+    }
 
     fn filter(bound: Option<&Arc<CanaryConfig>>) -> CanaryFilter {
         CanaryFilter {

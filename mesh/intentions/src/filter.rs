@@ -143,6 +143,10 @@ impl Capability for Intentions {
         );
         Ok(c)
     }
+    /// `:method` and `:path` on every request (or the whole map for header matchers).
+    fn request_header_reads(_: &Compiled) -> usize {
+        2
+    }
 
     fn filter(bound: Option<&Arc<Compiled>>) -> IntentionsFilter {
         IntentionsFilter {

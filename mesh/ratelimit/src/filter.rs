@@ -40,6 +40,9 @@ impl Capability for RateLimit {
         Limiter::new(host, config)
             .map_err(SetupError::of("the bucket table, its secret or metrics"))
     }
+    fn request_header_reads(limiter: &Limiter) -> usize {
+        limiter.request_header_reads()
+    }
 
     fn filter(bound: Option<&Arc<Limiter>>) -> RateLimitFilter {
         RateLimitFilter::new(bound.cloned())

@@ -214,6 +214,23 @@ enum KeyRead {
 impl Limiter {
     /// Defines the metrics, reads (or, first of all, generates) the table's hash secret and
     /// seeds the bucket table, before any request (see [`crate::table`]).
+    /// Request headers a request reads at most: `:method` and `:path` for matchers (or the
+    /// whole map), a header per header-keyed rule, and every `x-forwarded-for` value (the
+    /// whole map) behind trusted proxies.
+    pub fn request_header_reads(&self) -> usize {
+        let rules = &self.config.rules;
+        let head = if self.config.needs_head() { 2 } else { 0 };
+        let keys: usize = rules
+            .iter()
+            .map(|r| match r.key {
+                KeySource::Header(_) => 1,
+                KeySource::Address { trusted_hops } if trusted_hops > 0 => 2,
+                _ => 0,
+            })
+            .sum();
+        head + keys
+    }
+
     pub fn new<H: ConfigHost>(host: &H, config: Config) -> Result<Self, HostError> {
         let mut stats = Vec::with_capacity(config.rules.len());
         for rule in &config.rules {

@@ -35,6 +35,10 @@ impl Capability for TelemetryCapability {
     fn bind<H: ConfigHost>(host: &H, config: TelemetryConfig) -> Result<Telemetry, SetupError> {
         Telemetry::bind(host, config).map_err(SetupError::of("metrics"))
     }
+    /// `:method`, `:path`, `:authority`, `content-type` and `traceparent` on every request.
+    fn request_header_reads(_: &Telemetry) -> usize {
+        5
+    }
 
     fn filter(bound: Option<&Arc<Telemetry>>) -> TelemetryFilter {
         TelemetryFilter {

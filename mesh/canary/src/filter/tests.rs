@@ -65,7 +65,7 @@ fn an_unconfigured_root_lets_requests_through() {
         .request_header("x-canary-subset", "v2");
     assert_eq!(f.on_request_headers(&host, true), Action::Continue);
     assert_eq!(f.on_response_headers(&host, true), Action::Continue);
-    assert!(f.decision().is_none());
+    assert!(f.inner().decision().is_none());
     assert_eq!(host.property_value(&[DECISION]), None);
     assert_eq!(
         host.request_header_str("x-canary-subset").as_deref(),

@@ -1,0 +1,179 @@
+//! A whole header map read with one host call and looked up in place.
+//!
+//! The host hands the map over serialized (proxy-wasm's pair encoding: a count, each pair's
+//! two lengths, then each name and value followed by a NUL). [`HeaderSnapshot`] keeps that
+//! buffer as it came and answers lookups by walking it: no allocation per header, and every
+//! value of a repeated header is still there.
+
+/// One header map as the host serialized it, checked once when made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderSnapshot {
+    /// The serialized pairs; empty for an empty map.
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+/// The little-endian `u32` at `at`, as a length.
+fn word(bytes: &[u8], at: usize) -> Option<usize> {
+    let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(b)).ok()
+}
+
+// === impl HeaderSnapshot ===
+
+impl HeaderSnapshot {
+    /// Takes a serialized map; `None` unless every length stays inside the buffer and the
+    /// pairs end exactly at its end. An empty buffer is an empty map (how Envoy answers one).
+    pub fn parse(bytes: Vec<u8>) -> Option<Self> {
+        if bytes.is_empty() {
+            return Some(Self::default());
+        }
+        let count = word(&bytes, 0)?;
+        let mut data = count.checked_mul(8)?.checked_add(4)?;
+        for i in 0..count {
+            let name = word(&bytes, 4 + 8 * i)?;
+            let value = word(&bytes, 8 + 8 * i)?;
+            data = data.checked_add(name)?.checked_add(value)?.checked_add(2)?;
+        }
+        (data == bytes.len()).then_some(Self { bytes, count })
+    }
+
+    /// Serializes `pairs` the way the host does, for hosts that hand over pairs.
+    pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Self {
+        let size: usize = pairs
+            .iter()
+            .map(|(n, v)| 10 + n.as_ref().len() + v.as_ref().len())
+            .sum();
+        let mut bytes = Vec::with_capacity(size + 4);
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        bytes.extend_from_slice(&len(pairs.len()));
+        for (n, v) in pairs {
+            bytes.extend_from_slice(&len(n.as_ref().len()));
+            bytes.extend_from_slice(&len(v.as_ref().len()));
+        }
+        for (n, v) in pairs {
+            bytes.extend_from_slice(n.as_ref());
+            bytes.push(0);
+            bytes.extend_from_slice(v.as_ref());
+            bytes.push(0);
+        }
+        Self {
+            bytes,
+            count: pairs.len(),
+        }
+    }
+
+    /// Number of pairs (a repeated header counts once per value).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Every (name, value) pair in the host's order, borrowed from the buffer.
+    pub fn pairs(&self) -> Pairs<'_> {
+        Pairs {
+            bytes: &self.bytes,
+            next: 0,
+            count: self.count,
+            data: 4 + 8 * self.count,
+        }
+    }
+
+    /// The first value of `name` (names compare ASCII case-insensitively, as hosts do).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of `name`, in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.pairs()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// The pairs as owned strings (names decoded lossily), for callers that keep them.
+    pub fn to_pairs(&self) -> Vec<(String, Vec<u8>)> {
+        self.pairs()
+            .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
+            .collect()
+    }
+}
+
+/// Iterator over a snapshot's pairs.
+#[derive(Debug, Clone)]
+pub struct Pairs<'a> {
+    bytes: &'a [u8],
+    next: usize,
+    count: usize,
+    /// Where the next pair's name starts.
+    data: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let name_len = word(self.bytes, 4 + 8 * self.next)?;
+        let value_len = word(self.bytes, 8 + 8 * self.next)?;
+        let name = self.bytes.get(self.data..self.data + name_len)?;
+        let value_at = self.data + name_len + 1;
+        let value = self.bytes.get(value_at..value_at + value_len)?;
+        self.data = value_at + value_len + 1;
+        self.next += 1;
+        Some((name, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip_and_lookups_see_every_value() {
+        let pairs: Vec<(&str, &[u8])> = vec![
+            (":path", b"/a"),
+            ("x-forwarded-for", b"1.1.1.1"),
+            ("empty", b""),
+            ("x-forwarded-for", b"2.2.2.2"),
+            ("bin", &[0xff, 0, 0xfe]),
+        ];
+        let snap = HeaderSnapshot::from_pairs(&pairs);
+        assert_eq!(snap.len(), 5);
+        let back: Vec<(&[u8], &[u8])> = snap.pairs().collect();
+        let want: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_bytes(), *v)).collect();
+        assert_eq!(back, want);
+        assert_eq!(snap.get(":PATH"), Some(&b"/a"[..]));
+        assert_eq!(snap.get("empty"), Some(&b""[..]));
+        assert_eq!(snap.get("missing"), None);
+        let xff: Vec<&[u8]> = snap.values("x-forwarded-for").collect();
+        assert_eq!(xff, [&b"1.1.1.1"[..], b"2.2.2.2"]);
+        assert_eq!(snap.get("bin"), Some(&[0xff, 0, 0xfe][..]));
+        // What the host sends parses to the same map.
+        let reparsed = HeaderSnapshot::parse(snap.bytes.clone()).unwrap();
+        assert_eq!(reparsed, snap);
+    }
+
+    #[test]
+    fn a_malformed_buffer_is_refused_and_an_empty_one_is_an_empty_map() {
+        assert!(HeaderSnapshot::parse(Vec::new()).unwrap().is_empty());
+        let good = HeaderSnapshot::from_pairs(&[("a", "b")]).bytes;
+        for cut in 1..good.len() {
+            assert_eq!(HeaderSnapshot::parse(good[..cut].to_vec()), None, "{cut}");
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(HeaderSnapshot::parse(long), None);
+        // A count or length that overflows is refused, not trusted.
+        let mut huge = good;
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderSnapshot::parse(huge), None);
+    }
+}
