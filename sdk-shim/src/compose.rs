@@ -35,6 +35,9 @@ pub struct PassState {
     owned: [bool; MAX_DECISION_KEYS],
     /// Connection properties already read (`None`: absent).
     connection: RefCell<InlineCache<InlineKey, Option<Vec<u8>>, 4>>,
+    /// Connection properties read together, prepared per configuration: the first read of
+    /// any of them reads them all with one host call.
+    connection_set: Option<PropertySet>,
 }
 
 /// Properties fixed for the life of a connection, safe to read once per request.
@@ -61,6 +64,13 @@ impl PassState {
             *owned = *own;
         }
         state
+    }
+
+    /// Reads the connection properties of `set` (prepared, at most four) together.
+    #[must_use]
+    pub fn with_connection_set(mut self, set: Option<PropertySet>) -> Self {
+        self.connection_set = set;
+        self
     }
 }
 
@@ -223,6 +233,45 @@ impl<'a, H> PassHost<'a, H> {
         self
     }
 
+    /// A connection property from the request's cache; on a miss, the whole connection set
+    /// when it holds `path` (cached path by path), else `path` alone.
+    fn connection_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>
+    where
+        H: Properties,
+    {
+        let key = InlineKey::path(path);
+        let set = self
+            .state
+            .connection_set
+            .as_ref()
+            .filter(|s| s.contains(path));
+        let (Some(key), Some(set)) = (key, set) else {
+            return cached(&self.state.connection, key, || self.host.property(path));
+        };
+        if let Some(v) = self.state.connection.borrow().get(&key) {
+            return Ok(v.clone());
+        }
+        let values = self.host.properties(set);
+        // The flag always exists on a connection: without it the read failed, and the
+        // property is read alone so its error reaches the caller (authorization fails closed).
+        if values.first().is_none_or(Option::is_none) {
+            return self.host.property(path);
+        }
+        let mut found = None;
+        let mut cache = self.state.connection.borrow_mut();
+        for (p, v) in set.paths().iter().zip(values) {
+            if *p == path {
+                found = v.clone();
+            }
+            if let Some(k) = InlineKey::path(p) {
+                if cache.get(&k).is_none() {
+                    cache.put(k, v);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether `path` is a decision key (kept in memory) rather than a host property.
     fn local(&self, path: &[&str]) -> Option<usize> {
         self.state.slot(path)
@@ -247,11 +296,7 @@ impl<H: Properties> Properties for PassHost<'_, H> {
                 Ok(self.state.values.borrow().get(i).cloned().flatten())
             }
             Some(_) => self.host.property(path),
-            None if connection_scoped(path) => {
-                cached(&self.state.connection, InlineKey::path(path), || {
-                    self.host.property(path)
-                })
-            }
+            None if connection_scoped(path) => self.connection_property(path),
             None => self.host.property(path),
         }
     }

@@ -115,7 +115,7 @@ impl Properties for ProxyWasmHost {
     /// Compiles the set into one CEL expression with Envoy's `expr_create` foreign function.
     /// An Envoy built without CEL refuses it, and the set is read one property at a time.
     fn prepare_properties(&self, set: PropertySet) -> PropertySet {
-        let Some(expr) = crate::batch::cel_list(set.paths()) else {
+        let Some(expr) = crate::batch::cel_expr(&set) else {
             return set;
         };
         let created = hostcalls::call_foreign_function("expr_create", Some(expr.as_bytes()));
@@ -139,8 +139,8 @@ impl Properties for ProxyWasmHost {
             let answer =
                 hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()));
             if let Ok(Some(bytes)) = answer {
-                if let Some(values) = crate::batch::decode_list(&bytes, set.paths().len()) {
-                    return values.into_iter().map(Some).collect();
+                if let Some(values) = crate::batch::decode_set(&bytes, set) {
+                    return values;
                 }
             }
         }

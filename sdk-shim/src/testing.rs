@@ -267,7 +267,13 @@ impl FakeHost {
         self
     }
     /// Sets `:method`, `:path`, `:authority` and `:scheme` in one go.
+    /// A request head; the connection is plaintext unless `connection.mtls` was set (in
+    /// Envoy that flag exists on every connection).
     pub fn request(self, method: &str, authority: &str, path: &str) -> Self {
+        self.properties
+            .borrow_mut()
+            .entry(vec!["connection".to_owned(), "mtls".to_owned()])
+            .or_insert_with(|| vec![0]);
         self.request_header(":method", method)
             .request_header(":scheme", "http")
             .request_header(":authority", authority)
@@ -469,7 +475,13 @@ impl Properties for FakeHost {
             let paths: Vec<String> = set.paths().iter().map(|p| p.join(".")).collect();
             format!("properties {}", paths.join(","))
         });
-        set.paths().iter().map(|p| self.property_value(p)).collect()
+        let mut values: Vec<Option<Vec<u8>>> =
+            set.paths().iter().map(|p| self.property_value(p)).collect();
+        // A gated set's host reads the others only when the flag is true.
+        if set.is_gated() && !crate::batch::is_true(values.first().and_then(Option::as_deref)) {
+            values.iter_mut().skip(1).for_each(|v| *v = None);
+        }
+        values
     }
 }
 

@@ -160,6 +160,8 @@ macro_rules! suite {
             decision_keys: Vec<(&'static str, bool)>,
             /// Whether the pass reads the request header map whole (cheaper from two reads).
             whole_map: bool,
+            /// The connection's identity properties, prepared for one read per request.
+            connection: Option<sdk_shim::PropertySet>,
             $($field: Part<$cap>,)+
         }
 
@@ -170,6 +172,7 @@ macro_rules! suite {
                     export_decisions: spec.export_decisions.unwrap_or(true),
                     decision_keys: Vec::new(),
                     whole_map: false,
+                    connection: Some(host.prepare_properties(mesh_core::request::CONNECTION)),
                     $($field: Part::configure(host, spec.$field)?,)+
                 };
                 root.decision_keys = [$(root.$field.decision()),+].into_iter().flatten().collect();
@@ -198,7 +201,8 @@ macro_rules! suite {
             fn new_http(&self) -> SuiteFilter {
                 SuiteFilter {
                     $($field: self.$field.new_http(),)+
-                    state: PassState::new(&self.decision_keys),
+                    state: PassState::new(&self.decision_keys)
+                        .with_connection_set(self.connection.clone()),
                     export_decisions: self.export_decisions,
                     whole_map: self.whole_map,
                     paused_at: None,

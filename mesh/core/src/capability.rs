@@ -16,7 +16,7 @@ use crate::ConfigError;
 use sdk_shim::compose::{PassHost, PassState};
 use sdk_shim::{
     host_log, Action, Callbacks, ConfigHost, GrpcResponse, HostError, HttpFilter, LogLevel,
-    RootFilter, StreamHost,
+    PropertySet, RootFilter, StreamHost,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -86,6 +86,8 @@ impl std::error::Error for SetupError {}
 /// The proxy's root filter for capability `C`: holds the bound configuration.
 pub struct CapabilityRoot<C: Capability> {
     bound: Option<Arc<C::Bound>>,
+    /// [`crate::request::CONNECTION`], prepared against the host.
+    connection: Option<PropertySet>,
 }
 
 // === impl CapabilityRoot ===
@@ -108,7 +110,10 @@ impl<C: Capability> CapabilityRoot<C> {
 
 impl<C: Capability> Default for CapabilityRoot<C> {
     fn default() -> Self {
-        Self { bound: None }
+        Self {
+            bound: None,
+            connection: None,
+        }
     }
 }
 
@@ -128,6 +133,7 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
         match Self::configure(host, config) {
             Ok(bound) => {
                 self.bound = Some(bound);
+                self.connection = Some(host.prepare_properties(crate::request::CONNECTION));
                 true
             }
             Err(line) => {
@@ -144,7 +150,7 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
                 .bound
                 .as_deref()
                 .is_some_and(|b| whole_map_pays(C::request_header_reads(b))),
-            state: PassState::default(),
+            state: PassState::default().with_connection_set(self.connection.clone()),
         }
     }
 }

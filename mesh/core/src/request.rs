@@ -1,7 +1,16 @@
 //! The parts of a request that matchers look at, read from the host with few calls.
 
-use sdk_shim::{HeaderMap, HostError, HttpHeaders};
+use sdk_shim::{HeaderMap, HostError, HttpHeaders, PropertySet};
 use std::borrow::Cow;
+
+/// The connection's identity properties, read together once per request by a pass: whether
+/// the peer presented a certificate, and only then its and our URI SANs (intentions and rate
+/// limiting need the peer's, telemetry both).
+pub const CONNECTION: PropertySet = PropertySet::gated(&[
+    &["connection", "mtls"],
+    &["connection", "uri_san_peer_certificate"],
+    &["connection", "uri_san_local_certificate"],
+]);
 
 /// What a matcher sees: method (case-sensitive bytes), a path already prepared by the caller
 /// (query stripped, maybe normalized), and all header pairs when a matcher needs them.

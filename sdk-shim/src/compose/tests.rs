@@ -195,3 +195,51 @@ fn a_full_cache_stays_correct_and_reads_the_rest_from_the_host() {
     // The first pass reads every header; the second only those beyond the cache.
     assert_eq!(host.host_calls() - before, (names.len() + 3) as u64);
 }
+
+const IDENTITY: PropertySet = PropertySet::gated(&[
+    &["connection", "mtls"],
+    &["connection", "uri_san_peer_certificate"],
+    &["connection", "uri_san_local_certificate"],
+]);
+
+#[test]
+fn the_connection_set_is_one_read_for_all_its_properties() {
+    let host = FakeHost::new()
+        .property(&["connection", "mtls"], [1])
+        .property(&["connection", "uri_san_peer_certificate"], "spiffe://a");
+    let state = PassState::default().with_connection_set(Some(host.prepare_properties(IDENTITY)));
+    let before = host.host_calls();
+    for _ in 0..2 {
+        // A new pass (the next callback) still has the request's cache.
+        let h = PassHost::new(&host, &state, false);
+        assert_eq!(h.property(&["connection", "mtls"]).unwrap().unwrap(), [1]);
+        let san = h
+            .property(&["connection", "uri_san_peer_certificate"])
+            .unwrap();
+        assert_eq!(san.as_deref(), Some(&b"spiffe://a"[..]));
+        assert_eq!(
+            h.property(&["connection", "uri_san_local_certificate"])
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(host.host_calls() - before, 1);
+}
+
+#[test]
+fn a_connection_set_read_without_its_flag_falls_back_to_single_reads_and_their_errors() {
+    // No `connection.mtls` at all: the batched answer cannot be trusted.
+    let host = FakeHost::new().property(&["connection", "uri_san_peer_certificate"], "spiffe://a");
+    let state = PassState::default().with_connection_set(Some(host.prepare_properties(IDENTITY)));
+    let h = PassHost::new(&host, &state, false);
+    let san = h
+        .property(&["connection", "uri_san_peer_certificate"])
+        .unwrap();
+    assert_eq!(san.as_deref(), Some(&b"spiffe://a"[..]));
+    let log = host.host_call_log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(
+        log[1].starts_with("property connection.uri_san_peer_certificate"),
+        "{log:?}"
+    );
+}
