@@ -19,6 +19,8 @@ use crate::{
     Versioned,
 };
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Most decision keys one pass knows.
 pub const MAX_DECISION_KEYS: usize = 4;
@@ -37,7 +39,30 @@ pub struct PassState {
     connection: RefCell<InlineCache<InlineKey, Option<Vec<u8>>, 4>>,
     /// Connection properties read together, prepared per configuration: the first read of
     /// any of them reads them all with one host call.
-    connection_set: Option<PropertySet>,
+    connection_set: Option<ConnectionReads>,
+}
+
+/// A gated connection set ([`PropertySet::gated`]) and what the last connection of this
+/// configuration was. The set costs one host call whatever the flag, but in Envoy a
+/// one-attribute read is cheaper than the set's expression when the flag is false: so after
+/// a plaintext request the flag is read alone first, and after an mTLS one the set at once.
+/// Only the cost depends on the guess, never a value.
+#[derive(Debug, Clone)]
+pub struct ConnectionReads {
+    set: PropertySet,
+    last_was_flagged: Arc<AtomicBool>,
+}
+
+// === impl ConnectionReads ===
+
+impl ConnectionReads {
+    /// Reads of `set` (prepared, gated, at most four paths), first guessing the flag true.
+    pub fn new(set: PropertySet) -> Self {
+        Self {
+            set,
+            last_was_flagged: Arc::new(AtomicBool::new(true)),
+        }
+    }
 }
 
 /// Properties fixed for the life of a connection, safe to read once per request.
@@ -66,9 +91,9 @@ impl PassState {
         state
     }
 
-    /// Reads the connection properties of `set` (prepared, at most four) together.
+    /// Reads the connection properties of `set` together.
     #[must_use]
-    pub fn with_connection_set(mut self, set: Option<PropertySet>) -> Self {
+    pub fn with_connection_set(mut self, set: Option<ConnectionReads>) -> Self {
         self.connection_set = set;
         self
     }
@@ -240,16 +265,33 @@ impl<'a, H> PassHost<'a, H> {
         H: Properties,
     {
         let key = InlineKey::path(path);
-        let set = self
-            .state
-            .connection_set
-            .as_ref()
-            .filter(|s| s.contains(path));
-        let (Some(key), Some(set)) = (key, set) else {
+        let reads = self.state.connection_set.as_ref();
+        let (Some(key), Some(reads)) = (key, reads.filter(|r| r.set.contains(path))) else {
             return cached(&self.state.connection, key, || self.host.property(path));
         };
         if let Some(v) = self.state.connection.borrow().get(&key) {
             return Ok(v.clone());
+        }
+        let set = &reads.set;
+        let flag = set.paths().first().is_some_and(|f| *f == path);
+        if flag && !reads.last_was_flagged.load(Ordering::Relaxed) {
+            let v = self.host.property(path)?;
+            let mut cache = self.state.connection.borrow_mut();
+            if crate::batch::is_true(v.as_deref()) {
+                reads.last_was_flagged.store(true, Ordering::Relaxed);
+            } else {
+                // The others exist only under the flag: absent, without asking.
+                for k in set
+                    .paths()
+                    .iter()
+                    .skip(1)
+                    .filter_map(|p| InlineKey::path(p))
+                {
+                    cache.put(k, None);
+                }
+            }
+            cache.put(key, v.clone());
+            return Ok(v);
         }
         let values = self.host.properties(set);
         // The flag always exists on a connection: without it the read failed, and the
@@ -257,6 +299,8 @@ impl<'a, H> PassHost<'a, H> {
         if values.first().is_none_or(Option::is_none) {
             return self.host.property(path);
         }
+        let flagged = crate::batch::is_true(values.first().and_then(Option::as_deref));
+        reads.last_was_flagged.store(flagged, Ordering::Relaxed);
         let mut found = None;
         let mut cache = self.state.connection.borrow_mut();
         for (p, v) in set.paths().iter().zip(values) {

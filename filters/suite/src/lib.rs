@@ -161,7 +161,7 @@ macro_rules! suite {
             /// Whether the pass reads the request header map whole (cheaper from two reads).
             whole_map: bool,
             /// The connection's identity properties, prepared for one read per request.
-            connection: Option<sdk_shim::PropertySet>,
+            connection: Option<sdk_shim::compose::ConnectionReads>,
             $($field: Part<$cap>,)+
         }
 
@@ -172,7 +172,9 @@ macro_rules! suite {
                     export_decisions: spec.export_decisions.unwrap_or(true),
                     decision_keys: Vec::new(),
                     whole_map: false,
-                    connection: Some(host.prepare_properties(mesh_core::request::CONNECTION)),
+                    connection: Some(sdk_shim::compose::ConnectionReads::new(
+                        host.prepare_properties(mesh_core::request::CONNECTION),
+                    )),
                     $($field: Part::configure(host, spec.$field)?,)+
                 };
                 root.decision_keys = [$(root.$field.decision()),+].into_iter().flatten().collect();

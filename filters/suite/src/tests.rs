@@ -251,10 +251,11 @@ fn a_request_makes_exactly_these_host_calls() {
     let slot = ns.key("ratelimit.2/11");
     let expected: [&str; 16] = [
         // Request headers: the whole map once (every header read is served from it), the
-        // clock once, `connection.mtls` once.
+        // clock once, `connection.mtls` once (after a plaintext request, alone: see
+        // `a_request_makes_four_calls_that_return_data_with_or_without_mtls`).
         "headers Request",
         "now_nanos",
-        "properties connection.mtls,connection.uri_san_peer_certificate,connection.uri_san_local_certificate",
+        "property connection.mtls",
         "increment_metric intentions.default.allowed",
         &format!("shared_get {slot}"),
         &format!("shared_set {slot}"),

@@ -13,10 +13,10 @@
 //! <reason>` or `<name>: cannot set up <what>: <host error>`).
 
 use crate::ConfigError;
-use sdk_shim::compose::{PassHost, PassState};
+use sdk_shim::compose::{ConnectionReads, PassHost, PassState};
 use sdk_shim::{
     host_log, Action, Callbacks, ConfigHost, GrpcResponse, HostError, HttpFilter, LogLevel,
-    PropertySet, RootFilter, StreamHost,
+    RootFilter, StreamHost,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ impl std::error::Error for SetupError {}
 pub struct CapabilityRoot<C: Capability> {
     bound: Option<Arc<C::Bound>>,
     /// [`crate::request::CONNECTION`], prepared against the host.
-    connection: Option<PropertySet>,
+    connection: Option<ConnectionReads>,
 }
 
 // === impl CapabilityRoot ===
@@ -133,7 +133,9 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
         match Self::configure(host, config) {
             Ok(bound) => {
                 self.bound = Some(bound);
-                self.connection = Some(host.prepare_properties(crate::request::CONNECTION));
+                self.connection = Some(ConnectionReads::new(
+                    host.prepare_properties(crate::request::CONNECTION),
+                ));
                 true
             }
             Err(line) => {

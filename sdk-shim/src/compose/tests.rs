@@ -207,7 +207,9 @@ fn the_connection_set_is_one_read_for_all_its_properties() {
     let host = FakeHost::new()
         .property(&["connection", "mtls"], [1])
         .property(&["connection", "uri_san_peer_certificate"], "spiffe://a");
-    let state = PassState::default().with_connection_set(Some(host.prepare_properties(IDENTITY)));
+    let state = PassState::default().with_connection_set(Some(ConnectionReads::new(
+        host.prepare_properties(IDENTITY),
+    )));
     let before = host.host_calls();
     for _ in 0..2 {
         // A new pass (the next callback) still has the request's cache.
@@ -230,7 +232,9 @@ fn the_connection_set_is_one_read_for_all_its_properties() {
 fn a_connection_set_read_without_its_flag_falls_back_to_single_reads_and_their_errors() {
     // No `connection.mtls` at all: the batched answer cannot be trusted.
     let host = FakeHost::new().property(&["connection", "uri_san_peer_certificate"], "spiffe://a");
-    let state = PassState::default().with_connection_set(Some(host.prepare_properties(IDENTITY)));
+    let state = PassState::default().with_connection_set(Some(ConnectionReads::new(
+        host.prepare_properties(IDENTITY),
+    )));
     let h = PassHost::new(&host, &state, false);
     let san = h
         .property(&["connection", "uri_san_peer_certificate"])
@@ -242,4 +246,37 @@ fn a_connection_set_read_without_its_flag_falls_back_to_single_reads_and_their_e
         log[1].starts_with("property connection.uri_san_peer_certificate"),
         "{log:?}"
     );
+}
+
+#[test]
+fn after_a_plaintext_request_the_flag_is_read_alone_and_values_never_depend_on_the_guess() {
+    let reads = ConnectionReads::new(FakeHost::new().prepare_properties(IDENTITY));
+    let request = |mtls: bool| {
+        let host = FakeHost::new().property(&["connection", "mtls"], [u8::from(mtls)]);
+        let host = if mtls {
+            host.property(&["connection", "uri_san_peer_certificate"], "spiffe://a")
+        } else {
+            host
+        };
+        let state = PassState::default().with_connection_set(Some(reads.clone()));
+        let h = PassHost::new(&host, &state, false);
+        let flag = h.property(&["connection", "mtls"]).unwrap().unwrap();
+        let san = h
+            .property(&["connection", "uri_san_peer_certificate"])
+            .unwrap();
+        assert_eq!(flag, [u8::from(mtls)]);
+        assert_eq!(san.is_some(), mtls);
+        host.host_call_log()
+            .into_iter()
+            .map(|c| c.split(' ').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The first guess is mTLS: the set, once, even for a plaintext connection.
+    assert_eq!(request(false), ["properties"]);
+    // Having seen plaintext: the flag alone, and nothing more while it is false.
+    assert_eq!(request(false), ["property"]);
+    // A flagged connection then: the flag alone, then the set for its SAN.
+    assert_eq!(request(true), ["property", "properties"]);
+    // And after it the set at once again.
+    assert_eq!(request(true), ["properties"]);
 }
