@@ -93,7 +93,7 @@ const INDEX_DESTINATIONS: [&str; 6] = ["", "team/api", "team/*", "*", "other/svc
 /// A source drawn over exact names, namespace wildcards and `*`.
 fn source(kind: u8, ns: usize, name: usize) -> String {
     match kind % 5 {
-        0 | 1 | 2 => format!("{}/{}", NAMESPACES[ns], NAMES[name]),
+        0..=2 => format!("{}/{}", NAMESPACES[ns], NAMES[name]),
         3 => format!("{}/*", NAMESPACES[ns]),
         _ => "*".to_owned(),
     }
