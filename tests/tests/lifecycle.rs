@@ -532,6 +532,104 @@ config:
     assert_eq!(hit(&envoy, "k", "/").status(), 200);
 }
 
+/// Builds the ratelimit module with the test-only feature `next-layout` (its bucket table
+/// under `ratelimit.3/`, as a future module with changed entries would have) into its own
+/// target dir: the shipped modules in `target/filters` are never touched.
+fn next_layout_module() -> PathBuf {
+    let dir = repo_root().join("target/next-layout");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "--release", "--target", "wasm32-wasip1"])
+        .args([
+            "-p",
+            "filter-ratelimit",
+            "--features",
+            "mesh-ratelimit/next-layout",
+        ])
+        .arg("--target-dir")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the next-layout module failed");
+    dir.join("wasm32-wasip1/release/filter_ratelimit.wasm")
+}
+
+/// Points the ECDS file's `vm_config` at another module file (same `vm_id`, same plugin
+/// config), with the same atomic rename as `mfctl apply`.
+fn set_module(ecds: &Ecds, module: &str) -> Instant {
+    let text = std::fs::read_to_string(&ecds.file).unwrap();
+    let mut doc: Yaml = serde_yaml::from_str(&text).unwrap();
+    let mut seen = 0;
+    walk(&mut doc, &mut |m| {
+        if let Some(Yaml::Mapping(local)) = m.get_mut("local") {
+            local.insert("filename".into(), module.into());
+            seen += 1;
+        }
+    });
+    assert_eq!(seen, 1, "no vm_config code in {text}");
+    mesh_cli::apply::write_atomic(&ecds.file, serde_yaml::to_string(&doc).unwrap().as_bytes())
+        .unwrap();
+    Instant::now()
+}
+
+/// A module with another state layout swapped in over ECDS under the same `vm_id` (so the
+/// same shared data) starts from fresh buckets instead of misreading the old layout's, and
+/// the original module swapped back finds its own buckets as it left them.
+#[test]
+fn a_module_with_another_layout_under_the_same_vm_id_never_reads_the_old_buckets() {
+    let next = next_layout_module();
+    let stub = Stub::start("upstream").unwrap();
+    let ecds = Ecds::new("ratelimit");
+    ecds.apply(&ratelimit(json!([api(3)])));
+    let envoy = ecds.builder().cluster("upstream", &stub).start().unwrap();
+    // One keep-alive connection, so one worker: each request after the first that shows a
+    // module runs that module too.
+    let http = client();
+    let status = |key: &str| {
+        http.get(envoy.url("/"))
+            .header("x-api-key", key)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let statuses = |key: &str, n: usize| (0..n).map(|_| status(key)).collect::<Vec<_>>();
+    let generated = || {
+        envoy
+            .log()
+            .matches("generated the bucket table's hash secret")
+            .count()
+    };
+
+    // The shipped module (layout 2) spends key k's 3 requests.
+    assert_eq!(statuses("k", 4), [200, 200, 200, 429]);
+    assert_eq!(generated(), 1);
+
+    // The next-layout module: k is limited until the swap shows, then admitted afresh up
+    // to the limit; a new table (secret and slots) was made for its layout.
+    let t = set_module(&ecds, &next.display().to_string());
+    until("ratelimit module with the next layout", t, || {
+        status("k") == 200
+    });
+    assert_eq!(statuses("k", 3), [200, 200, 429]);
+    assert_eq!(generated(), 2);
+    // v is spent under the next layout only.
+    assert_eq!(statuses("v", 4), [200, 200, 200, 429]);
+
+    // The shipped module again: v is fresh under layout 2 (the first 200 shows the swap),
+    // and k is still spent, as the shipped module left it; no table was made again.
+    let t = set_module(&ecds, "target/filters/ratelimit.wasm");
+    until("ratelimit module back to layout 2", t, || {
+        status("v") == 200
+    });
+    assert_eq!(statuses("v", 3), [200, 200, 429]);
+    assert_eq!(status("k"), 429);
+    assert_eq!(generated(), 2);
+    assert_eq!(ecds.stat(&envoy, "config_fail"), 0);
+    assert!(ecds.stat(&envoy, "config_reload") >= 3);
+}
+
 // === intentions ===
 
 fn mtls(identity: &str) -> std::sync::Arc<rustls::ClientConfig> {

@@ -10,6 +10,7 @@ use crate::hash::siphash24;
 use crate::host::{HostPattern, HostTable};
 use crate::split::Split;
 use mesh_core::{ConfigError, HeaderMatchSpec, HttpMatch, HttpMatchSpec};
+use rustc_hash::{FxHashMap, FxHashSet};
 use sdk_shim::{HostError, Namespace, SharedStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -96,11 +97,14 @@ impl Canary {
         };
         let mut services = Vec::with_capacity(spec.services.len());
         let mut patterns: Vec<HostPattern> = Vec::with_capacity(spec.services.len());
+        // Seen patterns and stats labels, so that checking stays linear in the services.
+        let mut seen: FxHashSet<HostPattern> = FxHashSet::default();
+        let mut labels: FxHashMap<String, usize> = FxHashMap::default();
         for (i, s) in spec.services.iter().enumerate() {
             let field = format!("services[{i}]");
             let pattern = HostPattern::parse(&s.host)
                 .map_err(|r| ConfigError::new(format!("{field}.host"), r))?;
-            if patterns.contains(&pattern) {
+            if !seen.insert(pattern.clone()) {
                 return Err(ConfigError::new(
                     format!("{field}.host"),
                     format!("duplicate host {:?}", s.host),
@@ -108,10 +112,7 @@ impl Canary {
             }
             let service = Service::compile(s, &pattern, &field)?;
             // Two hosts with one stats label would silently share counters.
-            if let Some(j) = services
-                .iter()
-                .position(|o: &Service| o.stat_label == service.stat_label)
-            {
+            if let Some(j) = labels.get(&service.stat_label) {
                 return Err(ConfigError::new(
                     format!("{field}.host"),
                     format!(
@@ -120,6 +121,7 @@ impl Canary {
                     ),
                 ));
             }
+            labels.insert(service.stat_label.clone(), i);
             services.push(service);
             patterns.push(pattern);
         }

@@ -3,8 +3,11 @@
 //! matches `a.example.com` and `a.b.example.com` but not `example.com`), or `*` for any host.
 //! An exact host wins over a wildcard, a longer suffix over a shorter one, `*` comes last.
 
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+
 /// A service's `host` as compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
     /// Lowercase host name.
     Exact(String),
@@ -70,15 +73,6 @@ impl HostPattern {
             Self::Any => true,
         }
     }
-
-    // Lower ranks are tried first.
-    fn rank(&self) -> (u8, usize) {
-        match self {
-            Self::Exact(_) => (0, 0),
-            Self::Suffix(s) => (1, usize::MAX - s.len()),
-            Self::Any => (2, 0),
-        }
-    }
 }
 
 /// The host part of an `:authority` value: port removed (`h:80`, `[::1]:80`), one trailing
@@ -106,33 +100,76 @@ pub fn authority_host(authority: &[u8]) -> Option<&[u8]> {
     (!host.is_empty()).then_some(host)
 }
 
-/// Every service's pattern, in the order they are tried.
+/// Every service's pattern, indexed so that finding a request's service costs a few lookups
+/// whatever the number of services: exact hosts by name, suffixes by each suffix the host has.
 #[derive(Debug, Clone, Default)]
 pub struct HostTable {
-    // (pattern, service index), sorted by rank then configuration order.
-    entries: Vec<(HostPattern, usize)>,
+    /// Lowercase host -> the first service naming it.
+    exact: FxHashMap<Vec<u8>, usize>,
+    /// Lowercase suffix with its leading dot -> the first service naming it.
+    suffixes: FxHashMap<Vec<u8>, usize>,
+    any: Option<usize>,
 }
 
 // === impl HostTable ===
 
 impl HostTable {
     pub fn new(patterns: impl IntoIterator<Item = HostPattern>) -> Self {
-        let mut entries: Vec<_> = patterns
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, i))
-            .collect();
-        entries.sort_by_key(|(p, i)| (p.rank(), *i));
-        Self { entries }
+        let mut table = Self::default();
+        for (i, p) in patterns.into_iter().enumerate() {
+            match p {
+                HostPattern::Exact(h) => {
+                    table
+                        .exact
+                        .entry(h.to_ascii_lowercase().into_bytes())
+                        .or_insert(i);
+                }
+                HostPattern::Suffix(s) => {
+                    table
+                        .suffixes
+                        .entry(s.to_ascii_lowercase().into_bytes())
+                        .or_insert(i);
+                }
+                HostPattern::Any => {
+                    table.any.get_or_insert(i);
+                }
+            }
+        }
+        table
     }
 
     /// The service for an `:authority` value, if any.
     pub fn find(&self, authority: &[u8]) -> Option<usize> {
-        let host = authority_host(authority)?;
-        self.entries
-            .iter()
-            .find(|(p, _)| p.matches(host))
-            .map(|(_, i)| *i)
+        self.find_counted(authority).0
+    }
+
+    /// [`Self::find`], with the number of lookups made (bounded by the dots in the host, not
+    /// by the number of services). Exact beats any suffix, a longer suffix a shorter one
+    /// (the leftmost dot first), `*` comes last.
+    pub(crate) fn find_counted(&self, authority: &[u8]) -> (Option<usize>, usize) {
+        let Some(host) = authority_host(authority) else {
+            return (None, 0);
+        };
+        let host: Cow<'_, [u8]> = if host.iter().any(u8::is_ascii_uppercase) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        let mut looked = 1;
+        if let Some(i) = self.exact.get(host.as_ref()) {
+            return (Some(*i), looked);
+        }
+        if !self.suffixes.is_empty() {
+            // A suffix matches a strictly longer host, so never at position 0.
+            let dots = host.iter().enumerate().skip(1).filter(|(_, b)| **b == b'.');
+            for (pos, _) in dots {
+                looked += 1;
+                if let Some(i) = host.get(pos..).and_then(|tail| self.suffixes.get(tail)) {
+                    return (Some(*i), looked);
+                }
+            }
+        }
+        (self.any, looked)
     }
 }
 

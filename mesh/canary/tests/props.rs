@@ -164,3 +164,77 @@ proptest! {
         }
     }
 }
+
+// === host lookup: the index against the scan it replaced ===
+
+use mesh_canary::host::{authority_host, HostPattern, HostTable};
+
+/// The lookup as it was before the index: patterns sorted exact first, then suffixes longest
+/// first, then `*` (configuration order among equals), and the first that matches wins.
+fn linear_find(patterns: &[HostPattern], authority: &[u8]) -> Option<usize> {
+    let host = authority_host(authority)?;
+    let rank = |p: &HostPattern| match p {
+        HostPattern::Exact(_) => (0, 0),
+        HostPattern::Suffix(s) => (1, usize::MAX - s.len()),
+        HostPattern::Any => (2, 0),
+    };
+    let mut entries: Vec<(&HostPattern, usize)> = patterns.iter().zip(0..).collect();
+    entries.sort_by_key(|(p, i)| (rank(p), *i));
+    entries
+        .iter()
+        .find(|(p, _)| p.matches(host))
+        .map(|(_, i)| *i)
+}
+
+const LABELS: [&str; 5] = ["a", "b", "Ex", "svc", "b-1"];
+
+/// A host of 1 to 4 labels from a small alphabet, so that drawn patterns and requests meet.
+fn host_name() -> impl Strategy<Value = String> {
+    prop::collection::vec(0..LABELS.len(), 1..5)
+        .prop_map(|ls| ls.iter().map(|l| LABELS[*l]).collect::<Vec<_>>().join("."))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Over drawn host patterns (exact, `*.suffix`, `*`, in any order and case, duplicates
+    /// included) and drawn authorities (any case, ports, trailing dots, IPv6 literals, empty),
+    /// the indexed table finds the service the linear scan found.
+    #[test]
+    fn indexed_host_lookup_is_the_linear_scan(
+        patterns in prop::collection::vec((0u8..5, host_name()), 0..12),
+        requests in prop::collection::vec(
+            (host_name(), 0u8..6, any::<bool>()),
+            1..10,
+        ),
+    ) {
+        let patterns: Vec<HostPattern> = patterns
+            .iter()
+            .filter_map(|(kind, h)| {
+                let spec = match kind {
+                    0 | 1 => h.clone(),
+                    2 | 3 => format!("*.{h}"),
+                    _ => "*".to_owned(),
+                };
+                HostPattern::parse(&spec).ok()
+            })
+            .collect();
+        let table = HostTable::new(patterns.clone());
+        for (h, shape, upper) in &requests {
+            let h = if *upper { h.to_ascii_uppercase() } else { h.clone() };
+            let authority = match shape {
+                0 => h,
+                1 => format!("{h}:8080"),
+                2 => format!("{h}."),
+                3 => format!("x.{h}:80"),
+                4 => "[::1]:443".to_owned(),
+                _ => String::new(),
+            };
+            prop_assert_eq!(
+                table.find(authority.as_bytes()),
+                linear_find(&patterns, authority.as_bytes()),
+                "{:?} {:?}", patterns, authority
+            );
+        }
+    }
+}

@@ -323,6 +323,11 @@ impl HttpMatch {
         self.path.is_none() && self.methods.is_empty() && self.headers.is_empty()
     }
 
+    /// The path condition, if any: callers index rules by exact path or prefix with it.
+    pub fn path(&self) -> Option<&PathMatch> {
+        self.path.as_ref()
+    }
+
     pub fn matches(&self, input: &MatchInput<'_>) -> bool {
         if let Some(p) = &self.path {
             if !p.matches(input.path) {

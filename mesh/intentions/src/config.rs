@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::path::normalize_path;
 use crate::pattern::{precedence, NamePattern, ServiceName};
-use crate::policy::{Action, Intention, Mode, Permission, Policy, Rule};
+use crate::policy::{Action, Intention, Mode, Permission, Policy, Rule, SourceIndex};
 
 /// Most intentions one configuration may hold.
 pub const MAX_INTENTIONS: usize = 10_000;
@@ -177,6 +177,7 @@ impl IntentionsConfig {
                 ModeSpec::Enforce => Mode::Enforce,
                 ModeSpec::Audit => Mode::Audit,
             },
+            index: SourceIndex::new(&kept),
             intentions: kept,
             ignored,
         })

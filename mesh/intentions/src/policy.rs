@@ -1,6 +1,7 @@
 //! The compiled, validated intentions of one destination and how a request is decided.
 
 use mesh_core::{HttpMatch, MatchInput};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
 use crate::identity::Peer;
@@ -78,6 +79,8 @@ pub struct Policy {
     pub mode: Mode,
     /// Intentions for this destination, highest precedence first (config order within one).
     pub(crate) intentions: Vec<Intention>,
+    /// `intentions` by source, so that a peer finds its candidates without a scan.
+    pub(crate) index: SourceIndex,
     /// How many valid intentions name other destinations.
     pub(crate) ignored: usize,
 }
@@ -86,9 +89,30 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy)]
 pub struct Selection<'p> {
     policy: &'p Policy,
-    peer: &'p Peer,
-    /// Index of the first candidate; `None` means `default_action`.
-    first: Option<usize>,
+    /// Indices of the candidates, each part in ascending order; all empty means
+    /// `default_action`.
+    parts: [&'p [usize]; 3],
+}
+
+/// Indices of [`Policy::intentions`] by precedence level (highest first) and, within a level,
+/// by what the source names: one exact service, one namespace, or any peer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SourceIndex {
+    levels: Vec<Level>,
+}
+
+/// The intentions of one precedence level, each list in ascending index order. A level's
+/// source specificity is fixed by Consul's formula, so in practice one bucket is used.
+#[derive(Debug, Clone, Default)]
+struct Level {
+    exact: FxHashMap<ServiceName, Vec<usize>>,
+    namespace: FxHashMap<String, Vec<usize>>,
+    any: Vec<usize>,
+}
+
+/// The candidates of a selection in ascending index order: a merge of its sorted parts.
+struct Merge<'p> {
+    parts: [&'p [usize]; 3],
 }
 
 // === impl Action ===
@@ -115,14 +139,32 @@ impl Policy {
 
     /// Finds the intentions that decide requests from `peer`. Anonymous peers match none.
     pub fn select<'p>(&'p self, peer: &'p Peer) -> Selection<'p> {
-        let first = peer
-            .service()
-            .and_then(|svc| self.intentions.iter().position(|i| i.source.matches(svc)));
-        Selection {
-            policy: self,
-            peer,
-            first,
+        self.select_counted(peer).0
+    }
+
+    /// [`Self::select`], with how many index buckets and candidates it looked at (the work
+    /// that must not grow with the number of intentions).
+    pub(crate) fn select_counted<'p>(&'p self, peer: &'p Peer) -> (Selection<'p>, usize) {
+        let mut looked = 0;
+        let mut parts: [&[usize]; 3] = [&[]; 3];
+        if let Some(svc) = peer.service() {
+            for level in &self.index.levels {
+                looked += 3;
+                let found = level.find(svc);
+                if found.iter().any(|p| !p.is_empty()) {
+                    parts = found;
+                    break;
+                }
+            }
         }
+        looked += parts.iter().map(|p| p.len()).sum::<usize>();
+        (
+            Selection {
+                policy: self,
+                parts,
+            },
+            looked,
+        )
     }
 
     /// The name a decision goes by in stats, logs and published decisions.
@@ -140,18 +182,15 @@ impl Policy {
 // === impl Selection ===
 
 impl<'p> Selection<'p> {
-    fn candidates(&self) -> impl Iterator<Item = (usize, &'p Intention)> + '_ {
+    /// The indices (into [`Policy::intentions`]) of the intentions that decide, in order.
+    pub fn indices(&self) -> impl Iterator<Item = usize> + 'p {
+        Merge { parts: self.parts }
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = (usize, &'p Intention)> + 'p {
         let intentions = &self.policy.intentions;
-        let first = self.first;
-        let level = first
-            .and_then(|i| intentions.get(i))
-            .map_or(0, |i| i.precedence);
-        let svc = self.peer.service();
-        first
-            .into_iter()
-            .flat_map(move |start| intentions.iter().enumerate().skip(start))
-            .take_while(move |(_, i)| i.precedence == level)
-            .filter(move |(_, i)| svc.is_some_and(|s| i.source.matches(s)))
+        self.indices()
+            .filter_map(move |i| intentions.get(i).map(|x| (i, x)))
     }
 
     /// Whether deciding needs the request's header pairs (some candidate matches headers).
@@ -205,6 +244,64 @@ impl<'p> Selection<'p> {
             action: default,
             by: DecidedBy::Default { after: None },
         })
+    }
+}
+
+// === impl SourceIndex ===
+
+impl SourceIndex {
+    /// Indexes intentions sorted by precedence, highest first.
+    pub(crate) fn new(intentions: &[Intention]) -> Self {
+        let mut levels: Vec<Level> = Vec::new();
+        let mut current = None;
+        for (i, intention) in intentions.iter().enumerate() {
+            if current != Some(intention.precedence) {
+                current = Some(intention.precedence);
+                levels.push(Level::default());
+            }
+            let Some(level) = levels.last_mut() else {
+                continue;
+            };
+            match &intention.source {
+                NamePattern::Exact(svc) => level.exact.entry(svc.clone()).or_default().push(i),
+                NamePattern::Namespace(ns) => {
+                    level.namespace.entry(ns.clone()).or_default().push(i)
+                }
+                NamePattern::Any => level.any.push(i),
+            }
+        }
+        Self { levels }
+    }
+}
+
+// === impl Level ===
+
+impl Level {
+    fn find(&self, svc: &ServiceName) -> [&[usize]; 3] {
+        [
+            self.exact.get(svc).map_or(&[], Vec::as_slice),
+            self.namespace
+                .get(&svc.namespace)
+                .map_or(&[], Vec::as_slice),
+            &self.any,
+        ]
+    }
+}
+
+// === impl Merge ===
+
+impl Iterator for Merge<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let part = self
+            .parts
+            .iter_mut()
+            .filter(|p| !p.is_empty())
+            .min_by_key(|p| p.first().copied())?;
+        let (first, rest) = part.split_first()?;
+        *part = rest;
+        Some(*first)
     }
 }
 

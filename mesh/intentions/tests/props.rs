@@ -7,7 +7,7 @@
 #![allow(clippy::indexing_slicing, clippy::expect_used, clippy::panic)]
 
 use mesh_core::MatchInput;
-use mesh_intentions::{precedence, Action, DecidedBy, IntentionsConfig, NamePattern, Peer};
+use mesh_intentions::{precedence, Action, DecidedBy, IntentionsConfig, NamePattern, Peer, Policy};
 use proptest::prelude::*;
 
 /// The crate documentation's table: (source namespace, source name, destination namespace,
@@ -62,6 +62,41 @@ const PEERS: [Option<(&str, &str)>; 6] = [
 
 fn pattern(s: &str) -> NamePattern {
     NamePattern::parse(s).unwrap_or(NamePattern::Any)
+}
+
+/// The selection as it was before the index: a scan for the first intention (highest level
+/// first) whose source matches, then every intention of that level whose source matches.
+fn linear_candidates(policy: &Policy, peer: &Peer) -> Vec<usize> {
+    let intentions = policy.intentions();
+    let Some(svc) = peer.service() else {
+        return Vec::new();
+    };
+    let Some(first) = intentions.iter().position(|i| i.source.matches(svc)) else {
+        return Vec::new();
+    };
+    let level = intentions[first].precedence;
+    intentions
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take_while(|(_, i)| i.precedence == level)
+        .filter(|(_, i)| i.source.matches(svc))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+const NAMESPACES: [&str; 3] = ["default", "team", "other"];
+const NAMES: [&str; 4] = ["web", "api2", "x", "y"];
+/// Destinations for the index property; `""` leaves the intention's destination out.
+const INDEX_DESTINATIONS: [&str; 6] = ["", "team/api", "team/*", "*", "other/svc", "api"];
+
+/// A source drawn over exact names, namespace wildcards and `*`.
+fn source(kind: u8, ns: usize, name: usize) -> String {
+    match kind % 5 {
+        0..=2 => format!("{}/{}", NAMESPACES[ns], NAMES[name]),
+        3 => format!("{}/*", NAMESPACES[ns]),
+        _ => "*".to_owned(),
+    }
 }
 
 proptest! {
@@ -159,5 +194,60 @@ proptest! {
         let decision = policy.select(&who).decide(&input);
         prop_assert_eq!(decision.action, expected, "{}", json);
         prop_assert_eq!(matches!(decision.by, DecidedBy::Default { .. }), best.is_none());
+    }
+
+    /// The indexed selection picks exactly the candidates, in exactly the order, that the old
+    /// linear scan picked, over drawn configurations (exact, namespace and `*` sources, every
+    /// kind of destination, L4 and L7) and peers; so the decisions are the same too.
+    #[test]
+    fn indexed_selection_is_the_linear_scan(
+        drawn in prop::collection::vec(
+            (any::<u8>(), 0..NAMESPACES.len(), 0..NAMES.len(), 0..INDEX_DESTINATIONS.len(), 0u8..3),
+            0..40,
+        ),
+        with_destination in any::<bool>(),
+        peers in prop::collection::vec(prop::option::of((0..NAMESPACES.len(), 0..NAMES.len())), 1..8),
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        let intentions: Vec<String> = drawn
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (kind, ns, name, d, rule))| {
+                let src = source(*kind, *ns, *name);
+                let dst = if with_destination { INDEX_DESTINATIONS[*d] } else { ["", "*"][*d % 2] };
+                // Omitted and explicit `team/api` are one pair, which is refused twice.
+                let pair_dst = if dst.is_empty() { "team/api" } else { dst };
+                if !seen.insert((src.clone(), pair_dst)) {
+                    return None;
+                }
+                let wildcard_dst = dst.ends_with('*');
+                let effect = match rule {
+                    0 => r#""action":"allow""#.to_owned(),
+                    1 if !wildcard_dst => r#""permissions":[{"action":"deny","http":{"path_prefix":"/admin"}},{"action":"allow","http":{"methods":["GET"]}}]"#.to_owned(),
+                    _ => r#""action":"deny""#.to_owned(),
+                };
+                let dst = if dst.is_empty() { String::new() } else { format!(r#","destination":"{dst}""#) };
+                Some(format!(r#"{{"name":"i{i}","source":"{src}"{dst},{effect}}}"#))
+            })
+            .collect();
+        let top = if with_destination { r#","destination":"team/api""# } else { "" };
+        let json = format!(
+            r#"{{"trust_domain":"mesh.local"{top},"intentions":[{}]}}"#,
+            intentions.join(",")
+        );
+        let policy = IntentionsConfig::parse(json.as_bytes());
+        prop_assert!(policy.is_ok(), "{json}: {:?}", policy.as_ref().err());
+        let policy = policy.unwrap_or_else(|_| unreachable!());
+        for p in &peers {
+            let who = match p {
+                Some((ns, name)) => Peer::from_uri_san(
+                    &format!("spiffe://mesh.local/ns/{}/sa/{}", NAMESPACES[*ns], NAMES[*name]),
+                    "mesh.local",
+                ),
+                None => Peer::from_uri_san("not-spiffe", "mesh.local"),
+            };
+            let indexed: Vec<usize> = policy.select(&who).indices().collect();
+            prop_assert_eq!(indexed, linear_candidates(&policy, &who), "{} {:?}", json, p);
+        }
     }
 }

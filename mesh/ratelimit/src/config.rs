@@ -3,6 +3,7 @@
 use crate::gcra::Limit;
 use crate::global::{Global, GlobalSpec};
 use mesh_core::{parse_duration, parse_json, ConfigError, HttpMatch, HttpMatchSpec};
+use rustc_hash::FxHashSet;
 use serde::Deserialize;
 
 /// Default size of the bucket table.
@@ -235,10 +236,11 @@ impl ConfigSpec {
             }
         }
         let mut rules: Vec<Rule> = Vec::with_capacity(self.rules.len());
+        let mut names: FxHashSet<&str> = FxHashSet::default();
         for (i, spec) in self.rules.iter().enumerate() {
             let field = format!("rules[{i}]");
             let rule = spec.compile(&field)?;
-            if rules.iter().any(|r| r.name == rule.name) {
+            if !names.insert(&spec.name) {
                 return Err(ConfigError::new(
                     format!("{field}.name"),
                     format!("duplicate rule name {:?}", rule.name),

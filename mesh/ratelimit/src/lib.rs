@@ -32,6 +32,7 @@ pub mod global;
 pub mod headers;
 pub mod key;
 pub mod limiter;
+pub mod select;
 pub mod table;
 
 pub use config::{Config, FailureMode, KeySource, Mode, Rule};

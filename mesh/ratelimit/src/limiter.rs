@@ -11,6 +11,7 @@ use crate::gcra::Outcome;
 use crate::global::{self, Answer, Global};
 use crate::headers::{ceil_secs, push_policy, push_service_limit, LimitedReply};
 use crate::key::{self, Fingerprint, PeerAddress};
+use crate::select::RuleIndex;
 use crate::table::{self, Failure, TableKeys};
 use mesh_core::request::RequestHead;
 use sdk_shim::{
@@ -78,6 +79,8 @@ pub struct Limiter {
     /// Per rule, the fingerprint state after the table's secret and the rule's name: a
     /// request copies it and adds its key, with no host call and no allocation.
     fingerprints: Vec<Fingerprint>,
+    /// The rules by path, so that a request visits only those it can match.
+    index: RuleIndex,
     /// This plugin's keys in shared data.
     keys: TableKeys,
     /// Whether this worker already warned that a connection had no peer stamp.
@@ -297,6 +300,7 @@ impl Limiter {
             }
         }
         Ok(Self {
+            index: RuleIndex::new(&config),
             config,
             stats,
             fingerprints,
@@ -493,8 +497,8 @@ impl Limiter {
         if config.rules.is_empty() {
             return verdict;
         }
-        let head = if config.needs_head() {
-            Some(RequestHead::read(host, config.needs_headers()))
+        let head = if self.index.needs_head() {
+            Some(RequestHead::read(host, self.index.needs_headers()))
         } else {
             None
         };
@@ -502,14 +506,19 @@ impl Limiter {
             Some(Ok(h)) => h.path_lossy(),
             _ => Cow::Borrowed(""),
         };
+        let candidates = self
+            .index
+            .candidates(matches!(head, Some(Ok(_))).then_some(path.as_ref()));
         let now = host.now_nanos();
         let mut props = Props::default();
         let mut fields = config
             .headers_on_allowed
             .then(|| (String::new(), String::new()));
 
-        let rules = config.rules.iter().zip(&self.fingerprints);
-        for (i, (rule, fp)) in rules.enumerate() {
+        for &i in candidates.iter() {
+            let (Some(rule), Some(fp)) = (config.rules.get(i), self.fingerprints.get(i)) else {
+                continue;
+            };
             let failed = |e: HostError| (i, Failure::Store(e));
             let result = if let Some(m) = &rule.matcher {
                 match &head {

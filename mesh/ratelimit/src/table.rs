@@ -36,7 +36,12 @@ use sdk_shim::{HostError, Namespace, Random, SharedStore};
 
 /// The table's layout: its name and version inside the plugin's namespace. Version 1 was the
 /// un-namespaced `mesh.ratelimit/...`; change the version whenever the entries change.
+#[cfg(not(feature = "next-layout"))]
 pub const LAYOUT: &str = "ratelimit.2/";
+/// Tests only (feature `next-layout`): the layout a future module with changed entries would
+/// use, so that an e2e test can swap such a module in under the same `vm_id`.
+#[cfg(feature = "next-layout")]
+pub const LAYOUT: &str = "ratelimit.3/";
 /// Key (after the layout) recording how many slots are already seeded.
 pub const SEEDED: &str = "seeded";
 /// Key (after the layout) of the table's hash secret (16 bytes).

@@ -241,3 +241,85 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+// === rule selection: the index against the scan it replaced ===
+
+use mesh_core::MatchInput;
+use mesh_ratelimit::select::RuleIndex;
+use mesh_ratelimit::Config;
+
+const SEGMENTS: [&str; 5] = ["api", "a", "v1", "x", "ap"];
+
+/// A path of 0 to 3 segments from a small alphabet, maybe with a trailing slash.
+fn path() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(0..SEGMENTS.len(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(s, slash)| {
+            let mut p: String = s.iter().map(|i| format!("/{}", SEGMENTS[*i])).collect();
+            if slash || p.is_empty() {
+                p.push('/');
+            }
+            p
+        })
+}
+
+/// A rule's `match`: none, an exact path, a prefix (cut anywhere, so `/ap` is a prefix of
+/// `/api`), a regex, methods only or a header only; some with methods too.
+fn matcher() -> impl Strategy<Value = Option<String>> {
+    (0u8..7, path(), 1usize..8, any::<bool>()).prop_map(|(kind, p, cut, get)| {
+        let methods = if get { r#","methods":["GET"]"# } else { "" };
+        let cut = &p[..cut.min(p.len())];
+        match kind {
+            0 => None,
+            1 => Some(format!(r#"{{"path_exact":"{p}"{methods}}}"#)),
+            2 | 3 => Some(format!(r#"{{"path_prefix":"{cut}"{methods}}}"#)),
+            4 => Some(format!(r#"{{"path_regex":"{cut}.*"{methods}}}"#)),
+            5 => Some(r#"{"methods":["POST"]}"#.to_owned()),
+            _ => Some(r#"{"headers":[{"name":"x-tenant","exact":"a"}]}"#.to_owned()),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Over drawn rules and requests, the rules the limiter tries in order and that match are
+    /// exactly those the scan over every rule found: the index leaves out only rules that
+    /// cannot match, and keeps configuration order.
+    #[test]
+    fn indexed_rule_selection_is_the_linear_scan(
+        matchers in prop::collection::vec(matcher(), 0..16),
+        requests in prop::collection::vec((path(), any::<bool>(), any::<bool>()), 1..8),
+    ) {
+        let rules: Vec<String> = matchers
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let m = m.as_ref().map(|m| format!(r#","match":{m}"#)).unwrap_or_default();
+                format!(r#"{{"name":"r{i}"{m},"limit":{{"requests":1,"per":"1s"}}}}"#)
+            })
+            .collect();
+        let json = format!(r#"{{"rules":[{}]}}"#, rules.join(","));
+        let config = Config::parse(json.as_bytes());
+        prop_assert!(config.is_ok(), "{json}: {:?}", config.as_ref().err());
+        let config = config.unwrap_or_default();
+        let index = RuleIndex::new(&config);
+        for (path, get, tenant) in &requests {
+            let headers = if *tenant { vec![("x-tenant".to_owned(), b"a".to_vec())] } else { Vec::new() };
+            let input = MatchInput {
+                method: if *get { b"GET" } else { b"POST" },
+                path,
+                headers: &headers,
+            };
+            let matches = |i: &usize| config.rules[*i].matcher.as_ref().is_none_or(|m| m.matches(&input));
+            let candidates = index.candidates(Some(path));
+            prop_assert!(candidates.windows(2).all(|w| w[0] < w[1]), "{:?}", candidates);
+            let indexed: Vec<usize> = candidates.iter().copied().filter(matches).collect();
+            let linear: Vec<usize> = (0..config.rules.len()).filter(matches).collect();
+            prop_assert_eq!(indexed, linear, "{} {}", json, path);
+            prop_assert_eq!(index.candidates(None).len(), config.rules.len());
+        }
+    }
+}

@@ -111,3 +111,57 @@ fn empty_labels_are_refused() {
     }
     assert!(HostPattern::parse("reviews.").is_ok());
 }
+
+/// Service `k` of a large configuration: `*` first, every tenth a `*.t{k}.example` suffix,
+/// the others exact `svc{k}.example`.
+fn service(k: usize) -> HostPattern {
+    match k {
+        0 => HostPattern::Any,
+        k if k % 10 == 1 => HostPattern::parse(&format!("*.t{k}.example")).unwrap(),
+        k => HostPattern::parse(&format!("svc{k}.example")).unwrap(),
+    }
+}
+
+/// What the scan before the index looked at: patterns in rank order up to the first match.
+fn linear_looked(patterns: &[HostPattern], authority: &[u8]) -> usize {
+    let host = authority_host(authority).unwrap();
+    let rank = |p: &HostPattern| match p {
+        HostPattern::Exact(_) => (0, 0),
+        HostPattern::Suffix(s) => (1, usize::MAX - s.len()),
+        HostPattern::Any => (2, 0),
+    };
+    let mut sorted: Vec<&HostPattern> = patterns.iter().collect();
+    sorted.sort_by_key(|p| rank(p));
+    sorted
+        .iter()
+        .position(|p| p.matches(host))
+        .map_or(sorted.len(), |i| i + 1)
+}
+
+/// Finding a request's service looks at as many buckets with 1,000 services as with the one
+/// it is for: one for the exact host, then (only when suffixes are configured) one per dot
+/// of the host.
+#[test]
+fn host_lookup_cost_is_flat_in_the_number_of_services() {
+    let all: Vec<HostPattern> = (0..1_000).map(service).collect();
+    let started = std::time::Instant::now();
+    let large = HostTable::new(all.clone());
+    // Reported, never asserted (cargo test -- --nocapture).
+    eprintln!("indexed 1,000 hosts in {:?}", started.elapsed());
+    for (authority, k, few, looked) in [
+        (&b"svc998.example"[..], 998, 1, 1),
+        (b"SVC998.example:80", 998, 1, 1),
+        (b"a.b.t991.example", 991, 3, 3),
+        // `*` alone has no suffix to try.
+        (b"nowhere.example", 0, 1, 2),
+    ] {
+        let small = HostTable::new([service(k)]);
+        assert_eq!(small.find_counted(authority), (Some(0), few));
+        assert_eq!(large.find_counted(authority), (Some(k), looked));
+        eprintln!(
+            "{}: looked at {few} (1 service) and {looked} (1,000); the linear scan: 1 and {}",
+            String::from_utf8_lossy(authority),
+            linear_looked(&all, authority)
+        );
+    }
+}

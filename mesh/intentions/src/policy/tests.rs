@@ -310,12 +310,14 @@ fn tied(a: Rule, b: Rule) -> Policy {
         precedence: 9,
         rule,
     };
+    let intentions = vec![mk("a", a), mk("b", b)];
     Policy {
         trust_domain: TD.to_owned(),
         destination: None,
         default_action: Action::Allow,
         mode: Mode::Enforce,
-        intentions: vec![mk("a", a), mk("b", b)],
+        index: SourceIndex::new(&intentions),
+        intentions,
         ignored: 0,
     }
 }
@@ -466,4 +468,76 @@ fn deny_header_regexes_see_values_that_are_not_utf8() {
         "deny:default.web"
     );
     assert_eq!(d(&[("user-agent", b"wget\xff")]), "allow:default.web");
+}
+
+/// `n` intentions for `default/api`: exact sources `ns{k%10}/svc{k}`, plus `ns1/*`, `ns3/*`,
+/// `ns5/*` and `*` denies, so that every kind of source is present.
+fn many(n: usize) -> (String, Policy) {
+    let mut items: Vec<String> = (0..n.saturating_sub(4))
+        .map(|k| format!(r#"{{"source":"ns{}/svc{k}","action":"allow"}}"#, k % 10))
+        .collect();
+    items.extend([1, 3, 5].map(|k| format!(r#"{{"source":"ns{k}/*","action":"deny"}}"#)));
+    items.push(r#"{"source":"*","action":"deny"}"#.to_owned());
+    let json = format!(
+        r#"{{"trust_domain":"{TD}","destination":"api","intentions":[{}]}}"#,
+        items.join(",")
+    );
+    let started = std::time::Instant::now();
+    let p = policy(&json);
+    // Reported, never asserted (cargo test -- --nocapture).
+    eprintln!("compiled {n} intentions in {:?}", started.elapsed());
+    assert_eq!(p.intentions().len(), n);
+    (json, p)
+}
+
+/// What the scan before the index looked at: every intention up to the first whose source
+/// matches, then the rest of its level.
+fn linear_looked(p: &Policy, who: &Peer) -> usize {
+    let Some(svc) = who.service() else { return 0 };
+    let all = p.intentions();
+    match all.iter().position(|i| i.source.matches(svc)) {
+        None => all.len(),
+        Some(first) => {
+            let level = all[first].precedence;
+            first
+                + all[first..]
+                    .iter()
+                    .take_while(|i| i.precedence == level)
+                    .count()
+        }
+    }
+}
+
+/// The work of selecting a peer's intentions does not grow with their number: 10 and 10,000
+/// intentions look at the same number of buckets and candidates, for a peer with its own
+/// exact intention, one only a namespace wildcard catches, and one only `*` catches.
+#[test]
+fn selection_cost_is_flat_in_the_number_of_intentions() {
+    let (_, small) = many(10);
+    let (_, large) = many(10_000);
+    let peers = [
+        // Exact: the last exact intention of each configuration.
+        (peer("ns5", "svc5"), peer("ns5", "svc9995")),
+        (peer("ns3", "nobody"), peer("ns3", "nobody")),
+        (peer("elsewhere", "x"), peer("elsewhere", "x")),
+    ];
+    for (a, b) in &peers {
+        let (sa, la) = small.select_counted(a);
+        let (sb, lb) = large.select_counted(b);
+        assert_eq!(sa.indices().count(), 1);
+        assert_eq!(sb.indices().count(), 1);
+        eprintln!(
+            "{:?}: looked at {la} (10) and {lb} (10,000); the linear scan: {} and {}",
+            b.service(),
+            linear_looked(&small, a),
+            linear_looked(&large, b)
+        );
+        assert_eq!(la, lb, "{b:?}");
+        assert!(lb <= 3 * 9 + 1, "{b:?}: {lb}");
+    }
+    assert_eq!(
+        decide(&large, &peer("ns5", "svc9995")).action,
+        Action::Allow
+    );
+    assert_eq!(decide(&large, &peer("ns5", "svc9999")).action, Action::Deny);
 }
