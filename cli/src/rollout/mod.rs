@@ -109,6 +109,21 @@ pub struct Args {
     pub dry_run: bool,
 }
 
+/// `mfctl rollout`'s arguments from an argument list whose first item is the program name,
+/// for callers that run rollouts in-process (tests, the demo).
+pub fn parse_args<I, T>(argv: I) -> Result<Args, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: Args,
+    }
+    <Wrapper as clap::Parser>::try_parse_from(argv).map(|w| w.args)
+}
+
 /// Parses `500ms`, `30s`, `5m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -335,7 +350,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         },
     };
     let header = format!(
-        "rollout {}: {} from {} % to {}, steps {} %, judged every {}; advance while errors <= {}, p99 <= {} ms, >= {} requests a step; figures from {}{}",
+        "rollout {}: canary {} (now {} %), stable {}, steps {} %, judged every {}; advance while errors <= {}, p99 <= {} ms, >= {} requests a step; figures from {}{}",
         args.service,
         args.canary,
         info.weights.0,

@@ -213,7 +213,8 @@ impl Source for Prometheus {
         let requests = self
             .query(&q.requests)?
             .ok_or("prometheus has no series for the canary")?;
-        let errors = self.query(&q.errors)?.unwrap_or(0.0);
+        // Both are extrapolated on their own: errors may come out a hair above requests.
+        let errors = self.query(&q.errors)?.unwrap_or(0.0).min(requests);
         let p99_ms = self.query(&q.p99)?.filter(|p| p.is_finite() || *p > 0.0);
         let guard_trips = match &q.guard {
             Some(g) => self.query(g)?.unwrap_or(0.0),

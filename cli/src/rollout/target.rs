@@ -248,9 +248,11 @@ impl Target {
                 let count = found.len();
                 let (w, suite) = match found.pop() {
                     Some(one) if count == 1 => one,
-                    Some(_) => return Err(format!(
+                    Some(_) => {
+                        return Err(format!(
                         "{shown}: {count} canary modules in spec.wasm: name one with --resource"
-                    )),
+                    ))
+                    }
                     None => return Err(format!("{shown}: no canary or suite module in spec.wasm")),
                 };
                 let config = w
