@@ -1,4 +1,4 @@
-//! `mfctl rollout` end to end: the canary filter over ECDS in front of two versions of
+//! `mfctl rollout` end to end (the mesh: `mesh_e2e::rollout_mesh`): the canary filter over ECDS in front of two versions of
 //! `reviews`, each behind its own "sidecar" (an Envoy internal listener with the telemetry
 //! filter as the destination reporter, workload version v1 or v2, so `istio_requests_total`
 //! and `istio_request_duration_milliseconds` carry `destination_version` as Istio's do), with
@@ -16,190 +16,23 @@
     clippy::indexing_slicing
 )]
 
-use mesh_e2e::envoy::wasm_filter;
+use mesh_e2e::client;
 use mesh_e2e::prometheus_server::PrometheusServer;
-use mesh_e2e::{client, repo_root, Envoy, Stub};
-use serde_json::{json, Value};
-use serde_yaml::Value as Yaml;
+use mesh_e2e::rollout_mesh::{Canary, Mesh, Traffic};
+use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// How the canary version behaves.
-#[derive(Clone, Copy, PartialEq)]
-enum Canary {
-    Healthy,
-    /// Every v2 answer is delayed by 600 ms (Envoy's fault filter in its sidecar).
-    Slow,
+/// Test-only probes of the mesh.
+trait Probe {
+    fn upstreams(&self, n: usize) -> Vec<String>;
+    fn all_go_to(&self, upstream: &str);
 }
 
-/// One scenario's mesh: stubs, the watched ECDS file and Envoy.
-struct Mesh {
-    _v1: Stub,
-    v2: Stub,
-    ecds: PathBuf,
-    envoy: Envoy,
-}
-
-fn yaml(text: &str) -> Yaml {
-    serde_yaml::from_str(text).unwrap()
-}
-
-fn seq_mut<'a>(doc: &'a mut Yaml, path: &[&str]) -> &'a mut Vec<Yaml> {
-    let mut v = doc;
-    for k in path {
-        v = v.get_mut(*k).unwrap();
-    }
-    v.as_sequence_mut().unwrap()
-}
-
-/// A sidecar of version `version`: an internal listener reporting as the destination.
-fn sidecar(version: &str, slow: bool) -> Yaml {
-    let telemetry = json!({"reporter": "destination", "workload": {
-        "name": format!("reviews-{version}"), "namespace": "default",
-        "service": "reviews", "app": "reviews", "version": version},
-        "access_log": {"enabled": false}});
-    let module = repo_root().join("target/filters/telemetry.wasm");
-    let mut filters = vec![wasm_filter("telemetry", &module, &telemetry.to_string())];
-    if slow {
-        filters.push(yaml(
-            r#"
-name: envoy.filters.http.fault
-typed_config:
-  "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
-  delay: {fixed_delay: 0.6s, percentage: {numerator: 100, denominator: HUNDRED}}
-"#,
-        ));
-    }
-    filters.push(yaml(
-        r#"
-name: envoy.filters.http.router
-typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-"#,
-    ));
-    let mut l = yaml(&format!(
-        r#"
-name: reviews-{version}
-internal_listener: {{}}
-filter_chains:
-- filters:
-  - name: envoy.filters.network.http_connection_manager
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: sidecar_{version}
-      route_config:
-        virtual_hosts:
-        - name: all
-          domains: ["*"]
-          routes: [{{match: {{prefix: "/"}}, route: {{cluster: stub_{version}}}}}]
-"#
-    ));
-    let hcm = l["filter_chains"][0]["filters"][0]["typed_config"]
-        .as_mapping_mut()
-        .unwrap();
-    hcm.insert("http_filters".into(), Yaml::Sequence(filters));
-    l
-}
-
-// === impl Mesh ===
-
-impl Mesh {
-    /// The shipped canary ECDS bootstrap, its file copied for this scenario with the guard
-    /// `rollback` (or none), the subsets behind sidecars, the shipped stats_tags.
-    fn start(name: &str, canary: Canary, rollback: Option<Value>) -> Self {
-        mesh_e2e::module_path("canary").unwrap();
-        mesh_e2e::module_path("telemetry").unwrap();
-        let work = repo_root().join("target/e2e").join(format!(
-            "rollout-{name}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let watched = work.join("ecds");
-        std::fs::create_dir_all(&watched).unwrap();
-        let ecds = watched.join("canary.yaml");
-        let mut service = json!({"host": "reviews",
-            "subsets": [{"name": "v1", "weight": 100}, {"name": "v2", "weight": 0}]});
-        if let Some(r) = rollback {
-            service["rollback"] = r;
-        }
-        let shipped = repo_root().join("envoy-config/canary/ecds/canary.yaml");
-        let mut doc: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
-        mesh_cli::apply::set_plugin_config(
-            &mut doc,
-            None,
-            &json!({"services": [service]}).to_string(),
-        )
-        .unwrap();
-        std::fs::write(&ecds, serde_yaml::to_string(&doc).unwrap()).unwrap();
-
-        let v1 = Stub::start("reviews-v1").unwrap();
-        let v2 = Stub::start("reviews-v2").unwrap();
-        let (p1, p2) = (v1.port(), v2.port());
-        let (path, dir) = (ecds.display().to_string(), watched.display().to_string());
-        let tags = yaml(
-            &std::fs::read_to_string(repo_root().join("envoy-config/telemetry/stats-tags.yaml"))
-                .unwrap(),
-        );
-        let envoy = Envoy::builder("envoy-config/canary/envoy-ecds.yaml")
-            .concurrency(1)
-            .edit(move |doc| {
-                let src = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]
-                    ["filters"][0]["typed_config"]["http_filters"][0]["config_discovery"]
-                    ["config_source"]["path_config_source"];
-                src["path"] = path.into();
-                src["watched_directory"] = yaml(&format!("{{path: {dir:?}}}"));
-                let m = doc.as_mapping_mut().unwrap();
-                m.insert("stats_config".into(), tags);
-                // Histograms reach /stats/prometheus at each flush.
-                m.insert("stats_flush_interval".into(), "1s".into());
-                m.insert(
-                    "bootstrap_extensions".into(),
-                    yaml(r#"[{name: envoy.bootstrap.internal_listener, typed_config: {"@type": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener}}]"#),
-                );
-                let listeners = seq_mut(doc, &["static_resources", "listeners"]);
-                listeners.push(sidecar("v1", false));
-                listeners.push(sidecar("v2", canary == Canary::Slow));
-                let clusters = seq_mut(doc, &["static_resources", "clusters"]);
-                for c in clusters.iter_mut() {
-                    let v = if c["name"] == "reviews_v1" { "v1" } else { "v2" };
-                    c["load_assignment"]["endpoints"] = yaml(&format!(
-                        "[{{lb_endpoints: [{{endpoint: {{address: {{envoy_internal_address: {{server_listener_name: reviews-{v}}}}}}}}}]}}]"
-                    ));
-                }
-                for (v, port) in [("v1", p1), ("v2", p2)] {
-                    clusters.push(yaml(&format!(
-                        "{{name: stub_{v}, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: stub_{v}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]}}}}"
-                    )));
-                }
-            })
-            .start()
-            .unwrap();
-        Self {
-            _v1: v1,
-            v2,
-            ecds,
-            envoy,
-        }
-    }
-
-    /// The weights of v1 and v2 in the ECDS file.
-    fn weights(&self) -> (i64, i64) {
-        let doc: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&self.ecds).unwrap()).unwrap();
-        let text = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
-            .as_str()
-            .unwrap();
-        let cfg: Value = serde_json::from_str(text).unwrap();
-        let w = |i: usize| cfg["services"][0]["subsets"][i]["weight"].as_i64().unwrap();
-        (w(0), w(1))
-    }
-
+impl Probe for Mesh {
     /// Sends `n` requests; the upstreams that answered, in order.
     fn upstreams(&self, n: usize) -> Vec<String> {
         let http = client();
@@ -232,50 +65,6 @@ impl Mesh {
         }
         let seen = self.upstreams(100);
         assert!(seen.iter().all(|u| u == upstream), "{seen:?}");
-    }
-}
-
-/// Requests flowing through the front listener until dropped, each from a new user (so the
-/// split follows the weights), about 150 a second.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    handles: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    /// Three clients, so slow answers of one do not stall the others.
-    fn start(envoy: &Envoy) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let handles = (0..3)
-            .map(|t| {
-                let url = envoy.url("/reviews/1");
-                let s = stop.clone();
-                std::thread::spawn(move || {
-                    let http = client();
-                    let mut i = 0u64;
-                    while !s.load(Ordering::Relaxed) {
-                        let _ = http
-                            .get(&url)
-                            .header("host", "reviews")
-                            .header("x-user-id", format!("user-{t}-{i}"))
-                            .send()
-                            .and_then(|r| r.bytes());
-                        i += 1;
-                        std::thread::sleep(Duration::from_millis(15));
-                    }
-                })
-            })
-            .collect();
-        Self { stop, handles }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
     }
 }
 
@@ -440,13 +229,13 @@ fn assert_promoted(mesh: &Mesh, code: u8, lines: &[String]) {
         .last()
         .unwrap()
         .starts_with("promoted: v2 100 %, v1 0 % written to"));
-    assert_eq!(mesh.weights(), (0, 100));
+    assert_eq!(mesh.weights().unwrap(), (0, 100));
     mesh.all_go_to("reviews-v2");
 }
 
 #[test]
 fn prometheus_a_healthy_canary_is_promoted_through_every_step() {
-    let mesh = Mesh::start("promote", Canary::Healthy, None);
+    let mesh = Mesh::start("promote", Canary::Healthy, None).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let prom = prometheus_for(&mesh);
     let (code, lines) = Rollout::start(&mesh, &prometheus_args(&prom), &[]).finish("promote");
@@ -460,7 +249,7 @@ fn prometheus_a_healthy_canary_is_promoted_through_every_step() {
 
 #[test]
 fn prometheus_a_canary_failing_at_step_2_is_rolled_back_to_stable() {
-    let mesh = Mesh::start("failing", Canary::Healthy, None);
+    let mesh = Mesh::start("failing", Canary::Healthy, None).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let prom = prometheus_for(&mesh);
     let rollout = Rollout::start(&mesh, &prometheus_args(&prom), &[]);
@@ -483,13 +272,13 @@ fn prometheus_a_canary_failing_at_step_2_is_rolled_back_to_stable() {
         .last()
         .unwrap()
         .starts_with("rolled back at step 2 (v2 50 %): v2 0 %, v1 100 % written"));
-    assert_eq!(mesh.weights(), (100, 0));
+    assert_eq!(mesh.weights().unwrap(), (100, 0));
     mesh.all_go_to("reviews-v1");
 }
 
 #[test]
 fn prometheus_a_slow_canary_is_rolled_back_on_its_p99() {
-    let mesh = Mesh::start("slow", Canary::Slow, None);
+    let mesh = Mesh::start("slow", Canary::Slow, None).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let prom = prometheus_for(&mesh);
     // Slow answers make fewer of them: judged on 10.
@@ -504,13 +293,13 @@ fn prometheus_a_slow_canary_is_rolled_back_on_its_p99() {
     // 600 ms answers land in Envoy's (500, 1000] bucket.
     assert!(figure(l, " ms > 500 ms") > 500.0, "{l}");
     assert_eq!(figure(l, " errors"), 0.0, "{l}");
-    assert_eq!(mesh.weights(), (100, 0));
+    assert_eq!(mesh.weights().unwrap(), (100, 0));
     mesh.all_go_to("reviews-v1");
 }
 
 #[test]
 fn prometheus_stopped_mid_way_holds_then_rolls_back() {
-    let mesh = Mesh::start("stopped", Canary::Healthy, None);
+    let mesh = Mesh::start("stopped", Canary::Healthy, None).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let mut prom = prometheus_for(&mesh);
     let rollout = Rollout::start(&mesh, &prometheus_args(&prom), &[]);
@@ -540,13 +329,13 @@ fn prometheus_stopped_mid_way_holds_then_rolls_back() {
         "{:?}",
         stopped.elapsed()
     );
-    assert_eq!(mesh.weights(), (100, 0));
+    assert_eq!(mesh.weights().unwrap(), (100, 0));
     mesh.all_go_to("reviews-v1");
 }
 
 #[test]
 fn admin_endpoint_a_healthy_canary_is_promoted() {
-    let mesh = Mesh::start("admin-promote", Canary::Healthy, None);
+    let mesh = Mesh::start("admin-promote", Canary::Healthy, None).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let (code, lines) = Rollout::start(&mesh, &admin_args(&mesh), &[]).finish("admin-promote");
     assert!(
@@ -562,7 +351,7 @@ fn admin_endpoint_a_tripped_guard_rolls_back() {
     // The in-proxy guard stops v2 once half of 20 answers fail; the rollout's own error
     // threshold is out of the way (100 %), so only the guard's counter can roll it back.
     let guard = json!({"subset": "v2", "max_error_rate": 0.5, "min_requests": 20, "window_s": 30});
-    let mesh = Mesh::start("admin-guard", Canary::Healthy, Some(guard));
+    let mesh = Mesh::start("admin-guard", Canary::Healthy, Some(guard)).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let rollout = Rollout::start(&mesh, &admin_args(&mesh), &["--max-error-rate", "1"]);
     rollout
@@ -584,14 +373,14 @@ fn admin_endpoint_a_tripped_guard_rolls_back() {
             .unwrap(),
         Some(1)
     );
-    assert_eq!(mesh.weights(), (100, 0));
+    assert_eq!(mesh.weights().unwrap(), (100, 0));
     mesh.v2.set_status(200);
     mesh.all_go_to("reviews-v1");
 }
 
 #[test]
 fn dry_run_decides_and_writes_nothing() {
-    let mesh = Mesh::start("dry-run", Canary::Healthy, None);
+    let mesh = Mesh::start("dry-run", Canary::Healthy, None).unwrap();
     let _traffic = Traffic::start(&mesh.envoy);
     let before = std::fs::read(&mesh.ecds).unwrap();
     let (code, lines) = Rollout::start(&mesh, &admin_args(&mesh), &["--dry-run", "--steps", "100"])

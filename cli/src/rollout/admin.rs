@@ -234,7 +234,7 @@ impl Tally {
 /// in the `+Inf` bucket, the largest finite bound. `None` without samples.
 pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last().map(|(_, c)| *c)?;
-    if !(total > 0.0) || !(0.0..=1.0).contains(&q) {
+    if total.is_nan() || total <= 0.0 || !(0.0..=1.0).contains(&q) {
         return None;
     }
     let rank = q * total;

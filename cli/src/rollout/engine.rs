@@ -289,8 +289,8 @@ impl Engine {
         if !due {
             return Verdict::Wait;
         }
-        // Checked as `!(x >= min)` so a NaN count holds rather than passes.
-        if !(f.requests >= self.policy.min_requests as f64) {
+        // A NaN count holds rather than passes.
+        if f.requests.is_nan() || f.requests < self.policy.min_requests as f64 {
             return hold(HoldReason::LowTraffic);
         }
         if f.error_rate() > self.policy.max_error_rate {

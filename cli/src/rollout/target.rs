@@ -58,7 +58,7 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// The canary part of a plugin configuration (the whole of it, or a suite's `canary`).
-fn canary_part<'a>(config: &'a mut Value, suite: bool) -> Result<&'a mut Value, String> {
+fn canary_part(config: &mut Value, suite: bool) -> Result<&mut Value, String> {
     if suite {
         config
             .get_mut("canary")
