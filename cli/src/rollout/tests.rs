@@ -9,8 +9,12 @@ fn durations_parse_with_their_units_and_refuse_others() {
     assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
     assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
     assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-    assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
-    assert!(parse_duration("m").unwrap_err().contains("expected a number"));
+    assert!(parse_duration("5 minutes")
+        .unwrap_err()
+        .contains("unknown unit"));
+    assert!(parse_duration("m")
+        .unwrap_err()
+        .contains("expected a number"));
     assert!(parse_duration("99999999999999999999h").is_err());
     assert_eq!(human(Duration::from_millis(750)), "750ms");
     assert_eq!(human(Duration::from_secs(150)), "2m30s");
