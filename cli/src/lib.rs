@@ -6,4 +6,5 @@
 pub mod apply;
 pub mod check;
 pub mod find;
+pub mod rollout;
 pub mod schema;

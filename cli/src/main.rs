@@ -1,7 +1,7 @@
 //! `mfctl`: check the mesh filters' configurations, apply ECDS files, print the JSON Schemas.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mesh_cli::{apply, check, find, schema};
+use mesh_cli::{apply, check, find, rollout, schema};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 #[command(
     name = "mfctl",
     version,
-    about = "Mesh filters: check configurations, apply ECDS files, print JSON Schemas"
+    about = "Mesh filters: check configurations, apply ECDS files, roll out canaries, print JSON Schemas"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +51,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Step a canary subset's weight up (5,10,25,50,100 %) while its error rate and p99
+    /// latency, read from Prometheus or Envoy's admin endpoint, stay within the thresholds;
+    /// promote it at the end (canary 100 %) or roll it back (canary 0 %) when they do not,
+    /// when its in-proxy guard trips, or when there are no figures for too long. Each weight is
+    /// written to the ECDS file (validated, atomic rename) or printed as a resource. A line per
+    /// decision with the figures it used. Exit code 0 promoted, 1 rolled back, 2 unusable
+    /// input or a weight that could not be written.
+    Rollout(Box<rollout::Args>),
     /// Print a filter's JSON Schema, or write / check them all in a folder.
     Schema {
         /// canary, ratelimit, intentions, telemetry or suite.
@@ -126,6 +134,10 @@ fn main() -> ExitCode {
                 2
             }
         },
+        Command::Rollout(args) => {
+            let code = rollout::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+            return ExitCode::from(code);
+        }
         Command::Schema { name, write, check } => schema_cmd(name, write, check),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(2))

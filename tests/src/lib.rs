@@ -5,6 +5,8 @@ pub mod envoy;
 pub mod install;
 pub mod oci;
 pub mod prometheus;
+pub mod prometheus_server;
+pub mod rollout_mesh;
 pub mod stub;
 pub mod tls;
 

@@ -44,8 +44,12 @@ fn step(
 }
 
 pub fn test(only: &[String]) -> anyhow::Result<()> {
-    // The global rate limit tests count in Debian's redis-server.
-    crate::util::ensure_debian_tools(&[("redis-server", "redis-server")])?;
+    // The global rate limit tests count in Debian's redis-server; the rollout tests read
+    // the mesh's metrics from Debian's Prometheus.
+    crate::util::ensure_debian_tools(&[
+        ("redis-server", "redis-server"),
+        ("prometheus", "prometheus"),
+    ])?;
     let mut steps = Vec::new();
     step(&mut steps, only, "format (cargo fmt --check)", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
@@ -168,6 +172,8 @@ fn e2e_tests() -> anyhow::Result<()> {
     {
         eprintln!("warning: cannot install docker-registry or skopeo ({e:#}): the delivery test says what it skips");
     }
+    // The rollout test's Prometheus (also for `cargo xtask e2e`, which skips `test`'s install).
+    ensure_debian_tools(&[("prometheus", "prometheus")])?;
     println!("{}", mesh_e2e::install::envoy_version(&envoy)?);
     run(cargo()
         .args(["test", "-p", "mesh-e2e", "--", "--test-threads=2"])

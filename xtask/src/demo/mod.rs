@@ -4,6 +4,7 @@ mod canary;
 mod harness;
 mod intentions;
 mod ratelimit;
+mod rollout;
 mod suite;
 mod telemetry;
 
@@ -40,13 +41,14 @@ pub fn demo(args: &[String]) -> anyhow::Result<()> {
     build::build()?;
     let envoy = mesh_e2e::install::envoy_bin()?;
     println!("{}", mesh_e2e::install::envoy_version(&envoy)?);
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         ("harness", harness::run),
         ("canary", canary::run),
         ("ratelimit", ratelimit::run),
         ("intentions", intentions::run),
         ("telemetry", telemetry::run),
         ("suite", suite::run),
+        ("rollout", rollout::run),
     ];
     let mut failed = Vec::new();
     for (name, run) in sections {
