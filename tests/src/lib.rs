@@ -5,6 +5,7 @@ pub mod envoy;
 pub mod install;
 pub mod oci;
 pub mod prometheus;
+pub mod rls_ok;
 pub mod stub;
 pub mod tls;
 
