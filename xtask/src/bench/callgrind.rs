@@ -48,7 +48,15 @@ pub(super) fn counted(c: &Config, rig: &Rig, requests: u64) -> anyhow::Result<(f
         "--smc-check=all-non-file",
         &out_arg,
     ];
-    let stack = rig.stack(c, Some(&wrapper))?;
+    // Envoy under valgrind can take a minute to start on a loaded machine: one more try.
+    let stack = match rig.stack(c, Some(&wrapper)) {
+        Ok(s) => s,
+        Err(e) if format!("{e:#}").contains("not ready") => {
+            println!("  {id}: Envoy under valgrind was slow to start; trying once more");
+            rig.stack(c, Some(&wrapper))?
+        }
+        Err(e) => return Err(e),
+    };
     let envoy = &stack.server;
     let url = stack.url();
     let pid = envoy.pid().to_string();

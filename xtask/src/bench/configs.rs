@@ -409,6 +409,8 @@ impl Rig {
                 let headers: Vec<Json> = crate::floor::MESH_HEADERS
                     .iter()
                     .map(|(k, v)| {
+                        // `%` starts a command in Envoy's header values.
+                        let v = v.replace('%', "%%");
                         json!({"header": {"key": k, "value": v},
                                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
                     })
@@ -482,7 +484,8 @@ fn write_certs(dir: &Path) -> anyhow::Result<()> {
 fn swap_certs(v: &mut Value, certs: &Path) {
     match v {
         Value::String(s) => {
-            if let Some(file) = s.strip_prefix(DEMO_CERTS) {
+            // The builder has made the names absolute by now.
+            if let Some((_, file)) = s.split_once(DEMO_CERTS) {
                 let file = file.replacen("web", "client", 1);
                 *s = certs.join(file).display().to_string();
             }

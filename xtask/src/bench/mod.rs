@@ -127,6 +127,9 @@ struct Settings {
     connections: usize,
 }
 
+/// The sidecar configurations a quick run measures.
+const QUICK_SIDECAR: &[&str] = &["no-filter", "native", "empty-wasm", "suite", "suite-global"];
+
 fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == flag)
@@ -204,6 +207,10 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
                 vec![wasm_filter(name, Path::new(path), &config)],
             ));
         }
+    }
+    // The quick run (CI) keeps the sidecar profile's headline configurations only.
+    if quick && only.is_none() {
+        configs.retain(|c| c.profile == Profile::Direct || QUICK_SIDECAR.contains(&c.name.as_str()));
     }
     // `--only a,b`: just those configurations (each profile's no-filter baseline is kept).
     if let Some(keep) = &only {
