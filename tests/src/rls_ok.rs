@@ -165,3 +165,34 @@ impl Body for Grpc {
         SizeHint::with_exact(self.message.as_ref().map_or(0, |m| m.len() as u64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(port: u16, path: &str) -> (u16, Vec<u8>) {
+        let client = reqwest::blocking::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/grpc")
+            .body(vec![0, 0, 0, 0, 0])
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.bytes().unwrap().to_vec())
+    }
+
+    #[test]
+    fn every_should_rate_limit_call_is_answered_ok_and_counted() {
+        let rls = RlsOk::start().unwrap();
+        assert_eq!(post(rls.port(), SHOULD_RATE_LIMIT), (200, OK_MESSAGE.to_vec()));
+        assert_eq!(post(rls.port(), SHOULD_RATE_LIMIT).1, OK_MESSAGE);
+        assert_eq!(rls.calls(), 2);
+        // Another method gets no message and is not counted.
+        assert_eq!(post(rls.port(), "/other.Service/Method"), (200, Vec::new()));
+        assert_eq!(rls.calls(), 2);
+        assert!(!RlsOk::thread_ids().is_empty());
+    }
+}
