@@ -114,10 +114,8 @@ async fn answer(req: Request<Incoming>, calls: Arc<AtomicU64>) -> Result<Respons
     // The request message is read whole (and not decoded: every answer is OK).
     req.into_body().collect().await?;
     let mut resp = Response::new(Grpc::new(known));
-    resp.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/grpc"),
-    );
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/grpc"));
     if known {
         calls.fetch_add(1, Ordering::SeqCst);
     }
@@ -187,7 +185,10 @@ mod tests {
     #[test]
     fn every_should_rate_limit_call_is_answered_ok_and_counted() {
         let rls = RlsOk::start().unwrap();
-        assert_eq!(post(rls.port(), SHOULD_RATE_LIMIT), (200, OK_MESSAGE.to_vec()));
+        assert_eq!(
+            post(rls.port(), SHOULD_RATE_LIMIT),
+            (200, OK_MESSAGE.to_vec())
+        );
         assert_eq!(post(rls.port(), SHOULD_RATE_LIMIT).1, OK_MESSAGE);
         assert_eq!(rls.calls(), 2);
         // Another method gets no message and is not counted.

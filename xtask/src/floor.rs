@@ -71,11 +71,10 @@ impl Request {
                         ("x-envoy-expected-rq-timeout-ms", "15000"),
                     ])
                     .fold(host, |h, (n, v)| h.request_header(n, v));
-                host.property(&["connection", "mtls"], [1])
-                    .property(
-                        &["connection", "uri_san_peer_certificate"],
-                        CLIENT_SPIFFE_ID,
-                    )
+                host.property(&["connection", "mtls"], [1]).property(
+                    &["connection", "uri_san_peer_certificate"],
+                    CLIENT_SPIFFE_ID,
+                )
             }
         }
     }
@@ -264,7 +263,13 @@ mod tests {
         // The suite makes fewer calls than the four modules together.
         let four: usize = ["telemetry", "intentions", "ratelimit", "canary"]
             .iter()
-            .map(|c| calls_in(&replay(c, &p[*c].to_string(), Request::Direct).unwrap().script))
+            .map(|c| {
+                calls_in(
+                    &replay(c, &p[*c].to_string(), Request::Direct)
+                        .unwrap()
+                        .script,
+                )
+            })
             .sum();
         let suite = replay("suite", &p.to_string(), Request::Direct).unwrap();
         assert!(
@@ -292,10 +297,17 @@ mod tests {
         // The bench's intentions see that identity: the suite's replay logs its intention.
         let p = plugins();
         let direct = replay("intentions", &p["intentions"].to_string(), Request::Direct).unwrap();
-        let sidecar =
-            replay("intentions", &p["intentions"].to_string(), Request::Sidecar).unwrap();
-        assert!(direct.script.contains("intentions.default"), "{}", direct.script);
-        assert!(sidecar.script.contains("default.client"), "{}", sidecar.script);
+        let sidecar = replay("intentions", &p["intentions"].to_string(), Request::Sidecar).unwrap();
+        assert!(
+            direct.script.contains("intentions.default"),
+            "{}",
+            direct.script
+        );
+        assert!(
+            sidecar.script.contains("default.client"),
+            "{}",
+            sidecar.script
+        );
     }
 
     #[test]
@@ -308,6 +320,9 @@ mod tests {
         assert_eq!(subset(script, &CallClass::ALL), script);
         assert_eq!(calls_in(&subset(script, &[])), 0);
         assert_eq!(CallClass::of("now_nanos"), CallClass::Other);
-        assert_eq!(CallClass::of("set_property mesh.canary"), CallClass::Properties);
+        assert_eq!(
+            CallClass::of("set_property mesh.canary"),
+            CallClass::Properties
+        );
     }
 }

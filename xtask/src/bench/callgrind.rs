@@ -25,7 +25,11 @@ pub(super) const INSTRUCTION_REQUESTS: u64 = 2000;
 /// Envoy's instructions per request under callgrind, counted over `requests` requests sent
 /// one at a time after a warm-up; the count starts and stops around the requests only. Only
 /// the Envoy under test runs under valgrind (the sidecar profile's client proxy does not).
-pub(super) fn instructions_per_request(c: &Config, rig: &Rig, requests: u64) -> anyhow::Result<f64> {
+pub(super) fn instructions_per_request(
+    c: &Config,
+    rig: &Rig,
+    requests: u64,
+) -> anyhow::Result<f64> {
     Ok(counted(c, rig, requests)?.0)
 }
 
@@ -109,5 +113,8 @@ pub(super) fn counted(c: &Config, rig: &Rig, requests: u64) -> anyhow::Result<(f
         total = total.max(totals);
     }
     let total = total.context("callgrind wrote no totals")?;
-    Ok((total as f64 / r1.saturating_sub(r0).max(1) as f64, memory_mib))
+    Ok((
+        total as f64 / r1.saturating_sub(r0).max(1) as f64,
+        memory_mib,
+    ))
 }

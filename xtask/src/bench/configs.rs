@@ -127,7 +127,10 @@ pub(super) fn configs_of(
             out.push(floor(profile, cap, &cfg(cap), empty)?);
         }
     }
-    if let Some(rl) = plugins.get("ratelimit").filter(|_| module("ratelimit").exists()) {
+    if let Some(rl) = plugins
+        .get("ratelimit")
+        .filter(|_| module("ratelimit").exists())
+    {
         out.push(Config {
             global: true,
             ..Config::new(
@@ -243,7 +246,12 @@ pub(super) fn floor_by_class(
     );
     let present: Vec<CallClass> = CallClass::ALL
         .into_iter()
-        .filter(|c| replay.script.lines().any(|l| !l.starts_with('@') && CallClass::of(l) == *c))
+        .filter(|c| {
+            replay
+                .script
+                .lines()
+                .any(|l| !l.starts_with('@') && CallClass::of(l) == *c)
+        })
         .collect();
     for (i, class) in present.iter().enumerate() {
         classes.push(*class);

@@ -182,7 +182,13 @@ pub(super) fn measure(
     let cpu_us_per_req = (t1.saturating_sub(t0) as f64 / clk_tck) * 1e6 / reqs;
 
     let [p50_us, p90_us, p99_us] = match latency_rate {
-        Some(rate) => h2load(&rig.pin, &url, s.secs, rate, &envoy.dir().join("h2load.log"))?,
+        Some(rate) => h2load(
+            &rig.pin,
+            &url,
+            s.secs,
+            rate,
+            &envoy.dir().join("h2load.log"),
+        )?,
         None => [0.0; 3],
     };
     if c.global && rig.rls.calls() <= checks {

@@ -210,12 +210,15 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     // The quick run (CI) keeps the sidecar profile's headline configurations only.
     if quick && only.is_none() {
-        configs.retain(|c| c.profile == Profile::Direct || QUICK_SIDECAR.contains(&c.name.as_str()));
+        configs
+            .retain(|c| c.profile == Profile::Direct || QUICK_SIDECAR.contains(&c.name.as_str()));
     }
     // `--only a,b`: just those configurations (each profile's no-filter baseline is kept).
     if let Some(keep) = &only {
         configs.retain(|c| {
-            c.name == "no-filter" || keep.contains(&c.name.as_str()) || keep.contains(&c.id().as_str())
+            c.name == "no-filter"
+                || keep.contains(&c.name.as_str())
+                || keep.contains(&c.id().as_str())
         });
     } else if scaling_only {
         configs.retain(|c| c.name == "no-filter");
@@ -227,7 +230,10 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
 
     let mut rates = Vec::new();
     for p in &profiles {
-        println!("calibrating: saturation of the {} profile with no filter", p.name());
+        println!(
+            "calibrating: saturation of the {} profile with no filter",
+            p.name()
+        );
         let base = configs
             .iter()
             .find(|c| c.profile == *p && c.name == "no-filter")

@@ -163,7 +163,11 @@ impl Report<'_> {
                     .and_then(|c| c.filters.iter().find_map(replay_script))?;
                 let present: Vec<CallClass> = CallClass::ALL
                     .into_iter()
-                    .filter(|c| script.lines().any(|l| !l.starts_with('@') && CallClass::of(l) == *c))
+                    .filter(|c| {
+                        script
+                            .lines()
+                            .any(|l| !l.starts_with('@') && CallClass::of(l) == *c)
+                    })
                     .collect();
                 let mut segments = vec![
                     ("Envoy itself (no filter)".to_owned(), none),
@@ -215,7 +219,10 @@ impl Report<'_> {
         }
         md.push_str("\n## Wasm VM memory\n\nEnvoy's `server.memory_allocated` after the runs, over the profile's `no-filter`: what the Wasm VMs hold, one per filter on the worker and one on the main thread.\n\n| profile | configuration | VMs | added MiB | MiB per VM |\n|---|---|---|---|---|\n");
         for (p, n, vms, added, per) in self.vm_memory() {
-            md.push_str(&format!("| {} | {n} | {vms} | {added:.1} | {per:.2} |\n", p.name()));
+            md.push_str(&format!(
+                "| {} | {n} | {vms} | {added:.1} | {per:.2} |\n",
+                p.name()
+            ));
         }
         md.push_str("\n![CPU per request](cpu.svg)\n");
         md
@@ -525,7 +532,11 @@ impl Report<'_> {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(all.len())
-            .y_label_formatter(&|y| names.get(y.floor() as usize).map_or(String::new(), |n| (*n).to_owned()))
+            .y_label_formatter(&|y| {
+                names
+                    .get(y.floor() as usize)
+                    .map_or(String::new(), |n| (*n).to_owned())
+            })
             .x_desc("thousand instructions per request")
             .draw()?;
         // One series per part (the same part across profiles), so the legend names each once.
@@ -548,7 +559,10 @@ impl Report<'_> {
                     let width = a.segments.get(i)?.1.max(0.0);
                     let y = row as f64;
                     Some(Rectangle::new(
-                        [(start / 1000.0, y + 0.2), ((start + width) / 1000.0, y + 0.8)],
+                        [
+                            (start / 1000.0, y + 0.2),
+                            ((start + width) / 1000.0, y + 0.8),
+                        ],
                         color.filled(),
                     ))
                 })
@@ -556,7 +570,9 @@ impl Report<'_> {
             chart
                 .draw_series(bars)?
                 .label(label.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
         chart
             .configure_series_labels()
