@@ -515,7 +515,8 @@ impl Report<'_> {
             .map(|a| a.segments.iter().map(|s| s.1.max(0.0)).sum::<f64>())
             .fold(1.0_f64, f64::max)
             / 1000.0
-            * 1.05;
+            // Room on the right for the legend.
+            * 1.6;
         let area = SVGBackend::new(path, (960, 180 + 90 * all.len() as u32)).into_drawing_area();
         area.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&area)
@@ -526,7 +527,7 @@ impl Report<'_> {
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.0..max, 0.0..all.len() as f64)?;
+            .build_cartesian_2d(0.0..max, -0.5..all.len() as f64 - 0.5)?;
         let names: Vec<&str> = all.iter().map(|a| a.profile.name()).collect();
         chart
             .configure_mesh()
@@ -576,7 +577,7 @@ impl Report<'_> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
             .draw()?;
