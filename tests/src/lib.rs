@@ -6,6 +6,7 @@ pub mod install;
 pub mod oci;
 pub mod prometheus;
 pub mod prometheus_server;
+pub mod rls_ok;
 pub mod rollout_mesh;
 pub mod stub;
 pub mod tls;

@@ -23,27 +23,46 @@ pub(super) fn dumps(dir: &Path, name: &str) -> anyhow::Result<Vec<PathBuf>> {
 pub(super) const INSTRUCTION_REQUESTS: u64 = 2000;
 
 /// Envoy's instructions per request under callgrind, counted over `requests` requests sent
-/// one at a time after a warm-up; the count starts and stops around the requests only.
-pub(super) fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Result<f64> {
+/// one at a time after a warm-up; the count starts and stops around the requests only. Only
+/// the Envoy under test runs under valgrind (the sidecar profile's client proxy does not).
+pub(super) fn instructions_per_request(
+    c: &Config,
+    rig: &Rig,
+    requests: u64,
+) -> anyhow::Result<f64> {
+    Ok(counted(c, rig, requests)?.0)
+}
+
+/// Instructions per request and the Envoy under test's `server.memory_allocated` (MiB)
+/// after the run.
+pub(super) fn counted(c: &Config, rig: &Rig, requests: u64) -> anyhow::Result<(f64, f64)> {
     let out_dir = root().join("target/bench/callgrind");
     std::fs::create_dir_all(&out_dir)?;
-    let out_file = out_dir.join(format!("{}.out", c.name));
-    for path in dumps(&out_dir, &c.name)? {
+    let id = c.id();
+    let out_file = out_dir.join(format!("{id}.out"));
+    for path in dumps(&out_dir, &id)? {
         std::fs::remove_file(path)?;
     }
-    let envoy = bench_envoy(c)
-        .wrapper(
-            "valgrind",
-            &[
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                // V8 writes the code it compiles into memory it then runs.
-                "--smc-check=all-non-file",
-                &format!("--callgrind-out-file={}", out_file.display()),
-            ],
-        )
-        .start()?;
-    let url = envoy.url("/api/items");
+    let out_arg = format!("--callgrind-out-file={}", out_file.display());
+    let wrapper = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        // V8 writes the code it compiles into memory it then runs.
+        "--smc-check=all-non-file",
+        &out_arg,
+    ];
+    // Envoy under valgrind can take a minute to start on a loaded machine: one more try.
+    let stack = match rig.stack(c, Some(&wrapper)) {
+        Ok(s) => s,
+        Err(e) if format!("{e:#}").contains("not ready") => {
+            println!("  {id}: Envoy under valgrind was slow to start; trying once more");
+            rig.stack(c, Some(&wrapper))?
+        }
+        Err(e) => return Err(e),
+    };
+    let envoy = &stack.server;
+    let url = stack.url();
     let pid = envoy.pid().to_string();
     let send = |n: u64| -> anyhow::Result<()> {
         let out = Command::new("h2load")
@@ -53,7 +72,7 @@ pub(super) fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Res
         if !out.status.success() {
             bail!("h2load failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        Ok(())
+        check_h2load(&out.stdout)
     };
     let control = |flag: &[&str]| -> anyhow::Result<()> {
         let out = Command::new("callgrind_control")
@@ -66,18 +85,25 @@ pub(super) fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Res
         }
         Ok(())
     };
+    let checks = rig.rls.calls();
     send(requests)?;
-    let r0 = downstream_requests(&envoy)?;
+    let r0 = downstream_requests(envoy)?;
     control(&["-z"])?;
     control(&["-i", "on"])?;
     send(requests)?;
     // The admin reads below stay out of the count.
     control(&["-i", "off"])?;
     control(&["-d"])?;
-    let r1 = downstream_requests(&envoy)?;
-    drop(envoy);
+    let r1 = downstream_requests(envoy)?;
+    if c.global && rig.rls.calls() < checks + requests {
+        bail!("{id}: the rate limit service was not asked for every request");
+    }
+    let memory_mib = envoy
+        .stat("server.memory_allocated")?
+        .map_or(0.0, |b| b as f64 / (1024.0 * 1024.0));
+    drop(stack);
     let mut total = None;
-    for path in dumps(&out_dir, &c.name)? {
+    for path in dumps(&out_dir, &id)? {
         let text = std::fs::read_to_string(&path)?;
         let totals = text
             .lines()
@@ -87,5 +113,8 @@ pub(super) fn instructions_per_request(c: &Config, requests: u64) -> anyhow::Res
         total = total.max(totals);
     }
     let total = total.context("callgrind wrote no totals")?;
-    Ok(total as f64 / r1.saturating_sub(r0).max(1) as f64)
+    Ok((
+        total as f64 / r1.saturating_sub(r0).max(1) as f64,
+        memory_mib,
+    ))
 }

@@ -19,12 +19,17 @@ impl Pinning {
     pub(super) fn pinned(&self) -> bool {
         self.cpus >= 2 && have("taskset")
     }
-    /// Pins every thread of `pid` to CPU 0.
-    pub(super) fn pin_envoy(&self, pid: u32) -> anyhow::Result<()> {
+    /// Pins every thread of `pid` to CPU `cpu` (0: the Envoy under test; 1: the load side).
+    pub(super) fn pin(&self, pid: u32, cpu: u32) -> anyhow::Result<()> {
+        self.taskset(&["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+    }
+    /// Pins one thread (a kernel thread id) to CPU `cpu`.
+    pub(super) fn pin_thread(&self, tid: u32, cpu: u32) -> anyhow::Result<()> {
+        self.taskset(&["-p", "-c", &cpu.to_string(), &tid.to_string()])
+    }
+    fn taskset(&self, args: &[&str]) -> anyhow::Result<()> {
         if self.pinned() {
-            let out = Command::new("taskset")
-                .args(["-a", "-p", "-c", "0", &pid.to_string()])
-                .output()?;
+            let out = Command::new("taskset").args(args).output()?;
             if !out.status.success() {
                 bail!("taskset failed: {}", String::from_utf8_lossy(&out.stderr));
             }
@@ -79,6 +84,10 @@ pub(super) fn wrk(pin: &Pinning, url: &str, secs: u64, connections: usize) -> an
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
+    // Every answer must be the 200 the configuration is meant to give.
+    if let Some(line) = text.lines().find(|l| l.contains("Non-2xx")) {
+        bail!("wrk got refusals ({}):\n{text}", line.trim());
+    }
     text.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
@@ -109,6 +118,7 @@ pub(super) fn h2load(
     if !out.status.success() {
         bail!("h2load failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+    check_h2load(&out.stdout)?;
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut lat: Vec<f64> = text
         .lines()
@@ -127,34 +137,68 @@ pub(super) fn h2load(
 
 // === configurations ===
 
+/// Fails unless every answer h2load got was a 2xx (its `status codes: N 2xx, N 3xx, ...`).
+pub(super) fn check_h2load(stdout: &[u8]) -> anyhow::Result<()> {
+    let text = String::from_utf8_lossy(stdout);
+    let counts = text
+        .lines()
+        .find_map(|l| l.strip_prefix("status codes:"))
+        .with_context(|| format!("no status codes in h2load's output:\n{text}"))?;
+    let mut ok = 0;
+    for part in counts.split(',') {
+        let (n, class) = part.trim().split_once(' ').unwrap_or(("0", ""));
+        let n: u64 = n.parse().unwrap_or(0);
+        match class {
+            "2xx" => ok = n,
+            _ if n > 0 => bail!("h2load got answers other than 2xx: {}", counts.trim()),
+            _ => {}
+        }
+    }
+    if ok == 0 {
+        bail!("h2load got no answer: {}", counts.trim());
+    }
+    Ok(())
+}
+
 pub(super) fn measure(
     c: &Config,
     s: &Settings,
-    pin: &Pinning,
+    rig: &Rig,
     clk_tck: f64,
     latency_rate: Option<f64>,
 ) -> anyhow::Result<Round> {
-    let envoy = bench_envoy(c).start()?;
-    pin.pin_envoy(envoy.pid())?;
-    let url = envoy.url("/api/items");
+    let stack = rig.stack(c, None)?;
+    let envoy = &stack.server;
+    rig.pin.pin(envoy.pid(), 0)?;
+    let url = stack.url();
+    let checks = rig.rls.calls();
     // Warm up: V8 tiers up hot functions; connections and pools get made.
-    wrk(pin, &url, 1, s.connections)?;
+    wrk(&rig.pin, &url, 1, s.connections)?;
 
-    let (t0, r0) = (cpu_ticks(envoy.pid())?, downstream_requests(&envoy)?);
-    let rps = wrk(pin, &url, s.secs, s.connections)?;
-    let (t1, r1) = (cpu_ticks(envoy.pid())?, downstream_requests(&envoy)?);
+    let (t0, r0) = (cpu_ticks(envoy.pid())?, downstream_requests(envoy)?);
+    let rps = wrk(&rig.pin, &url, s.secs, s.connections)?;
+    let (t1, r1) = (cpu_ticks(envoy.pid())?, downstream_requests(envoy)?);
     let reqs = r1.saturating_sub(r0).max(1) as f64;
     let cpu_us_per_req = (t1.saturating_sub(t0) as f64 / clk_tck) * 1e6 / reqs;
 
     let [p50_us, p90_us, p99_us] = match latency_rate {
-        Some(rate) => h2load(pin, &url, s.secs, rate, &envoy.dir().join("h2load.log"))?,
+        Some(rate) => h2load(
+            &rig.pin,
+            &url,
+            s.secs,
+            rate,
+            &envoy.dir().join("h2load.log"),
+        )?,
         None => [0.0; 3],
     };
+    if c.global && rig.rls.calls() <= checks {
+        bail!("{}: the rate limit service was never asked", c.id());
+    }
     let memory_mib = envoy
         .stat("server.memory_allocated")?
         .map_or(0.0, |b| b as f64 / (1024.0 * 1024.0));
-    // A short pause lets the kernel reap the old Envoy before the next one binds.
-    drop(envoy);
+    // A short pause lets the kernel reap the old Envoys before the next ones bind.
+    drop(stack);
     std::thread::sleep(Duration::from_millis(100));
     Ok(Round {
         cpu_us_per_req,
