@@ -473,7 +473,13 @@ impl Properties for FakeHost {
         }
         self.count(|| {
             let paths: Vec<String> = set.paths().iter().map(|p| p.join(".")).collect();
-            format!("properties {}", paths.join(","))
+            // A gated set's expression differs: the floor replay must make the same one.
+            let call = if set.is_gated() {
+                "properties_gated"
+            } else {
+                "properties"
+            };
+            format!("{call} {}", paths.join(","))
         });
         let mut values: Vec<Option<Vec<u8>>> =
             set.paths().iter().map(|p| self.property_value(p)).collect();

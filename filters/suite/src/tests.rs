@@ -283,6 +283,7 @@ fn data_calls(host: &FakeHost) -> Vec<String> {
         "headers ",
         "property ",
         "properties ",
+        "properties_gated ",
         "shared_get ",
     ];
     host.host_call_log()

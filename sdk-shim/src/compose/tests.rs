@@ -272,11 +272,11 @@ fn after_a_plaintext_request_the_flag_is_read_alone_and_values_never_depend_on_t
             .collect::<Vec<_>>()
     };
     // The first guess is mTLS: the set, once, even for a plaintext connection.
-    assert_eq!(request(false), ["properties"]);
+    assert_eq!(request(false), ["properties_gated"]);
     // Having seen plaintext: the flag alone, and nothing more while it is false.
     assert_eq!(request(false), ["property"]);
     // A flagged connection then: the flag alone, then the set for its SAN.
-    assert_eq!(request(true), ["property", "properties"]);
+    assert_eq!(request(true), ["property", "properties_gated"]);
     // And after it the set at once again.
-    assert_eq!(request(true), ["properties"]);
+    assert_eq!(request(true), ["properties_gated"]);
 }
