@@ -42,7 +42,7 @@ pub trait Capability: 'static {
     /// through untouched then).
     fn filter(bound: Option<&Arc<Self::Bound>>) -> Self::Filter;
     /// How many request headers a request's filter reads at most in its request-headers
-    /// callback, a whole-map read counting as two. From two on, the host reads the whole
+    /// callback, a whole-map read counting as two. Asked once per configuration. From two on, the host reads the whole
     /// request map once and serves every read from it ([`PassHost::with_whole_request_map`]).
     fn request_header_reads(bound: &Self::Bound) -> usize;
 }
@@ -88,6 +88,9 @@ pub struct CapabilityRoot<C: Capability> {
     bound: Option<Arc<C::Bound>>,
     /// [`crate::request::CONNECTION`], prepared against the host.
     connection: Option<ConnectionReads>,
+    /// Whether a request reads the request map whole: decided once per configuration (the
+    /// count walks the rules or services, which must not happen per request).
+    whole_map: bool,
 }
 
 // === impl CapabilityRoot ===
@@ -113,6 +116,7 @@ impl<C: Capability> Default for CapabilityRoot<C> {
         Self {
             bound: None,
             connection: None,
+            whole_map: false,
         }
     }
 }
@@ -132,6 +136,7 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
     fn on_configure<H: ConfigHost>(&mut self, host: &H, config: &[u8]) -> bool {
         match Self::configure(host, config) {
             Ok(bound) => {
+                self.whole_map = whole_map_pays(C::request_header_reads(&bound));
                 self.bound = Some(bound);
                 self.connection = Some(ConnectionReads::new(
                     host.prepare_properties(crate::request::CONNECTION),
@@ -148,10 +153,7 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
     fn new_http(&self) -> CapabilityFilter<C> {
         CapabilityFilter {
             inner: C::filter(self.bound.as_ref()),
-            whole_map: self
-                .bound
-                .as_deref()
-                .is_some_and(|b| whole_map_pays(C::request_header_reads(b))),
+            whole_map: self.whole_map,
             state: PassState::default().with_connection_set(self.connection.clone()),
         }
     }
@@ -210,3 +212,6 @@ impl<C: Capability> HttpFilter for CapabilityFilter<C> {
         self.inner.on_log(host);
     }
 }
+
+#[cfg(test)]
+mod tests;
