@@ -42,8 +42,9 @@ pub trait Capability: 'static {
     /// through untouched then).
     fn filter(bound: Option<&Arc<Self::Bound>>) -> Self::Filter;
     /// How many request headers a request's filter reads at most in its request-headers
-    /// callback, a whole-map read counting as two. Asked once per configuration. From two on, the host reads the whole
-    /// request map once and serves every read from it ([`PassHost::with_whole_request_map`]).
+    /// callback, a whole-map read counting as two; asked once per configuration. From two
+    /// on, the host reads the whole request map once and serves every read from it
+    /// ([`PassHost::with_whole_request_map`]).
     fn request_header_reads(bound: &Self::Bound) -> usize;
 }
 
