@@ -114,24 +114,12 @@ pub fn cel_list(paths: &[&[&str]]) -> Option<String> {
 /// then each pair's bytes with a NUL after each half; a list element is the first half).
 /// `None` unless it holds exactly `expected` well-formed elements.
 pub fn decode_list(bytes: &[u8], expected: usize) -> Option<Vec<Vec<u8>>> {
-    let word = |at: usize| -> Option<usize> {
-        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(b)).ok()
-    };
-    let count = word(0)?;
-    if count != expected {
-        return None;
-    }
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let key = word(4 + 8 * i)?;
-        let value = word(8 + 8 * i)?;
-        let end = data.checked_add(key)?;
-        out.push(bytes.get(data..end)?.to_vec());
-        data = end.checked_add(1)?.checked_add(value)?.checked_add(1)?;
-    }
-    (data == bytes.len()).then_some(out)
+    // The same encoding as a header map: checked and walked by its reader.
+    let count = crate::headers::checked_count(bytes).filter(|c| *c == expected)?;
+    let out: Vec<Vec<u8>> = crate::headers::Pairs::new(bytes, count)
+        .map(|(element, _)| element.to_vec())
+        .collect();
+    (out.len() == count).then_some(out)
 }
 
 #[cfg(test)]

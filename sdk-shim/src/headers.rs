@@ -28,14 +28,8 @@ impl HeaderSnapshot {
         if bytes.is_empty() {
             return Some(Self::default());
         }
-        let count = word(&bytes, 0)?;
-        let mut data = count.checked_mul(8)?.checked_add(4)?;
-        for i in 0..count {
-            let name = word(&bytes, 4 + 8 * i)?;
-            let value = word(&bytes, 8 + 8 * i)?;
-            data = data.checked_add(name)?.checked_add(value)?.checked_add(2)?;
-        }
-        (data == bytes.len()).then_some(Self { bytes, count })
+        let count = checked_count(&bytes)?;
+        Some(Self { bytes, count })
     }
 
     /// Serializes `pairs` the way the host does, for hosts that hand over pairs.
@@ -74,12 +68,7 @@ impl HeaderSnapshot {
 
     /// Every (name, value) pair in the host's order, borrowed from the buffer.
     pub fn pairs(&self) -> Pairs<'_> {
-        Pairs {
-            bytes: &self.bytes,
-            next: 0,
-            count: self.count,
-            data: 4 + 8 * self.count,
-        }
+        Pairs::new(&self.bytes, self.count)
     }
 
     /// The first value of `name` (names compare ASCII case-insensitively, as hosts do).
@@ -104,6 +93,19 @@ impl HeaderSnapshot {
     }
 }
 
+/// The number of pairs in serialized `bytes`, checked: `None` unless every length stays
+/// inside the buffer and the pairs end exactly at its end (an empty buffer has no count).
+pub(crate) fn checked_count(bytes: &[u8]) -> Option<usize> {
+    let count = word(bytes, 0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    for i in 0..count {
+        let name = word(bytes, 4 + 8 * i)?;
+        let value = word(bytes, 8 + 8 * i)?;
+        data = data.checked_add(name)?.checked_add(value)?.checked_add(2)?;
+    }
+    (data == bytes.len()).then_some(count)
+}
+
 /// Iterator over a snapshot's pairs.
 #[derive(Debug, Clone)]
 pub struct Pairs<'a> {
@@ -112,6 +114,18 @@ pub struct Pairs<'a> {
     count: usize,
     /// Where the next pair's name starts.
     data: usize,
+}
+
+impl<'a> Pairs<'a> {
+    /// The pairs of `bytes`, whose `count` came from [`checked_count`] (or an empty buffer's 0).
+    pub(crate) fn new(bytes: &'a [u8], count: usize) -> Self {
+        Self {
+            bytes,
+            next: 0,
+            count,
+            data: 4 + 8 * count,
+        }
+    }
 }
 
 impl<'a> Iterator for Pairs<'a> {
