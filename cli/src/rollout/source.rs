@@ -83,3 +83,17 @@ pub trait Source {
     /// (unreachable, no series for the canary, part of the endpoints unread).
     fn read(&mut self) -> Result<Figures, String>;
 }
+
+/// The selector the sources' unit tests read: Istio's labels for `reviews` v2, guarded.
+#[cfg(test)]
+pub(crate) fn reviews_v2() -> Selector {
+    let mut s = Selector::istio(
+        Some("destination"),
+        "destination_service_name",
+        "reviews",
+        "destination_version",
+        "v2",
+    );
+    s.guard = Some("canary_reviews_v2_rollbacks".into());
+    s
+}

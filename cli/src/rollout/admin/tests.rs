@@ -2,17 +2,7 @@
 
 use super::*;
 
-fn selector() -> Selector {
-    let mut s = Selector::istio(
-        Some("destination"),
-        "destination_service_name",
-        "reviews",
-        "destination_version",
-        "v2",
-    );
-    s.guard = Some("canary_reviews_v2_rollbacks".into());
-    s
-}
+use crate::rollout::source::reviews_v2 as selector;
 
 /// Envoy's `/stats/prometheus` shape for the canary (v2) and the stable (v1) subsets.
 fn text(uptime: u64, ok: u64, failed: u64, v1: u64, buckets: &[(&str, u64)], trips: u64) -> String {

@@ -3,17 +3,7 @@
 use super::*;
 use serde_json::json;
 
-fn selector() -> Selector {
-    let mut s = Selector::istio(
-        Some("destination"),
-        "destination_service_name",
-        "reviews",
-        "destination_version",
-        "v2",
-    );
-    s.guard = Some("canary_reviews_v2_rollbacks".into());
-    s
-}
+use crate::rollout::source::reviews_v2 as selector;
 
 #[test]
 fn queries_name_the_canary_series_and_the_window() {
