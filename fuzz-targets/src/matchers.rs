@@ -4,6 +4,7 @@
 use crate::Input;
 use mesh_core::matchers::compile_regex;
 use mesh_core::{HeaderMatchSpec, HttpMatchSpec, MatchInput};
+use sdk_shim::HeaderSnapshot;
 
 fn lower(v: &[u8]) -> Vec<u8> {
     v.to_ascii_lowercase()
@@ -64,16 +65,17 @@ pub fn matchers(data: &[u8]) {
         ..spec.clone()
     };
     if let (Ok(m), Ok(inv)) = (spec.compile("h"), inverted.compile("h")) {
-        let result = m.matches(&headers);
-        assert_eq!(inv.matches(&headers), !result, "invert is not negation");
+        let map = HeaderSnapshot::from_pairs(&headers);
+        let result = m.matches(&map);
+        assert_eq!(inv.matches(&map), !result, "invert is not negation");
         // Any value of a repeated header decides, whatever the order.
         let mut reversed = headers.clone();
         reversed.reverse();
-        assert_eq!(m.matches(&reversed), result);
+        assert_eq!(m.matches(&HeaderSnapshot::from_pairs(&reversed)), result);
         let each = headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(&name))
-            .any(|(k, v)| m.matches(&[(k.clone(), v.clone())]));
+            .any(|(k, v)| m.matches(&HeaderSnapshot::from_pairs(&[(k, v)])));
         assert_eq!(each, result, "a repeated header is not any-of");
         if let Some(expected) = headers
             .iter()
@@ -120,10 +122,11 @@ pub fn matchers(data: &[u8]) {
         ),
     ] {
         let Ok(m) = spec.compile("m") else { continue };
+        let map = HeaderSnapshot::from_pairs(&headers);
         let req = MatchInput {
             method: &method,
             path: &path,
-            headers: &headers,
+            headers: &map,
         };
         let expected = match which {
             0 => path == pattern,

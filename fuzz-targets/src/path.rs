@@ -134,7 +134,7 @@ pub fn normalize(data: &[u8]) {
         let input = MatchInput {
             method: b"GET",
             path: &n,
-            headers: &[],
+            headers: &mesh_core::request::NO_HEADERS,
         };
         let d = p.select(&web).decide(&input);
         assert_eq!(d.action, Action::Deny, "{data:?} ({n:?}) escaped the deny");

@@ -9,8 +9,6 @@ pub struct PropertySet {
     paths: &'static [&'static [&'static str]],
     /// The host's handle for the prepared read (in Envoy, a CEL expression's token).
     handle: Option<u32>,
-    /// The first path is a flag and the others are read only when it is true.
-    gated: bool,
 }
 
 // === impl PropertySet ===
@@ -20,20 +18,7 @@ impl PropertySet {
         Self {
             paths,
             handle: None,
-            gated: false,
         }
-    }
-    /// A set whose first path is a flag (`connection.mtls`) and whose other paths exist
-    /// only when it is true: they are read only then, so one read serves both cases.
-    pub const fn gated(paths: &'static [&'static [&'static str]]) -> Self {
-        Self {
-            paths,
-            handle: None,
-            gated: true,
-        }
-    }
-    pub fn is_gated(&self) -> bool {
-        self.gated
     }
     /// Whether the set holds `path`.
     pub fn contains(&self, path: &[&str]) -> bool {
@@ -52,41 +37,11 @@ impl PropertySet {
     }
 }
 
-/// The CEL expression that reads `set`: its list, or for a gated set
-/// `flag ? [flag, a, b] : [flag]`; `None` as for [`cel_list`].
-pub fn cel_expr(set: &PropertySet) -> Option<String> {
-    let list = cel_list(set.paths())?;
-    match (set.gated, set.paths().first()) {
-        (true, Some(flag)) => {
-            let flag = flag.join(".");
-            Some(format!("{flag} ? {list} : [{flag}]"))
-        }
-        _ => Some(list),
-    }
-}
-
-/// Whether a flag's value reads as true (a CEL bool is one byte).
-pub fn is_true(value: Option<&[u8]>) -> bool {
-    value.is_some_and(|v| v.first().is_some_and(|b| *b != 0))
-}
-
-/// The values of `set` from its serialized list: every path's, or for a gated set whose
-/// flag is false just the flag's (the others `None`).
+/// The values of `set` from its serialized list, every path's; `None` unless the list
+/// holds exactly one element per path.
 pub fn decode_set(bytes: &[u8], set: &PropertySet) -> Option<Vec<Option<Vec<u8>>>> {
-    let n = set.paths().len();
-    if let Some(all) = decode_list(bytes, n) {
-        return Some(all.into_iter().map(Some).collect());
-    }
-    if !set.gated {
-        return None;
-    }
-    let flag = decode_list(bytes, 1)?.pop()?;
-    if is_true(Some(&flag)) {
-        return None;
-    }
-    let mut out = vec![Some(flag)];
-    out.resize(n, None);
-    Some(out)
+    let all = decode_list(bytes, set.paths().len())?;
+    Some(all.into_iter().map(Some).collect())
 }
 
 /// A CEL list of the attribute paths, `[response.code, request.duration]`; `None` when a

@@ -19,8 +19,6 @@ use crate::{
     Versioned,
 };
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Most decision keys one pass knows.
 pub const MAX_DECISION_KEYS: usize = 4;
@@ -37,32 +35,6 @@ pub struct PassState {
     owned: [bool; MAX_DECISION_KEYS],
     /// Connection properties already read (`None`: absent).
     connection: RefCell<InlineCache<InlineKey, Option<Vec<u8>>, 4>>,
-    /// Connection properties read together, prepared per configuration: the first read of
-    /// any of them reads them all with one host call.
-    connection_set: Option<ConnectionReads>,
-}
-
-/// A gated connection set ([`PropertySet::gated`]) and what the last connection of this
-/// configuration was. The set costs one host call whatever the flag, but in Envoy a
-/// one-attribute read is cheaper than the set's expression when the flag is false: so after
-/// a plaintext request the flag is read alone first, and after an mTLS one the set at once.
-/// Only the cost depends on the guess, never a value.
-#[derive(Debug, Clone)]
-pub struct ConnectionReads {
-    set: PropertySet,
-    last_was_flagged: Arc<AtomicBool>,
-}
-
-// === impl ConnectionReads ===
-
-impl ConnectionReads {
-    /// Reads of `set` (prepared, gated, at most four paths), first guessing the flag true.
-    pub fn new(set: PropertySet) -> Self {
-        Self {
-            set,
-            last_was_flagged: Arc::new(AtomicBool::new(true)),
-        }
-    }
 }
 
 /// Properties fixed for the life of a connection, safe to read once per request.
@@ -89,13 +61,6 @@ impl PassState {
             *owned = *own;
         }
         state
-    }
-
-    /// Reads the connection properties of `set` together.
-    #[must_use]
-    pub fn with_connection_set(mut self, set: Option<ConnectionReads>) -> Self {
-        self.connection_set = set;
-        self
     }
 }
 
@@ -258,64 +223,6 @@ impl<'a, H> PassHost<'a, H> {
         self
     }
 
-    /// A connection property from the request's cache; on a miss, the whole connection set
-    /// when it holds `path` (cached path by path), else `path` alone.
-    fn connection_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>
-    where
-        H: Properties,
-    {
-        let key = InlineKey::path(path);
-        let reads = self.state.connection_set.as_ref();
-        let (Some(key), Some(reads)) = (key, reads.filter(|r| r.set.contains(path))) else {
-            return cached(&self.state.connection, key, || self.host.property(path));
-        };
-        if let Some(v) = self.state.connection.borrow().get(&key) {
-            return Ok(v.clone());
-        }
-        let set = &reads.set;
-        let flag = set.paths().first().is_some_and(|f| *f == path);
-        if flag && !reads.last_was_flagged.load(Ordering::Relaxed) {
-            let v = self.host.property(path)?;
-            let mut cache = self.state.connection.borrow_mut();
-            if crate::batch::is_true(v.as_deref()) {
-                reads.last_was_flagged.store(true, Ordering::Relaxed);
-            } else {
-                // The others exist only under the flag: absent, without asking.
-                for k in set
-                    .paths()
-                    .iter()
-                    .skip(1)
-                    .filter_map(|p| InlineKey::path(p))
-                {
-                    cache.put(k, None);
-                }
-            }
-            cache.put(key, v.clone());
-            return Ok(v);
-        }
-        let values = self.host.properties(set);
-        // The flag always exists on a connection: without it the read failed, and the
-        // property is read alone so its error reaches the caller (authorization fails closed).
-        if values.first().is_none_or(Option::is_none) {
-            return self.host.property(path);
-        }
-        let flagged = crate::batch::is_true(values.first().and_then(Option::as_deref));
-        reads.last_was_flagged.store(flagged, Ordering::Relaxed);
-        let mut found = None;
-        let mut cache = self.state.connection.borrow_mut();
-        for (p, v) in set.paths().iter().zip(values) {
-            if *p == path {
-                found = v.clone();
-            }
-            if let Some(k) = InlineKey::path(p) {
-                if cache.get(&k).is_none() {
-                    cache.put(k, v);
-                }
-            }
-        }
-        Ok(found)
-    }
-
     /// Whether `path` is a decision key (kept in memory) rather than a host property.
     fn local(&self, path: &[&str]) -> Option<usize> {
         self.state.slot(path)
@@ -340,7 +247,11 @@ impl<H: Properties> Properties for PassHost<'_, H> {
                 Ok(self.state.values.borrow().get(i).cloned().flatten())
             }
             Some(_) => self.host.property(path),
-            None if connection_scoped(path) => self.connection_property(path),
+            None if connection_scoped(path) => {
+                cached(&self.state.connection, InlineKey::path(path), || {
+                    self.host.property(path)
+                })
+            }
             None => self.host.property(path),
         }
     }

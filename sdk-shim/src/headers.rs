@@ -22,6 +22,12 @@ fn word(bytes: &[u8], at: usize) -> Option<usize> {
 // === impl HeaderSnapshot ===
 
 impl HeaderSnapshot {
+    /// The empty map.
+    pub const EMPTY: Self = Self {
+        bytes: Vec::new(),
+        count: 0,
+    };
+
     /// Takes a serialized map; `None` unless every length stays inside the buffer and the
     /// pairs end exactly at its end. An empty buffer is an empty map (how Envoy answers one).
     pub fn parse(bytes: Vec<u8>) -> Option<Self> {

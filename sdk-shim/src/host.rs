@@ -53,23 +53,11 @@ pub trait Properties {
     }
 }
 
-/// Reads the properties of `set` one by one (for a gated set, the others only when its
-/// flag is true).
+/// Reads the properties of `set` one by one.
 pub fn read_each<P: Properties + ?Sized>(host: &P, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
-    let mut open = true;
     set.paths()
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if !open {
-                return None;
-            }
-            let v = host.property(p).ok().flatten();
-            if i == 0 && set.is_gated() {
-                open = crate::batch::is_true(v.as_deref());
-            }
-            v
-        })
+        .map(|p| host.property(p).ok().flatten())
         .collect()
 }
 

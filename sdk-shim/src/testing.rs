@@ -473,21 +473,9 @@ impl Properties for FakeHost {
         }
         self.count(|| {
             let paths: Vec<String> = set.paths().iter().map(|p| p.join(".")).collect();
-            // A gated set's expression differs: the floor replay must make the same one.
-            let call = if set.is_gated() {
-                "properties_gated"
-            } else {
-                "properties"
-            };
-            format!("{call} {}", paths.join(","))
+            format!("properties {}", paths.join(","))
         });
-        let mut values: Vec<Option<Vec<u8>>> =
-            set.paths().iter().map(|p| self.property_value(p)).collect();
-        // A gated set's host reads the others only when the flag is true.
-        if set.is_gated() && !crate::batch::is_true(values.first().and_then(Option::as_deref)) {
-            values.iter_mut().skip(1).for_each(|v| *v = None);
-        }
-        values
+        set.paths().iter().map(|p| self.property_value(p)).collect()
     }
 }
 

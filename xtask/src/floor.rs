@@ -117,7 +117,7 @@ impl CallClass {
     pub fn of(line: &str) -> Self {
         match line.split(' ').next().unwrap_or("") {
             "header" | "headers" | "set_header" | "add_header" | "remove_header" => Self::Headers,
-            "property" | "properties" | "properties_gated" | "set_property" => Self::Properties,
+            "property" | "properties" | "set_property" => Self::Properties,
             "shared_get" | "shared_set" => Self::SharedData,
             "increment_metric" | "record_metric" | "define_metric" => Self::Metrics,
             "log" | "log_enabled" => Self::Log,

@@ -160,8 +160,6 @@ macro_rules! suite {
             decision_keys: Vec<(&'static str, bool)>,
             /// Whether the pass reads the request header map whole (cheaper from two reads).
             whole_map: bool,
-            /// The connection's identity properties, prepared for one read per request.
-            connection: Option<sdk_shim::compose::ConnectionReads>,
             $($field: Part<$cap>,)+
         }
 
@@ -172,9 +170,6 @@ macro_rules! suite {
                     export_decisions: spec.export_decisions.unwrap_or(true),
                     decision_keys: Vec::new(),
                     whole_map: false,
-                    connection: Some(sdk_shim::compose::ConnectionReads::new(
-                        host.prepare_properties(mesh_core::request::CONNECTION),
-                    )),
                     $($field: Part::configure(host, spec.$field)?,)+
                 };
                 root.decision_keys = [$(root.$field.decision()),+].into_iter().flatten().collect();
@@ -203,8 +198,7 @@ macro_rules! suite {
             fn new_http(&self) -> SuiteFilter {
                 SuiteFilter {
                     $($field: self.$field.new_http(),)+
-                    state: PassState::new(&self.decision_keys)
-                        .with_connection_set(self.connection.clone()),
+                    state: PassState::new(&self.decision_keys),
                     export_decisions: self.export_decisions,
                     whole_map: self.whole_map,
                     paused_at: None,

@@ -6,7 +6,7 @@ use crate::cookie::{cookie_values, set_cookie};
 use crate::guard::{self, Observation};
 use crate::hash::sticky_ticket;
 use crate::split::remix;
-use mesh_core::request::RequestHead;
+use mesh_core::request::{RequestHead, NO_HEADERS};
 use sdk_shim::{Clock, HeaderMap, HttpHeaders, Random, SharedStore};
 
 /// Why a subset was chosen.
@@ -158,11 +158,10 @@ impl Service {
         let mut set_cookie_value = None;
         let mut ticket = None;
         if let Sticky::Cookie(c) = &self.sticky {
-            let pairs = head.as_ref().map_or(&[][..], |h| h.headers.as_slice());
-            let found = pairs
-                .iter()
-                .filter(|(k, _)| k == "cookie")
-                .flat_map(|(_, v)| cookie_values(v, c.name.as_bytes()))
+            let headers = head.as_ref().map_or(&NO_HEADERS, |h| &h.headers);
+            let found = headers
+                .values("cookie")
+                .flat_map(|v| cookie_values(v, c.name.as_bytes()))
                 .find_map(|v| c.codec.decode(v));
             ticket = Some(found.unwrap_or_else(|| {
                 let t = random_ticket(host);
@@ -193,11 +192,7 @@ impl Service {
             (Sticky::Cookie(_), Some(t)) => (t, true),
             (Sticky::Header(name), _) => {
                 let value = match &head {
-                    Some(h) if !h.headers.is_empty() => h
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.clone()),
+                    Some(h) if !h.headers.is_empty() => h.headers.get(name).map(<[u8]>::to_vec),
                     _ => host.header(HeaderMap::Request, name).ok().flatten(),
                 };
                 match value.filter(|v| !v.is_empty()) {

@@ -13,7 +13,7 @@
 //! <reason>` or `<name>: cannot set up <what>: <host error>`).
 
 use crate::ConfigError;
-use sdk_shim::compose::{ConnectionReads, PassHost, PassState};
+use sdk_shim::compose::{PassHost, PassState};
 use sdk_shim::{
     host_log, Action, Callbacks, ConfigHost, GrpcResponse, HostError, HttpFilter, LogLevel,
     RootFilter, StreamHost,
@@ -87,8 +87,6 @@ impl std::error::Error for SetupError {}
 /// The proxy's root filter for capability `C`: holds the bound configuration.
 pub struct CapabilityRoot<C: Capability> {
     bound: Option<Arc<C::Bound>>,
-    /// [`crate::request::CONNECTION`], prepared against the host.
-    connection: Option<ConnectionReads>,
     /// Whether a request reads the request map whole: decided once per configuration (the
     /// count walks the rules or services, which must not happen per request).
     whole_map: bool,
@@ -116,7 +114,6 @@ impl<C: Capability> Default for CapabilityRoot<C> {
     fn default() -> Self {
         Self {
             bound: None,
-            connection: None,
             whole_map: false,
         }
     }
@@ -139,9 +136,6 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
             Ok(bound) => {
                 self.whole_map = whole_map_pays(C::request_header_reads(&bound));
                 self.bound = Some(bound);
-                self.connection = Some(ConnectionReads::new(
-                    host.prepare_properties(crate::request::CONNECTION),
-                ));
                 true
             }
             Err(line) => {
@@ -155,7 +149,7 @@ impl<C: Capability> RootFilter for CapabilityRoot<C> {
         CapabilityFilter {
             inner: C::filter(self.bound.as_ref()),
             whole_map: self.whole_map,
-            state: PassState::default().with_connection_set(self.connection.clone()),
+            state: PassState::default(),
         }
     }
 }

@@ -14,6 +14,7 @@
 use crate::config::ConfigError;
 use crate::request::MatchInput;
 use regex_lite::{Regex, RegexBuilder};
+use sdk_shim::HeaderSnapshot;
 use serde::Deserialize;
 
 /// Longest regex pattern accepted, in bytes.
@@ -297,11 +298,8 @@ impl HeaderMatch {
     }
 
     /// Matches against every value of the header in `headers` (all pairs of the request).
-    pub fn matches(&self, headers: &[(String, Vec<u8>)]) -> bool {
-        let any = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(&self.name))
-            .any(|(_, v)| self.value_matches(v));
+    pub fn matches(&self, headers: &HeaderSnapshot) -> bool {
+        let any = headers.values(&self.name).any(|v| self.value_matches(v));
         any != self.invert
     }
 }

@@ -1,25 +1,20 @@
 //! The parts of a request that matchers look at, read from the host with few calls.
 
-use sdk_shim::{HeaderMap, HostError, HttpHeaders, PropertySet};
+use sdk_shim::{HeaderMap, HeaderSnapshot, HostError, HttpHeaders};
 use std::borrow::Cow;
 
-/// The connection's identity properties, read together once per request by a pass: whether
-/// the peer presented a certificate, and only then its and our URI SANs (intentions and rate
-/// limiting need the peer's, telemetry both).
-pub const CONNECTION: PropertySet = PropertySet::gated(&[
-    &["connection", "mtls"],
-    &["connection", "uri_san_peer_certificate"],
-    &["connection", "uri_san_local_certificate"],
-]);
-
 /// What a matcher sees: method (case-sensitive bytes), a path already prepared by the caller
-/// (query stripped, maybe normalized), and all header pairs when a matcher needs them.
+/// (query stripped, maybe normalized), and the whole header map when a matcher needs it
+/// (looked up in place: no allocation per header, every value of a repeated header kept).
 #[derive(Debug, Clone, Copy)]
 pub struct MatchInput<'a> {
     pub method: &'a [u8],
     pub path: &'a str,
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a HeaderSnapshot,
 }
+
+/// The empty header map, for inputs that carry none.
+pub static NO_HEADERS: HeaderSnapshot = HeaderSnapshot::EMPTY;
 
 /// `bytes` as text, invalid UTF-8 replaced by U+FFFD. Same result as
 /// `String::from_utf8_lossy`, but valid input (nearly every request) takes `str::from_utf8`'s
@@ -37,8 +32,8 @@ pub struct RequestHead {
     pub method: Vec<u8>,
     /// `:path` as sent, query included.
     pub path: Vec<u8>,
-    /// Every header pair, only when read with `with_headers`.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole header map, only when read with `with_headers` (else empty).
+    pub headers: HeaderSnapshot,
 }
 
 impl RequestHead {
@@ -46,18 +41,11 @@ impl RequestHead {
     /// (one host call that also yields every value of repeated headers).
     pub fn read<H: HttpHeaders>(host: &H, with_headers: bool) -> Result<Self, HostError> {
         if with_headers {
-            let headers = host.headers(HeaderMap::Request)?;
-            let find = |n: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            let (method, path) = (find(":method"), find(":path"));
+            let headers = host.header_map(HeaderMap::Request)?;
+            let find = |n: &str| headers.get(n).map(<[u8]>::to_vec).unwrap_or_default();
             Ok(Self {
-                method,
-                path,
+                method: find(":method"),
+                path: find(":path"),
                 headers,
             })
         } else {
@@ -68,7 +56,7 @@ impl RequestHead {
                 path: host
                     .header(HeaderMap::Request, ":path")?
                     .unwrap_or_default(),
-                headers: Vec::new(),
+                headers: HeaderSnapshot::default(),
             })
         }
     }

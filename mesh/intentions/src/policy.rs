@@ -2,6 +2,7 @@
 
 use mesh_core::{HttpMatch, MatchInput};
 use rustc_hash::FxHashMap;
+use sdk_shim::HeaderSnapshot;
 use std::borrow::Cow;
 
 use crate::identity::Peer;
@@ -325,7 +326,7 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
             Action::Allow => p.http.matches(input),
             Action::Deny => {
                 let paths = std::iter::once(input.path).chain(trimmed);
-                let headers = std::iter::once(input.headers).chain(split.as_deref());
+                let headers = std::iter::once(input.headers).chain(split.as_ref());
                 paths.into_iter().any(|path| {
                     headers.clone().any(|headers| {
                         p.http.matches(&MatchInput {
@@ -347,38 +348,39 @@ fn first_permission(perms: &[Permission], input: &MatchInput<'_>) -> Option<(usi
 /// on `curl.*`); `None` when no such header needs it. Only those headers: an extra pair
 /// copies the header's name, so a long unrelated name with a value full of commas would
 /// otherwise cost its length times the number of commas.
-fn split_lists(
-    perms: &[Permission],
-    headers: &[(String, Vec<u8>)],
-) -> Option<Vec<(String, Vec<u8>)>> {
-    let denied = |name: &str| {
-        perms
-            .iter()
-            .filter(|p| p.action == Action::Deny)
-            .any(|p| p.http.header_names().any(|n| n.eq_ignore_ascii_case(name)))
+fn split_lists(perms: &[Permission], headers: &HeaderSnapshot) -> Option<HeaderSnapshot> {
+    let denied = |name: &[u8]| {
+        perms.iter().filter(|p| p.action == Action::Deny).any(|p| {
+            p.http
+                .header_names()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        })
     };
     let odd = |v: &[u8]| v.contains(&b',') || std::str::from_utf8(v).is_err();
-    let listed = |(k, v): &&(String, Vec<u8>)| odd(v) && denied(k);
-    if !headers.iter().any(|h| listed(&h)) {
+    let listed = |(k, v): &(&[u8], &[u8])| odd(v) && denied(k);
+    if !headers.pairs().any(|h| listed(&h)) {
         return None;
     }
-    let mut out = headers.to_vec();
-    for (k, v) in headers.iter().filter(listed) {
+    let mut out: Vec<(&[u8], Cow<'_, [u8]>)> = headers
+        .pairs()
+        .map(|(k, v)| (k, Cow::Borrowed(v)))
+        .collect();
+    for (k, v) in headers.pairs().filter(listed) {
         let lossy = String::from_utf8_lossy(v);
         let readings: &[&[u8]] = match &lossy {
             Cow::Borrowed(_) => &[v],
             Cow::Owned(l) => {
-                out.push((k.clone(), l.as_bytes().to_vec()));
+                out.push((k, Cow::Owned(l.as_bytes().to_vec())));
                 &[v, l.as_bytes()]
             }
         };
         for value in readings.iter().filter(|r| r.contains(&b',')) {
             for part in value.split(|b| *b == b',') {
-                out.push((k.clone(), part.trim_ascii().to_vec()));
+                out.push((k, Cow::Owned(part.trim_ascii().to_vec())));
             }
         }
     }
-    Some(out)
+    Some(HeaderSnapshot::from_pairs(&out))
 }
 
 #[cfg(test)]

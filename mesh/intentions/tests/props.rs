@@ -190,7 +190,7 @@ proptest! {
             None if default_allow => Action::Allow,
             None => Action::Deny,
         };
-        let input = MatchInput { method: b"GET", path: "/", headers: &[] };
+        let input = MatchInput { method: b"GET", path: "/", headers: &mesh_core::request::NO_HEADERS };
         let decision = policy.select(&who).decide(&input);
         prop_assert_eq!(decision.action, expected, "{}", json);
         prop_assert_eq!(matches!(decision.by, DecidedBy::Default { .. }), best.is_none());

@@ -665,11 +665,9 @@ impl Limiter {
                 // Reuse the whole map when matchers already read it; else one host call.
                 let hash = |v: &[u8]| (KeyRead::Fingerprint(header_fingerprint(fp, v)), text(v));
                 match head {
-                    Some(Ok(h)) if !h.headers.is_empty() => h
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map_or((KeyRead::Missing, None), |(_, v)| hash(v)),
+                    Some(Ok(h)) if !h.headers.is_empty() => {
+                        h.headers.get(name).map_or((KeyRead::Missing, None), hash)
+                    }
                     _ => match host.header(HeaderMap::Request, name) {
                         Ok(Some(v)) => hash(&v),
                         Ok(None) | Err(HostError::NotFound) => (KeyRead::Missing, None),
@@ -695,9 +693,8 @@ impl Limiter {
                     let xff = props.forwarded_for.get_or_insert_with(|| match head {
                         Some(Ok(h)) if !h.headers.is_empty() => Ok(h
                             .headers
-                            .iter()
-                            .filter(|(k, _)| k.eq_ignore_ascii_case(key::FORWARDED_FOR))
-                            .map(|(_, v)| v.to_vec())
+                            .values(key::FORWARDED_FOR)
+                            .map(<[u8]>::to_vec)
                             .collect()),
                         _ => match host.header_values(HeaderMap::Request, key::FORWARDED_FOR) {
                             Err(HostError::NotFound) => Ok(Vec::new()),

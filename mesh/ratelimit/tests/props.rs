@@ -11,7 +11,7 @@ use mesh_ratelimit::gcra::{Limit, Outcome};
 use mesh_ratelimit::table::{self, Failure, TableKeys, MAX_CAS_RETRIES};
 use proptest::prelude::*;
 use sdk_shim::testing::FakeStore;
-use sdk_shim::{HostError, Namespace, SharedStore, Versioned};
+use sdk_shim::{HeaderSnapshot, HostError, Namespace, SharedStore, Versioned};
 use std::cell::RefCell;
 
 /// One request of the schedule.
@@ -307,7 +307,7 @@ proptest! {
         let config = config.unwrap_or_default();
         let index = RuleIndex::new(&config);
         for (path, get, tenant) in &requests {
-            let headers = if *tenant { vec![("x-tenant".to_owned(), b"a".to_vec())] } else { Vec::new() };
+            let headers = if *tenant { HeaderSnapshot::from_pairs(&[("x-tenant", "a")]) } else { HeaderSnapshot::EMPTY };
             let input = MatchInput {
                 method: if *get { b"GET" } else { b"POST" },
                 path,

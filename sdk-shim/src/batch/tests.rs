@@ -59,34 +59,3 @@ proptest! {
         prop_assert_eq!(decode_list(&marshal(&items), items.len()), Some(items));
     }
 }
-
-const GATED: PropertySet = PropertySet::gated(&[
-    &["connection", "mtls"],
-    &["connection", "uri_san_peer_certificate"],
-]);
-
-#[test]
-fn a_gated_set_reads_the_others_only_when_its_flag_is_true() {
-    assert_eq!(
-        cel_expr(&GATED).as_deref(),
-        Some(
-            "connection.mtls ? [connection.mtls, connection.uri_san_peer_certificate] \
-             : [connection.mtls]"
-        )
-    );
-    let on = marshal(&[vec![1], b"spiffe://td/ns/a/sa/b".to_vec()]);
-    assert_eq!(
-        decode_set(&on, &GATED),
-        Some(vec![Some(vec![1]), Some(b"spiffe://td/ns/a/sa/b".to_vec())])
-    );
-    assert_eq!(
-        decode_set(&marshal(&[vec![0]]), &GATED),
-        Some(vec![Some(vec![0]), None])
-    );
-    // A short list with a true flag is not an answer this expression gives.
-    assert_eq!(decode_set(&marshal(&[vec![1]]), &GATED), None);
-    // An ungated set takes only the full list.
-    let plain = PropertySet::new(GATED.paths());
-    assert_eq!(cel_expr(&plain), cel_list(GATED.paths()));
-    assert_eq!(decode_set(&marshal(&[vec![0]]), &plain), None);
-}

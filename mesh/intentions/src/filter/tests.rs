@@ -194,11 +194,11 @@ fn l4_requests_read_only_what_they_need() {
     let m = FakeMetrics::default();
     let r = root(CONFIG, &m);
     let out = run(&r, from("default", "frontend"), "GET", "/", &m);
-    // The connection's identity (mtls and the SANs, one read), the header map (for :method
-    // and :path), the counter, the published decision.
-    assert_eq!(out.host.host_calls(), 4);
-    // Without a certificate the identity read stops at the flag; the anonymous caller is
-    // denied, and the denial's log line costs a level check and a write.
+    // The connection's identity (`connection.mtls`, then the peer's SAN), the header map
+    // (for :method and :path), the counter, the published decision.
+    assert_eq!(out.host.host_calls(), 5);
+    // Without a certificate the SAN is not read; the anonymous caller is denied, and the
+    // denial's log line costs a level check and a write.
     let out = run(&r, FakeHost::new(), "GET", "/", &m);
     assert_eq!(out.host.host_calls(), 1 + 1 + 1 + 1 + 1 + 2);
     assert_eq!(out.decision(), "deny:default");

@@ -22,10 +22,7 @@ fn decide_req(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Decision {
-    let headers: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
-        .collect();
+    let headers = HeaderSnapshot::from_pairs(headers);
     let input = MatchInput {
         method: method.as_bytes(),
         path,
@@ -410,12 +407,12 @@ fn list_splitting_costs_at_most_a_small_multiple_of_the_request() {
     ));
     let long_name = "x".repeat(2_000);
     let commas = ",".repeat(4_000);
-    let headers = vec![
-        (long_name, commas.clone().into_bytes()),
-        ("x-tenant".to_owned(), commas.into_bytes()),
-        ("x-ok".to_owned(), b"yes".to_vec()),
-    ];
-    let size = |h: &[(String, Vec<u8>)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let headers = HeaderSnapshot::from_pairs(&[
+        (long_name.as_str(), commas.as_str()),
+        ("x-tenant", commas.as_str()),
+        ("x-ok", "yes"),
+    ]);
+    let size = |h: &HeaderSnapshot| h.pairs().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     let Rule::L7(perms) = &p.intentions[0].rule else {
         panic!("l7 expected")
     };
@@ -449,10 +446,7 @@ fn deny_header_regexes_see_values_that_are_not_utf8() {
     ));
     let web = peer("default", "web");
     let d = |h: &[(&str, &[u8])]| {
-        let headers: Vec<(String, Vec<u8>)> = h
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
-            .collect();
+        let headers = HeaderSnapshot::from_pairs(h);
         let input = MatchInput {
             method: b"GET",
             path: "/",
