@@ -321,7 +321,11 @@ fn a_request_makes_four_calls_that_return_data_and_six_with_mtls() {
     ];
     assert_eq!(calls.len(), 6, "{calls:?}");
     for p in identity {
-        assert_eq!(calls.iter().filter(|c| c.starts_with(p)).count(), 1, "{calls:?}");
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with(p)).count(),
+            1,
+            "{calls:?}"
+        );
     }
     // The identity was read and used: the series carries both principals.
     let series = sidecar
