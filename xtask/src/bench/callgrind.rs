@@ -30,7 +30,16 @@ pub(super) fn instructions_per_request(
     rig: &Rig,
     requests: u64,
 ) -> anyhow::Result<f64> {
-    Ok(counted(c, rig, requests)?.0)
+    match counted(c, rig, requests) {
+        Ok((n, _)) => Ok(n),
+        // Under valgrind on a loaded machine the sidecar chain's client proxy can time out a
+        // request or two; one more count on a fresh stack, and a second failure is the answer.
+        Err(e) if format!("{e:#}").contains("answers other than 2xx") => {
+            println!("  {}: {e:#}; counting once more", c.id());
+            Ok(counted(c, rig, requests)?.0)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Instructions per request and the Envoy under test's `server.memory_allocated` (MiB)
