@@ -20,10 +20,6 @@ impl PropertySet {
             handle: None,
         }
     }
-    /// Whether the set holds `path`.
-    pub fn contains(&self, path: &[&str]) -> bool {
-        self.paths.contains(&path)
-    }
     pub fn paths(&self) -> &'static [&'static [&'static str]] {
         self.paths
     }
