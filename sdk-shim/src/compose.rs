@@ -65,7 +65,8 @@ impl PassState {
 }
 
 /// A cache key held inline, so caching a read allocates nothing: a lowercase header name,
-/// or a property path with its segments joined by NUL.
+/// or a property path with each segment preceded by its length (unambiguous without
+/// scanning the segments for a separator).
 #[derive(Debug, Clone, Copy)]
 struct InlineKey {
     len: usize,
@@ -77,7 +78,7 @@ impl InlineKey {
     const MAX: usize = 48;
 
     fn header(name: &str) -> Option<Self> {
-        let mut key = Self::from_parts(&[name], 0)?;
+        let mut key = Self::with(|key| key.push(name.as_bytes()))?;
         if let Some(used) = key.bytes.get_mut(..key.len) {
             used.make_ascii_lowercase();
         }
@@ -88,28 +89,29 @@ impl InlineKey {
         self.bytes.get(..self.len).unwrap_or_default()
     }
 
-    /// `None` also when a segment holds the separator, which could make two paths one key.
     fn path(path: &[&str]) -> Option<Self> {
-        if path.iter().any(|s| s.contains('\0')) {
-            return None;
-        }
-        Self::from_parts(path, b'\0')
+        Self::with(|key| {
+            path.iter().try_for_each(|segment| {
+                key.push(&[u8::try_from(segment.len()).ok()?])?;
+                key.push(segment.as_bytes())
+            })
+        })
     }
 
-    fn from_parts(parts: &[&str], sep: u8) -> Option<Self> {
-        let mut bytes = [0; Self::MAX];
-        let mut len = 0;
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                *bytes.get_mut(len)? = sep;
-                len += 1;
-            }
-            bytes
-                .get_mut(len..len + part.len())?
-                .copy_from_slice(part.as_bytes());
-            len += part.len();
-        }
-        Some(Self { len, bytes })
+    fn with(fill: impl FnOnce(&mut Self) -> Option<()>) -> Option<Self> {
+        let mut key = Self {
+            len: 0,
+            bytes: [0; Self::MAX],
+        };
+        fill(&mut key)?;
+        Some(key)
+    }
+
+    fn push(&mut self, part: &[u8]) -> Option<()> {
+        let end = self.len.checked_add(part.len())?;
+        self.bytes.get_mut(self.len..end)?.copy_from_slice(part);
+        self.len = end;
+        Some(())
     }
 }
 

@@ -15,8 +15,7 @@ pub fn publish<H: Properties>(host: &H, key: &str, value: &str) -> Result<(), Ho
 
 /// Reads what another filter published under `key` for this request.
 pub fn read<H: Properties>(host: &H, key: &str) -> Option<String> {
-    host.property(&[key])
-        .ok()
-        .flatten()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+    host.property(&[key]).ok().flatten().map(|v| {
+        String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
 }

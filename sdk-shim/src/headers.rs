@@ -79,16 +79,18 @@ impl HeaderSnapshot {
 
     /// The first value of `name` (names compare ASCII case-insensitively, as hosts do).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.pairs()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        self.values(name).next()
     }
 
     /// Every value of `name`, in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.pairs()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
+        Values {
+            bytes: &self.bytes,
+            name: name.as_bytes(),
+            next: 0,
+            count: self.count,
+            data: 4 + 8 * self.count,
+        }
     }
 
     /// The pairs as owned strings (names decoded lossily), for callers that keep them.
@@ -131,6 +133,40 @@ impl<'a> Pairs<'a> {
             count,
             data: 4 + 8 * count,
         }
+    }
+}
+
+/// Iterator over the values of one name. Pairs whose name has another length are skipped on
+/// the length table alone, without touching their bytes: most of a lookup's pairs.
+#[derive(Debug, Clone)]
+pub struct Values<'a, 'n> {
+    bytes: &'a [u8],
+    name: &'n [u8],
+    next: usize,
+    count: usize,
+    data: usize,
+}
+
+impl<'a> Iterator for Values<'a, '_> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next < self.count {
+            let name_len = word(self.bytes, 4 + 8 * self.next)?;
+            let value_len = word(self.bytes, 8 + 8 * self.next)?;
+            let at = self.data;
+            self.data = at + name_len + value_len + 2;
+            self.next += 1;
+            if name_len != self.name.len() {
+                continue;
+            }
+            let value_at = at + name_len + 1;
+            let name = self.bytes.get(at..value_at - 1)?;
+            if name.eq_ignore_ascii_case(self.name) {
+                return self.bytes.get(value_at..value_at + value_len);
+            }
+        }
+        None
     }
 }
 
@@ -195,5 +231,22 @@ mod tests {
         let mut huge = good;
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(HeaderSnapshot::parse(huge), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lookups_see_what_a_walk_over_the_pairs_sees(
+            pairs in proptest::collection::vec(("[a-cA-C]{0,3}", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)), 0..12),
+            name in "[a-cA-C]{0,3}",
+        ) {
+            let snap = HeaderSnapshot::from_pairs(&pairs);
+            let want: Vec<&[u8]> = pairs
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v.as_slice())
+                .collect();
+            proptest::prop_assert_eq!(snap.values(&name).collect::<Vec<_>>(), want.clone());
+            proptest::prop_assert_eq!(snap.get(&name), want.first().copied());
+        }
     }
 }

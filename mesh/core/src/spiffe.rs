@@ -53,26 +53,31 @@ impl SpiffeId {
         let (td, path) = rest.split_once('/').ok_or(SpiffeError::Layout)?;
         if td.is_empty()
             || td.len() > 255
-            || !td
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+            || !td.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+            })
         {
             return Err(SpiffeError::TrustDomain);
         }
-        let segs: Vec<&str> = path.split('/').collect();
-        for s in &segs {
-            if s.is_empty()
-                || *s == "."
-                || *s == ".."
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-            {
+        // At most eight segments (Consul with a partition); more is no layout we know. Kept
+        // on the stack: this runs on every request with a peer certificate.
+        let mut segs = [""; 8];
+        let mut n = 0;
+        for s in path.split('/') {
+            let valid = !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !valid {
                 return Err(SpiffeError::Segment);
             }
+            *segs.get_mut(n).ok_or(SpiffeError::Layout)? = s;
+            n += 1;
         }
+        let segs = segs.get(..n).unwrap_or_default();
         let owned = |s: &&str| (*s).to_owned();
-        match segs.as_slice() {
+        match segs {
             ["ns", ns, "sa", name] => Ok(Self {
                 trust_domain: td.to_owned(),
                 namespace: owned(ns),

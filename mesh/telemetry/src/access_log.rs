@@ -41,10 +41,8 @@ struct Line {
 
 impl Line {
     fn key(&mut self, key: &str) {
-        if self.out.len() > 1 {
-            self.out.push(',');
-        }
-        self.out.push('"');
+        self.out
+            .push_str(if self.out.len() > 1 { ",\"" } else { "\"" });
         self.out.push_str(key);
         self.out.push_str("\":");
     }

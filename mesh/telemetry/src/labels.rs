@@ -162,24 +162,33 @@ fn hex_digit(n: u8) -> char {
     char::from_digit(u32::from(n), 16).map_or('0', |c| c.to_ascii_uppercase())
 }
 
-/// Appends the encoded form of `raw` (empty: `unknown`) to `out`.
+/// Appends the encoded form of `raw` (empty: `unknown`) to `out`. Runs of safe bytes are
+/// copied whole: most values need no escape at all.
 pub fn encode_value(raw: &[u8], out: &mut String) {
     if raw.is_empty() {
         out.push_str(UNKNOWN);
         return;
     }
-    let raw = raw.get(..MAX_VALUE_BYTES).unwrap_or(raw);
-    let last = raw.len().saturating_sub(1);
-    for (i, &b) in raw.iter().enumerate() {
-        // Envoy drops a trailing dot from tag values (`a.b.` shows as `a.b`), which would merge
-        // two series into one label set: escape it.
-        if is_safe(b) && !(b == b'.' && i == last) {
-            out.push(char::from(b));
-        } else {
+    let mut rest = raw.get(..MAX_VALUE_BYTES).unwrap_or(raw);
+    while !rest.is_empty() {
+        let run = rest.iter().position(|&b| !is_safe(b)).unwrap_or(rest.len());
+        let (mut safe, tail) = rest.split_at(run);
+        // Envoy drops a trailing dot from tag values (`a.b.` shows as `a.b`), which would
+        // merge two series into one label set: escape it.
+        let mut escape = tail.first().copied();
+        if tail.is_empty() {
+            if let Some((b'.', head)) = safe.split_last() {
+                (safe, escape) = (head, Some(b'.'));
+            }
+        }
+        // Safe bytes are ASCII.
+        out.push_str(std::str::from_utf8(safe).unwrap_or_default());
+        if let Some(b) = escape {
             out.push('%');
             out.push(hex_digit(b >> 4));
             out.push(hex_digit(b & 0x0f));
         }
+        rest = tail.get(1..).unwrap_or_default();
     }
 }
 
@@ -212,6 +221,35 @@ impl<'a> LabelValues<'a> {
 
     pub fn set_str(&mut self, label: Label, raw: &str) {
         self.set(label, raw.as_bytes());
+    }
+
+    /// Sets `label` to the decimal form of `n` (digits and `-` need no encoding), without
+    /// `core::fmt`.
+    pub fn set_number(&mut self, label: Label, n: i64) {
+        if let Some(slot) = self.values.get_mut(label.index()) {
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut rest = n.unsigned_abs();
+            loop {
+                at -= 1;
+                if let Some(d) = digits.get_mut(at) {
+                    // `rest % 10` is a single digit.
+                    *d = b'0' + (rest % 10) as u8;
+                }
+                rest /= 10;
+                if rest == 0 || at == 0 {
+                    break;
+                }
+            }
+            let mut v = String::with_capacity(21);
+            if n < 0 {
+                v.push('-');
+            }
+            v.push_str(
+                std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or_default(),
+            );
+            *slot = Cow::Owned(v);
+        }
     }
 
     /// The encoded value of `label`.

@@ -475,14 +475,20 @@ impl RequestTelemetry {
         match &self.trace {
             TraceOutcome::Kept(_) | TraceOutcome::Absent => {}
             TraceOutcome::Replaced(tp) => {
-                let _ =
-                    host.set_header(HeaderMap::Request, "traceparent", tp.to_string().as_bytes());
+                let _ = host.set_header(
+                    HeaderMap::Request,
+                    "traceparent",
+                    tp.header_value().as_bytes(),
+                );
                 let _ = host.remove_header(HeaderMap::Request, "tracestate");
                 bump(host, self.shared.stats.trace_replaced);
             }
             TraceOutcome::Started(tp) => {
-                let _ =
-                    host.set_header(HeaderMap::Request, "traceparent", tp.to_string().as_bytes());
+                let _ = host.set_header(
+                    HeaderMap::Request,
+                    "traceparent",
+                    tp.header_value().as_bytes(),
+                );
                 bump(host, self.shared.stats.trace_started);
             }
             TraceOutcome::Removed => {
@@ -535,11 +541,11 @@ impl RequestTelemetry {
         let response_flags = flags::short_string(flag_bits);
 
         let mut labels = shared.template.borrowed();
-        labels.set_str(
+        labels.set_const(
             Label::RequestProtocol,
-            if self.grpc { "grpc" } else { "http" },
+            if self.grpc { plain::GRPC } else { plain::HTTP },
         );
-        labels.set_str(Label::ResponseCode, &code.unwrap_or(0).to_string());
+        labels.set_number(Label::ResponseCode, code.unwrap_or(0));
         let mut grpc_code = None;
         if self.grpc {
             // Host calls for gRPC only: the trailers, then the headers (trailers-only answer).
@@ -552,10 +558,14 @@ impl RequestTelemetry {
             let raw = read(HeaderMap::ResponseTrailers).or_else(|| read(HeaderMap::Response));
             grpc_code = grpc_status(raw.as_deref(), code);
             if let Some(status) = grpc_code {
-                labels.set_str(Label::GrpcResponseStatus, &status.to_string());
+                labels.set_number(Label::GrpcResponseStatus, status);
             }
         }
-        labels.set_str(Label::ResponseFlags, &response_flags);
+        if flag_bits == 0 {
+            labels.set_const(Label::ResponseFlags, plain::NO_FLAGS);
+        } else {
+            labels.set_str(Label::ResponseFlags, &response_flags);
+        }
         let principal = match cfg.reporter {
             Reporter::Destination => self.destination_labels(host, &mut labels),
             Reporter::Source => self.source_labels(host, &mut labels),

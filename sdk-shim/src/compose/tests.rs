@@ -158,8 +158,12 @@ fn property_paths_are_told_apart_by_their_segments() {
     ] {
         assert_ne!(key(other), Some(mtls), "{other:?}");
     }
-    // A segment holding the separator is not cached, so it cannot pose as two segments.
-    assert_eq!(key(&["connection", "a\0b"]), None);
+    // Segments are length-prefixed: no byte in one can make it pose as two.
+    assert_ne!(key(&["connection", "a\0b"]), key(&["connection", "a", "b"]));
+    assert_ne!(
+        key(&["connection", "\u{1}ab"]),
+        key(&["connection", "", "ab"])
+    );
     let host = FakeHost::new()
         .property(&["connection", "a", "b"], "two")
         .property(&["connection", "a\0b"], "one");
