@@ -5,13 +5,16 @@
 //! buffer as it came and answers lookups by walking it: no allocation per header, and every
 //! value of a repeated header is still there.
 
-/// One header map as the host serialized it, checked once when made.
+/// One header map as the host serialized it, checked once when made. A clone shares the
+/// buffer: every capability of a pass reads the one map the pass took.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderSnapshot {
-    /// The serialized pairs; empty for an empty map.
-    bytes: Vec<u8>,
+    /// The serialized pairs; `None` for an empty map.
+    bytes: Option<Arc<Vec<u8>>>,
     count: usize,
 }
+
+use std::sync::Arc;
 
 /// The little-endian `u32` at `at`, as a length.
 fn word(bytes: &[u8], at: usize) -> Option<usize> {
@@ -24,7 +27,7 @@ fn word(bytes: &[u8], at: usize) -> Option<usize> {
 impl HeaderSnapshot {
     /// The empty map.
     pub const EMPTY: Self = Self {
-        bytes: Vec::new(),
+        bytes: None,
         count: 0,
     };
 
@@ -35,7 +38,10 @@ impl HeaderSnapshot {
             return Some(Self::default());
         }
         let count = checked_count(&bytes)?;
-        Some(Self { bytes, count })
+        Some(Self {
+            bytes: Some(Arc::new(bytes)),
+            count,
+        })
     }
 
     /// Serializes `pairs` the way the host does, for hosts that hand over pairs.
@@ -58,9 +64,13 @@ impl HeaderSnapshot {
             bytes.push(0);
         }
         Self {
-            bytes,
+            bytes: (!pairs.is_empty()).then(|| Arc::new(bytes)),
             count: pairs.len(),
         }
+    }
+
+    fn buffer(&self) -> &[u8] {
+        self.bytes.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// Number of pairs (a repeated header counts once per value).
@@ -74,7 +84,7 @@ impl HeaderSnapshot {
 
     /// Every (name, value) pair in the host's order, borrowed from the buffer.
     pub fn pairs(&self) -> Pairs<'_> {
-        Pairs::new(&self.bytes, self.count)
+        Pairs::new(self.buffer(), self.count)
     }
 
     /// The first value of `name` (names compare ASCII case-insensitively, as hosts do).
@@ -85,7 +95,7 @@ impl HeaderSnapshot {
     /// Every value of `name`, in order.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
         Values {
-            bytes: &self.bytes,
+            bytes: self.buffer(),
             name: name.as_bytes(),
             next: 0,
             count: self.count,
@@ -213,14 +223,14 @@ mod tests {
         assert_eq!(xff, [&b"1.1.1.1"[..], b"2.2.2.2"]);
         assert_eq!(snap.get("bin"), Some(&[0xff, 0, 0xfe][..]));
         // What the host sends parses to the same map.
-        let reparsed = HeaderSnapshot::parse(snap.bytes.clone()).unwrap();
+        let reparsed = HeaderSnapshot::parse(snap.buffer().to_vec()).unwrap();
         assert_eq!(reparsed, snap);
     }
 
     #[test]
     fn a_malformed_buffer_is_refused_and_an_empty_one_is_an_empty_map() {
         assert!(HeaderSnapshot::parse(Vec::new()).unwrap().is_empty());
-        let good = HeaderSnapshot::from_pairs(&[("a", "b")]).bytes;
+        let good = HeaderSnapshot::from_pairs(&[("a", "b")]).buffer().to_vec();
         for cut in 1..good.len() {
             assert_eq!(HeaderSnapshot::parse(good[..cut].to_vec()), None, "{cut}");
         }

@@ -39,12 +39,17 @@ struct Line {
     max: usize,
 }
 
+/// `,"name":`, the text that starts every field but the first, made at compile time.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
 impl Line {
+    /// Starts a field; `key` is [`key!`]'s text.
     fn key(&mut self, key: &str) {
-        self.out
-            .push_str(if self.out.len() > 1 { ",\"" } else { "\"" });
         self.out.push_str(key);
-        self.out.push_str("\":");
     }
 
     fn str(&mut self, key: &str, raw: &[u8]) {
@@ -110,23 +115,25 @@ const SPECIAL: [bool; 256] = {
 pub fn escape_into(s: &str, out: &mut String) {
     out.push('"');
     let bytes = s.as_bytes();
+    let special = |b: &u8| SPECIAL.get(usize::from(*b)).copied().unwrap_or(true);
     let (mut start, mut i) = (0, 0);
-    while let Some(&b) = bytes.get(i) {
-        if !SPECIAL.get(usize::from(b)).copied().unwrap_or(true) {
-            i += 1;
-            continue;
-        }
+    while let Some(at) = bytes
+        .get(i..)
+        .and_then(|rest| rest.iter().position(special))
+        .map(|off| i + off)
+    {
+        let b = bytes.get(at).copied().unwrap_or_default();
         // U+2028 and U+2029 (E2 80 A8/A9) end lines in some JavaScript parsers.
         let width = match b {
             b'"' | b'\\' | 0..=0x1f | 0x7f => 1,
-            0xe2 if matches!(bytes.get(i + 1..i + 3), Some([0x80, 0xa8 | 0xa9])) => 3,
+            0xe2 if matches!(bytes.get(at + 1..at + 3), Some([0x80, 0xa8 | 0xa9])) => 3,
             _ => {
-                i += 1;
+                i = at + 1;
                 continue;
             }
         };
         // Escapes start at ASCII bytes or a 3-byte sequence: char boundaries.
-        out.push_str(s.get(start..i).unwrap_or_default());
+        out.push_str(s.get(start..at).unwrap_or_default());
         match b {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
@@ -134,11 +141,11 @@ pub fn escape_into(s: &str, out: &mut String) {
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
             _ => {
-                let c = s.get(i..i + width).and_then(|t| t.chars().next());
+                let c = s.get(at..at + width).and_then(|t| t.chars().next());
                 let _ = write!(out, "\\u{:04x}", c.map_or(0, u32::from));
             }
         }
-        i += width;
+        i = at + width;
         start = i;
     }
     out.push_str(s.get(start..).unwrap_or_default());
@@ -154,8 +161,7 @@ impl AccessRecord<'_> {
             out: String::with_capacity(512),
             max: max_field_bytes,
         };
-        l.out.push('{');
-        l.key("time");
+        l.out.push_str("{\"time\":");
         match self.time_nanos {
             Some(t) => {
                 l.out.push('"');
@@ -164,30 +170,30 @@ impl AccessRecord<'_> {
             }
             None => l.out.push_str("null"),
         }
-        l.text("reporter", self.reporter);
-        l.str("method", self.method);
-        l.str("path", self.path);
-        l.str("authority", self.authority);
-        l.text("protocol", self.protocol);
-        l.signed("status", self.status);
+        l.text(key!("reporter"), self.reporter);
+        l.str(key!("method"), self.method);
+        l.str(key!("path"), self.path);
+        l.str(key!("authority"), self.authority);
+        l.text(key!("protocol"), self.protocol);
+        l.signed(key!("status"), self.status);
         if self.grpc_status.is_some() {
-            l.signed("grpc_status", self.grpc_status);
+            l.signed(key!("grpc_status"), self.grpc_status);
         }
-        l.text("response_flags", self.response_flags);
-        l.num("duration_ms", self.duration_ms);
-        l.num("request_bytes", self.request_bytes);
-        l.num("response_bytes", self.response_bytes);
-        l.opt_str("peer_principal", self.peer_principal);
-        l.text("source_workload", self.source_workload);
-        l.text("source_namespace", self.source_namespace);
+        l.text(key!("response_flags"), self.response_flags);
+        l.num(key!("duration_ms"), self.duration_ms);
+        l.num(key!("request_bytes"), self.request_bytes);
+        l.num(key!("response_bytes"), self.response_bytes);
+        l.opt_str(key!("peer_principal"), self.peer_principal);
+        l.text(key!("source_workload"), self.source_workload);
+        l.text(key!("source_namespace"), self.source_namespace);
         match self.trace_id {
-            Some(t) => l.text("trace_id", t),
-            None => l.opt_str("trace_id", None),
+            Some(t) => l.text(key!("trace_id"), t),
+            None => l.opt_str(key!("trace_id"), None),
         }
         for (key, value) in [
-            ("canary", self.canary),
-            ("ratelimit", self.ratelimit),
-            ("intentions", self.intentions),
+            (key!("canary"), self.canary),
+            (key!("ratelimit"), self.ratelimit),
+            (key!("intentions"), self.intentions),
         ] {
             if let Some(v) = value {
                 l.text(key, v);
