@@ -176,7 +176,10 @@ fn cached<K: PartialEq, V: Clone, const N: usize>(
         return Ok(v.clone());
     }
     let v = fetch()?;
-    cache.borrow_mut().put(key, v.clone());
+    // Busy only while a lent value is being read (a `*_with` callback): then not cached.
+    if let Ok(mut c) = cache.try_borrow_mut() {
+        c.put(key, v.clone());
+    }
     Ok(v)
 }
 
@@ -199,6 +202,8 @@ pub struct PassHost<'a, H> {
     whole_map: bool,
     /// That map, once read in this callback (dropped when the pass writes to it).
     request_map: RefCell<Option<HeaderSnapshot>>,
+    /// A write happened while the map was lent to a callback: drop it before the next read.
+    request_map_stale: Cell<bool>,
     now: Cell<Option<u64>>,
 }
 
@@ -212,6 +217,7 @@ impl<'a, H> PassHost<'a, H> {
             headers: RefCell::default(),
             whole_map: false,
             request_map: RefCell::new(None),
+            request_map_stale: Cell::new(false),
             now: Cell::new(None),
         }
     }
@@ -233,11 +239,18 @@ impl<'a, H> PassHost<'a, H> {
     /// Forgets a header this pass writes, so the next read sees the host's value.
     fn forget(&self, map: HeaderMap, name: &str) {
         if map == HeaderMap::Request {
-            self.request_map.borrow_mut().take();
+            match self.request_map.try_borrow_mut() {
+                Ok(mut m) => drop(m.take()),
+                // Lent to a `header_with` callback that writes: dropped before the next read.
+                Err(_) => self.request_map_stale.set(true),
+            }
         }
         // A name too long for a key was never cached.
         if let Some(key) = InlineKey::header(name) {
-            self.headers.borrow_mut().forget(&(map, key));
+            // The cache is never lent out, so it is free here.
+            if let Ok(mut h) = self.headers.try_borrow_mut() {
+                h.forget(&(map, key));
+            }
         }
     }
 }
@@ -257,12 +270,46 @@ impl<H: Properties> Properties for PassHost<'_, H> {
             None => self.host.property(path),
         }
     }
+    fn property_with<T>(
+        &self,
+        path: &[&str],
+        f: impl FnOnce(Option<&[u8]>) -> T,
+    ) -> Result<T, HostError> {
+        match self.local(path) {
+            Some(i) if self.state.owned.get(i).copied().unwrap_or(false) => {
+                let values = self.state.values.borrow();
+                Ok(f(values.get(i).and_then(|v| v.as_deref())))
+            }
+            None if connection_scoped(path) => {
+                let Some(key) = InlineKey::path(path) else {
+                    return self.host.property_with(path, f);
+                };
+                if let Some(v) = self.state.connection.borrow().get(&key) {
+                    return Ok(f(v.as_deref()));
+                }
+                let v = self.host.property(path)?;
+                let out = f(v.as_deref());
+                if let Ok(mut c) = self.state.connection.try_borrow_mut() {
+                    c.put(key, v);
+                }
+                Ok(out)
+            }
+            _ => self.host.property_with(path, f),
+        }
+    }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         match self.local(path) {
             Some(i) => {
-                if let Some(slot) = self.state.values.borrow_mut().get_mut(i) {
+                // Busy only while a verdict is lent to a `property_with` callback.
+                let mut values = self
+                    .state
+                    .values
+                    .try_borrow_mut()
+                    .map_err(|_| HostError::Internal)?;
+                if let Some(slot) = values.get_mut(i) {
                     *slot = Some(value.to_vec());
                 }
+                drop(values);
                 if self.write_through {
                     self.host.set_property(path, value)?;
                 }
@@ -343,14 +390,24 @@ impl<H: HttpHeaders> PassHost<'_, H> {
         if !self.whole_map || map != HeaderMap::Request {
             return None;
         }
-        if let Some(snapshot) = self.request_map.borrow().as_ref() {
-            return Some(Ok(f(snapshot)));
+        if self.request_map_stale.replace(false) {
+            if let Ok(mut m) = self.request_map.try_borrow_mut() {
+                m.take();
+            }
         }
-        Some(self.host.header_map(map).map(|snapshot| {
-            let out = f(&snapshot);
-            *self.request_map.borrow_mut() = Some(snapshot);
-            out
-        }))
+        if self.request_map.borrow().is_none() {
+            let snapshot = match self.host.header_map(map) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            match self.request_map.try_borrow_mut() {
+                Ok(mut m) => *m = Some(snapshot),
+                Err(_) => return Some(Ok(f(&snapshot))),
+            }
+        }
+        // Held while `f` runs: a write from inside it marks the map stale instead.
+        let m = self.request_map.borrow();
+        m.as_ref().map(|snapshot| Ok(f(snapshot)))
     }
 }
 
@@ -364,6 +421,21 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
             InlineKey::header(name).map(|k| (map, k)),
             || self.host.header(map, name),
         )
+    }
+    fn header_with<T>(
+        &self,
+        map: HeaderMap,
+        name: &str,
+        f: impl FnOnce(Option<&[u8]>) -> T,
+    ) -> Result<T, HostError> {
+        let mut f = Some(f);
+        if let Some(found) = self.in_map(map, |m| f.take().map(|f| f(m.get(name)))) {
+            if let Some(out) = found? {
+                return Ok(out);
+            }
+        }
+        let v = self.header(map, name)?;
+        f.map(|f| f(v.as_deref())).ok_or(HostError::Internal)
     }
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
         if let Some(found) = self.in_map(map, |m| m.values(name).map(<[u8]>::to_vec).collect()) {

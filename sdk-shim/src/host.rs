@@ -39,6 +39,16 @@ pub trait Random {
 pub trait Properties {
     /// `Ok(None)` when the property does not exist for this request.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// `f` of the property's value, lent without a copy where the host already holds it (a
+    /// pass's connection properties and verdicts); otherwise as [`Properties::property`]
+    /// reads it.
+    fn property_with<T>(
+        &self,
+        path: &[&str],
+        f: impl FnOnce(Option<&[u8]>) -> T,
+    ) -> Result<T, HostError> {
+        Ok(f(self.property(path)?.as_deref()))
+    }
     /// Writes per-request state; in Envoy it lands in filter state under `wasm.<path>`.
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
     /// Prepares `set` for [`Properties::properties`], at configuration time. A host that
@@ -121,6 +131,16 @@ pub enum HeaderMap {
 pub trait HttpHeaders {
     /// The first value of `name`, with one host call and without reading the whole map.
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// `f` of the first value of `name`, lent without a copy where the host already holds it
+    /// (a pass that read the whole map); otherwise as [`HttpHeaders::header`] reads it.
+    fn header_with<T>(
+        &self,
+        map: HeaderMap,
+        name: &str,
+        f: impl FnOnce(Option<&[u8]>) -> T,
+    ) -> Result<T, HostError> {
+        Ok(f(self.header(map, name)?.as_deref()))
+    }
     /// Every value of `name`, in order; reads the whole map, so use it only where a verdict
     /// depends on repeated headers.
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {

@@ -60,11 +60,12 @@ impl Canary {
         &self,
         host: &H,
     ) -> Option<Decision> {
-        let authority = host
-            .header(HeaderMap::Request, ":authority")
+        let index = host
+            .header_with(HeaderMap::Request, ":authority", |a| {
+                a.and_then(|a| self.hosts.find(a))
+            })
             .ok()
             .flatten()?;
-        let index = self.hosts.find(&authority)?;
         let service = self.services.get(index)?;
         Some(service.decide(index, host))
     }

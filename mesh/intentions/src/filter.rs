@@ -285,20 +285,20 @@ impl Compiled {
 // === impl IntentionsFilter ===
 
 fn read_peer<H: StreamHost>(host: &H, trust_domain: &str) -> Result<Peer, HostError> {
-    let absent = |r: Result<Option<Vec<u8>>, HostError>| match r {
-        Err(HostError::NotFound) => Ok(None),
-        other => other,
+    // Lent values: the pass holds both for the whole request.
+    let mtls = match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
+        Err(HostError::NotFound) => false,
+        other => other?,
     };
-    let mtls = absent(host.property(&MTLS_PROPERTY))?;
-    if mtls.as_deref() != Some(&[1]) {
-        return Ok(Peer::from_properties(mtls.as_deref(), None, trust_domain));
+    if !mtls {
+        return Ok(Peer::from_properties(None, None, trust_domain));
     }
-    let san = absent(host.property(&URI_SAN_PROPERTY))?;
-    Ok(Peer::from_properties(
-        mtls.as_deref(),
-        san.as_deref(),
-        trust_domain,
-    ))
+    match host.property_with(&URI_SAN_PROPERTY, |san| {
+        Peer::from_properties(Some(&[1]), san, trust_domain)
+    }) {
+        Err(HostError::NotFound) => Ok(Peer::from_properties(Some(&[1]), None, trust_domain)),
+        other => other,
+    }
 }
 
 /// A raw request value made safe for one log line.

@@ -85,7 +85,10 @@ fn prop_u64<P: Properties>(host: &P, path: &[&str]) -> Option<u64> {
 }
 
 fn prop_bool<P: Properties>(host: &P, path: &[&str]) -> bool {
-    matches!(host.property(path), Ok(Some(v)) if v.first().is_some_and(|b| *b != 0))
+    matches!(
+        host.property_with(path, |v| v.and_then(<[u8]>::first).is_some_and(|b| *b != 0)),
+        Ok(true)
+    )
 }
 
 fn prop_bytes<P: Properties>(host: &P, path: &[&str]) -> Option<Vec<u8>> {
@@ -430,7 +433,11 @@ impl RequestTelemetry {
         if cfg.access_log.is_some() || cfg.reporter == Reporter::Source {
             self.authority = get(":authority").unwrap_or_default();
         }
-        self.grpc = get("content-type").is_some_and(|ct| ct.starts_with(b"application/grpc"));
+        self.grpc = host
+            .header_with(HeaderMap::Request, "content-type", |ct| {
+                ct.is_some_and(|ct| ct.starts_with(b"application/grpc"))
+            })
+            .unwrap_or(false);
         if cfg.trace.enabled {
             self.handle_trace(host);
         }
@@ -462,16 +469,13 @@ impl RequestTelemetry {
 
     fn handle_trace<H: StreamHost>(&mut self, host: &H) {
         let cfg = self.shared.config.trace;
-        let incoming = host
-            .header(HeaderMap::Request, "traceparent")
-            .ok()
-            .flatten();
-        self.trace = trace::decide(
-            incoming.as_deref(),
-            cfg.start_when_absent,
-            cfg.sampled,
-            |b| host.fill_random(b).is_ok(),
-        );
+        // Decided on the lent value; the header writes come after.
+        let random = |b: &mut [u8]| host.fill_random(b).is_ok();
+        self.trace = host
+            .header_with(HeaderMap::Request, "traceparent", |incoming| {
+                trace::decide(incoming, cfg.start_when_absent, cfg.sampled, random)
+            })
+            .unwrap_or_else(|_| trace::decide(None, cfg.start_when_absent, cfg.sampled, random));
         match &self.trace {
             TraceOutcome::Kept(_) | TraceOutcome::Absent => {}
             TraceOutcome::Replaced(tp) => {

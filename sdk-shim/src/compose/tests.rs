@@ -199,3 +199,51 @@ fn a_full_cache_stays_correct_and_reads_the_rest_from_the_host() {
     // The first pass reads every header; the second only those beyond the cache.
     assert_eq!(host.host_calls() - before, (names.len() + 3) as u64);
 }
+
+#[test]
+fn lent_reads_come_from_what_the_pass_holds_and_match_copied_ones() {
+    let host = FakeHost::new()
+        .request("GET", "reviews", "/a")
+        .request_header("x-a", "1")
+        .property(&["connection", "mtls"], [1]);
+    let state = PassState::new(&[(KEY_A, true)]);
+    let h = PassHost::new(&host, &state, false).with_whole_request_map(true);
+    decision::publish(&h, KEY_A, "v1").unwrap();
+    assert_eq!(h.header(HeaderMap::Request, "x-a").unwrap().unwrap(), b"1");
+    let mtls = h.property(&["connection", "mtls"]).unwrap();
+    let calls = host.host_calls();
+    let lent = |v: Option<&[u8]>| v.map(<[u8]>::to_vec);
+    assert_eq!(
+        h.header_with(HeaderMap::Request, "x-a", lent).unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(h.header_with(HeaderMap::Request, "x-b", lent).unwrap(), None);
+    assert_eq!(h.property_with(&["connection", "mtls"], lent).unwrap(), mtls);
+    assert_eq!(h.property_with(&[KEY_A], lent).unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(host.host_calls(), calls, "all served from the pass");
+}
+
+#[test]
+fn a_write_from_inside_a_lent_read_never_panics_and_is_seen_next() {
+    let host = FakeHost::new()
+        .request("GET", "reviews", "/a")
+        .request_header("x-a", "old");
+    let state = PassState::new(&[(KEY_A, true)]);
+    let h = PassHost::new(&host, &state, false).with_whole_request_map(true);
+    let seen = h
+        .header_with(HeaderMap::Request, "x-a", |v| {
+            let old = v.map(<[u8]>::to_vec);
+            h.set_header(HeaderMap::Request, "x-a", b"new").unwrap();
+            old
+        })
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some(&b"old"[..]));
+    assert_eq!(h.header(HeaderMap::Request, "x-a").unwrap().unwrap(), b"new");
+    // A verdict lent out cannot be replaced from inside its own read: an error, not a trap.
+    decision::publish(&h, KEY_A, "v1").unwrap();
+    let inner = h
+        .property_with(&[KEY_A], |_| decision::publish(&h, KEY_A, "v2"))
+        .unwrap();
+    assert_eq!(inner, Err(HostError::Internal));
+    assert_eq!(decision::read(&h, KEY_A).as_deref(), Some("v1"));
+}
