@@ -390,9 +390,15 @@ impl<H: HttpHeaders> PassHost<'_, H> {
         if !self.whole_map || map != HeaderMap::Request {
             return None;
         }
-        if self.request_map_stale.replace(false) {
-            if let Ok(mut m) = self.request_map.try_borrow_mut() {
-                m.take();
+        if self.request_map_stale.get() {
+            match self.request_map.try_borrow_mut() {
+                Ok(mut m) => {
+                    m.take();
+                    self.request_map_stale.set(false);
+                }
+                // Still lent out (a read nested in the writing callback): the host has the
+                // current value.
+                Err(_) => return None,
             }
         }
         if self.request_map.borrow().is_none() {

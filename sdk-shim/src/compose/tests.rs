@@ -217,9 +217,18 @@ fn lent_reads_come_from_what_the_pass_holds_and_match_copied_ones() {
         h.header_with(HeaderMap::Request, "x-a", lent).unwrap(),
         Some(b"1".to_vec())
     );
-    assert_eq!(h.header_with(HeaderMap::Request, "x-b", lent).unwrap(), None);
-    assert_eq!(h.property_with(&["connection", "mtls"], lent).unwrap(), mtls);
-    assert_eq!(h.property_with(&[KEY_A], lent).unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(
+        h.header_with(HeaderMap::Request, "x-b", lent).unwrap(),
+        None
+    );
+    assert_eq!(
+        h.property_with(&["connection", "mtls"], lent).unwrap(),
+        mtls
+    );
+    assert_eq!(
+        h.property_with(&[KEY_A], lent).unwrap(),
+        Some(b"v1".to_vec())
+    );
     assert_eq!(host.host_calls(), calls, "all served from the pass");
 }
 
@@ -234,11 +243,19 @@ fn a_write_from_inside_a_lent_read_never_panics_and_is_seen_next() {
         .header_with(HeaderMap::Request, "x-a", |v| {
             let old = v.map(<[u8]>::to_vec);
             h.set_header(HeaderMap::Request, "x-a", b"new").unwrap();
+            // A read nested in the writing callback sees the write too.
+            assert_eq!(
+                h.header(HeaderMap::Request, "x-a").unwrap().unwrap(),
+                b"new"
+            );
             old
         })
         .unwrap();
     assert_eq!(seen.as_deref(), Some(&b"old"[..]));
-    assert_eq!(h.header(HeaderMap::Request, "x-a").unwrap().unwrap(), b"new");
+    assert_eq!(
+        h.header(HeaderMap::Request, "x-a").unwrap().unwrap(),
+        b"new"
+    );
     // A verdict lent out cannot be replaced from inside its own read: an error, not a trap.
     decision::publish(&h, KEY_A, "v1").unwrap();
     let inner = h
