@@ -252,7 +252,7 @@ fn second_prefix(secs: u64, out: &mut String) {
 
 /// Decimal digits of `n`, zero-padded to `width`, without `core::fmt` (the access line's
 /// hot path).
-fn push_digits(out: &mut String, mut n: u64, width: usize) {
+pub(crate) fn push_digits(out: &mut String, mut n: u64, width: usize) {
     let mut buf = [b'0'; 20];
     let start = buf.len().saturating_sub(width);
     let mut at = buf.len();

@@ -227,27 +227,11 @@ impl<'a> LabelValues<'a> {
     /// `core::fmt`.
     pub fn set_number(&mut self, label: Label, n: i64) {
         if let Some(slot) = self.values.get_mut(label.index()) {
-            let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut rest = n.unsigned_abs();
-            loop {
-                at -= 1;
-                if let Some(d) = digits.get_mut(at) {
-                    // `rest % 10` is a single digit.
-                    *d = b'0' + (rest % 10) as u8;
-                }
-                rest /= 10;
-                if rest == 0 || at == 0 {
-                    break;
-                }
-            }
             let mut v = String::with_capacity(21);
             if n < 0 {
                 v.push('-');
             }
-            v.push_str(
-                std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or_default(),
-            );
+            crate::access_log::push_digits(&mut v, n.unsigned_abs(), 1);
             *slot = Cow::Owned(v);
         }
     }
