@@ -94,12 +94,15 @@ impl HeaderSnapshot {
 
     /// Every value of `name`, in order.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
+        let bytes = self.buffer();
+        let data = 4 + 8 * self.count;
+        // In range for a checked buffer; an empty map has no table.
+        let table = bytes.get(4..data).unwrap_or_default().as_chunks::<8>().0;
         Values {
-            bytes: self.buffer(),
+            bytes,
             name: name.as_bytes(),
-            next: 0,
-            count: self.count,
-            data: 4 + 8 * self.count,
+            table: table.iter(),
+            data,
         }
     }
 
@@ -152,8 +155,9 @@ impl<'a> Pairs<'a> {
 pub struct Values<'a, 'n> {
     bytes: &'a [u8],
     name: &'n [u8],
-    next: usize,
-    count: usize,
+    /// The (name, value) lengths of the pairs not yet looked at.
+    table: std::slice::Iter<'a, [u8; 8]>,
+    /// Where the next pair's name starts.
     data: usize,
 }
 
@@ -161,18 +165,21 @@ impl<'a> Iterator for Values<'a, '_> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.next < self.count {
-            let name_len = word(self.bytes, 4 + 8 * self.next)?;
-            let value_len = word(self.bytes, 8 + 8 * self.next)?;
+        // The table is walked as fixed-size entries: no bounds check per pair.
+        for &[a, b, c, d, e, f, g, h] in self.table.by_ref() {
+            let name_len = usize::try_from(u32::from_le_bytes([a, b, c, d])).ok()?;
+            let value_len = usize::try_from(u32::from_le_bytes([e, f, g, h])).ok()?;
             let at = self.data;
+            // Cannot overflow: the parse checked that every pair ends inside the buffer.
             self.data = at + name_len + value_len + 2;
-            self.next += 1;
             if name_len != self.name.len() {
                 continue;
             }
             let value_at = at + name_len + 1;
             let name = self.bytes.get(at..value_at - 1)?;
-            if name.eq_ignore_ascii_case(self.name) {
+            // Hosts send names lowercase and callers ask in lowercase: the exact compare
+            // settles nearly every lookup before the byte-wise case-folding one.
+            if name == self.name || name.eq_ignore_ascii_case(self.name) {
                 return self.bytes.get(value_at..value_at + value_len);
             }
         }

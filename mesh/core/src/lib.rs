@@ -16,4 +16,4 @@ pub use duration::parse_duration;
 pub use hash::{SipHasher13, SipHasher24, SipKey};
 pub use matchers::{HeaderMatch, HeaderMatchSpec, HttpMatch, HttpMatchSpec, PathMatch};
 pub use request::MatchInput;
-pub use spiffe::{SpiffeId, SpiffeKind};
+pub use spiffe::{SpiffeId, SpiffeKind, SpiffeRef};

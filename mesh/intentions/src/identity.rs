@@ -1,6 +1,6 @@
 //! The peer's identity, taken only from what the proxy says about the verified peer certificate.
 
-use mesh_core::{SpiffeId, SpiffeKind};
+use mesh_core::SpiffeRef;
 use std::fmt;
 
 use crate::pattern::ServiceName;
@@ -28,7 +28,12 @@ pub enum Anonymous {
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
-    Authenticated { id: SpiffeId, service: ServiceName },
+    /// `uri` is the certificate's SPIFFE ID as sent (the strict parse accepted it, so it is
+    /// already in canonical form).
+    Authenticated {
+        uri: String,
+        service: ServiceName,
+    },
     Anonymous(Anonymous),
 }
 
@@ -71,22 +76,22 @@ impl Peer {
 
     /// The identity a verified certificate's first URI SAN gives.
     pub fn from_uri_san(san: &str, trust_domain: &str) -> Self {
-        let Ok(id) = SpiffeId::parse(san) else {
+        let Ok(id) = SpiffeRef::parse(san) else {
             return Self::Anonymous(Anonymous::NotSpiffe);
         };
         if id.trust_domain != trust_domain {
             return Self::Anonymous(Anonymous::ForeignTrustDomain);
         }
-        if let SpiffeKind::Consul {
-            partition: Some(p), ..
-        } = &id.kind
-        {
+        if let Some((_, Some(p))) = id.consul {
             if p != "default" {
                 return Self::Anonymous(Anonymous::OtherPartition);
             }
         }
-        let service = ServiceName::new(id.namespace.clone(), id.name.clone());
-        Self::Authenticated { id, service }
+        let service = ServiceName::new(id.namespace.to_owned(), id.name.to_owned());
+        Self::Authenticated {
+            uri: san.to_owned(),
+            service,
+        }
     }
 
     pub fn service(&self) -> Option<&ServiceName> {
@@ -104,7 +109,7 @@ fn is_true(v: Option<&[u8]>) -> bool {
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Authenticated { id, .. } => id.fmt(f),
+            Self::Authenticated { uri, .. } => f.write_str(uri),
             Self::Anonymous(why) => write!(f, "anonymous({})", why.as_str()),
         }
     }

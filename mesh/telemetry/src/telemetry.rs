@@ -9,7 +9,7 @@ use crate::peer::{valid_value, PeerMetadata};
 use crate::series::{Admission, SeriesIds, SeriesRegistry};
 use crate::trace::{self, TraceOutcome};
 use mesh_core::decision;
-use mesh_core::SpiffeId;
+use mesh_core::SpiffeRef;
 use sdk_shim::{
     ConfigHost, HeaderMap, HostError, LogLevel, MetricId, MetricKind, Metrics, Namespace,
     Properties, PropertySet, StreamHost,
@@ -643,7 +643,7 @@ impl RequestTelemetry {
         let spiffe = san
             .as_deref()
             .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| SpiffeId::parse(s).ok());
+            .and_then(|s| SpiffeRef::parse(s).ok());
         if let Some(s) = &san {
             labels.set(Label::SourcePrincipal, s);
         }
@@ -688,7 +688,7 @@ impl RequestTelemetry {
         let spiffe = san
             .as_deref()
             .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| SpiffeId::parse(s).ok());
+            .and_then(|s| SpiffeRef::parse(s).ok());
         fill_peer(
             labels,
             self.peer.as_ref(),
@@ -727,7 +727,7 @@ impl RequestTelemetry {
 fn fill_peer(
     labels: &mut LabelValues<'_>,
     peer: Option<&PeerMetadata>,
-    spiffe: Option<&SpiffeId>,
+    spiffe: Option<&SpiffeRef<'_>>,
     [workload, namespace, service, revision, app, version, cluster]: [Label; 7],
 ) {
     if let Some(p) = peer {
@@ -745,8 +745,8 @@ fn fill_peer(
             }
         }
     } else if let Some(id) = spiffe {
-        labels.set_str(workload, &id.name);
-        labels.set_str(namespace, &id.namespace);
+        labels.set_str(workload, id.name);
+        labels.set_str(namespace, id.namespace);
     }
 }
 
@@ -757,7 +757,7 @@ fn trusted_peer(raw: &[u8], peer_san: Option<&[u8]>) -> Option<PeerMetadata> {
     let meta = PeerMetadata::parse(raw).ok()?;
     let spiffe = std::str::from_utf8(san)
         .ok()
-        .and_then(|s| SpiffeId::parse(s).ok());
+        .and_then(|s| SpiffeRef::parse(s).ok());
     match spiffe {
         Some(id) if id.namespace != meta.namespace => None,
         _ => Some(meta),

@@ -62,3 +62,85 @@ fn rejects_lookalikes() {
         Err(SpiffeError::TooLong)
     );
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+/// The parser before the one-pass rewrite, kept as the reference the rewrite must match.
+fn reference_parse(uri: &str) -> Result<SpiffeId, SpiffeError> {
+    if uri.len() > 2048 {
+        return Err(SpiffeError::TooLong);
+    }
+    let rest = uri.strip_prefix("spiffe://").ok_or(SpiffeError::Scheme)?;
+    let (td, path) = rest.split_once('/').ok_or(SpiffeError::Layout)?;
+    if td.is_empty() || td.len() > 255 || !td.bytes().all(trust_domain_byte) {
+        return Err(SpiffeError::TrustDomain);
+    }
+    let mut segs = Vec::new();
+    for s in path.split('/') {
+        if s.is_empty() || s == "." || s == ".." || !s.bytes().all(segment_byte) {
+            return Err(SpiffeError::Segment);
+        }
+        if segs.len() == 8 {
+            return Err(SpiffeError::Layout);
+        }
+        segs.push(s);
+    }
+    let id = |ns: &str, name: &str, kind| SpiffeId {
+        trust_domain: td.to_owned(),
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        kind,
+    };
+    match segs[..] {
+        ["ns", ns, "sa", name] => Ok(id(ns, name, SpiffeKind::Istio)),
+        ["ns", ns, "dc", dc, "svc", name] => Ok(id(
+            ns,
+            name,
+            SpiffeKind::Consul {
+                datacenter: dc.to_owned(),
+                partition: None,
+            },
+        )),
+        ["ap", ap, "ns", ns, "dc", dc, "svc", name] => Ok(id(
+            ns,
+            name,
+            SpiffeKind::Consul {
+                datacenter: dc.to_owned(),
+                partition: Some(ap.to_owned()),
+            },
+        )),
+        _ => Err(SpiffeError::Layout),
+    }
+}
+
+#[test]
+fn the_borrowed_form_names_the_same_parts() {
+    let uri = "spiffe://abc.consul/ap/p1/ns/team/dc/dc1/svc/web";
+    let r = SpiffeRef::parse(uri).unwrap();
+    assert_eq!(
+        (r.trust_domain, r.namespace, r.name, r.consul),
+        ("abc.consul", "team", "web", Some(("dc1", Some("p1"))))
+    );
+    assert_eq!(r.to_owned(), SpiffeId::parse(uri).unwrap());
+    assert_eq!(r.to_owned().to_string(), uri);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    /// Built from the pieces that decide a layout (keywords, dots, separators, bytes just
+    /// outside the classes), so most inputs reach the segment and layout checks.
+    #[test]
+    fn the_one_pass_parser_agrees_with_the_reference(
+        td in "(td|a\\.b|T|x_y-1|)",
+        segs in proptest::collection::vec("(ns|sa|dc|svc|ap|default|a|\\.|\\.\\.||%2F|é|a b|x\\?y|web-1_v\\.2)", 0..11),
+        scheme in "(spiffe://|SPIFFE://|spiffe:/)",
+    ) {
+        let uri = format!("{scheme}{td}/{}", segs.join("/"));
+        proptest::prop_assert_eq!(SpiffeId::parse(&uri), reference_parse(&uri), "{}", uri);
+    }
+
+    #[test]
+    fn any_text_parses_as_the_reference_parses(uri in "spiffe://[a-z/.]{0,12}(/[ -~]{0,8}){0,9}") {
+        proptest::prop_assert_eq!(SpiffeId::parse(&uri), reference_parse(&uri), "{}", uri);
+    }
+}
