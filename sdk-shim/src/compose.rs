@@ -14,9 +14,9 @@
 //! Every other call goes straight to the wrapped host.
 
 use crate::{
-    Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HostError, HttpHeaders, LocalReply, Log,
-    LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random, SharedStore,
-    Versioned,
+    Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders,
+    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random,
+    SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 
@@ -29,12 +29,44 @@ pub struct PassState {
     /// The decision keys the pass's filters publish under ([`crate::decision`]), given by
     /// whoever composes the pass; sdk-shim knows none of them.
     keys: [Option<&'static str>; MAX_DECISION_KEYS],
-    values: RefCell<[Option<Vec<u8>>; MAX_DECISION_KEYS]>,
+    values: RefCell<[Option<Verdict>; MAX_DECISION_KEYS]>,
     /// Keys this pass decides itself. The others (a capability running in another module
     /// of the same filter chain) are read from the host.
     owned: [bool; MAX_DECISION_KEYS],
     /// Connection properties already read (`None`: absent).
     connection: RefCell<InlineCache<InlineKey, Option<Vec<u8>>, 4>>,
+}
+
+/// One published verdict. Verdicts are short labels (`allow:intention`, `v2:override`), so
+/// they are kept in place: publishing one allocates nothing.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Inline(u8, [u8; Verdict::INLINE]),
+    Heap(Vec<u8>),
+}
+
+// === impl Verdict ===
+
+impl Verdict {
+    const INLINE: usize = 30;
+
+    fn new(value: &[u8]) -> Self {
+        let mut bytes = [0; Self::INLINE];
+        match (bytes.get_mut(..value.len()), u8::try_from(value.len())) {
+            (Some(head), Ok(len)) => {
+                head.copy_from_slice(value);
+                Self::Inline(len, bytes)
+            }
+            _ => Self::Heap(value.to_vec()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(len, bytes) => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
 }
 
 /// Properties fixed for the life of a connection, safe to read once per request.
@@ -259,7 +291,11 @@ impl<H: Properties> Properties for PassHost<'_, H> {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         match self.local(path) {
             Some(i) if self.state.owned.get(i).copied().unwrap_or(false) => {
-                Ok(self.state.values.borrow().get(i).cloned().flatten())
+                let values = self.state.values.borrow();
+                Ok(values
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(|v| v.as_bytes().to_vec()))
             }
             Some(_) => self.host.property(path),
             None if connection_scoped(path) => {
@@ -278,7 +314,10 @@ impl<H: Properties> Properties for PassHost<'_, H> {
         match self.local(path) {
             Some(i) if self.state.owned.get(i).copied().unwrap_or(false) => {
                 let values = self.state.values.borrow();
-                Ok(f(values.get(i).and_then(|v| v.as_deref())))
+                Ok(f(values
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(Verdict::as_bytes)))
             }
             None if connection_scoped(path) => {
                 let Some(key) = InlineKey::path(path) else {
@@ -307,7 +346,7 @@ impl<H: Properties> Properties for PassHost<'_, H> {
                     .try_borrow_mut()
                     .map_err(|_| HostError::Internal)?;
                 if let Some(slot) = values.get_mut(i) {
-                    *slot = Some(value.to_vec());
+                    *slot = Some(Verdict::new(value));
                 }
                 drop(values);
                 if self.write_through {
@@ -442,6 +481,12 @@ impl<H: HttpHeaders> HttpHeaders for PassHost<'_, H> {
         }
         let v = self.header(map, name)?;
         f.map(|f| f(v.as_deref())).ok_or(HostError::Internal)
+    }
+    fn header_value(&self, map: HeaderMap, name: &str) -> Result<Option<HeaderValue>, HostError> {
+        if let Some(found) = self.in_map(map, |m| m.shared(name)) {
+            return found;
+        }
+        Ok(self.header(map, name)?.map(HeaderValue::Owned))
     }
     fn header_values(&self, map: HeaderMap, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
         if let Some(found) = self.in_map(map, |m| m.values(name).map(<[u8]>::to_vec).collect()) {

@@ -14,7 +14,46 @@ pub struct HeaderSnapshot {
     count: usize,
 }
 
+use std::ops::{Deref, Range};
 use std::sync::Arc;
+
+/// One header value kept by a filter past the read: a range of a map the pass already holds
+/// (no copy, the buffer is shared) or the host's own copy.
+#[derive(Debug, Clone)]
+pub enum HeaderValue {
+    Shared(HeaderSnapshot, Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Default for HeaderValue {
+    fn default() -> Self {
+        Self::Owned(Vec::new())
+    }
+}
+
+impl Deref for HeaderValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Shared(map, range) => map.buffer().get(range.clone()).unwrap_or_default(),
+            Self::Owned(v) => v,
+        }
+    }
+}
+
+impl From<Vec<u8>> for HeaderValue {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Owned(v)
+    }
+}
+
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for HeaderValue {}
 
 /// The little-endian `u32` at `at`, as a length.
 fn word(bytes: &[u8], at: usize) -> Option<usize> {
@@ -92,6 +131,12 @@ impl HeaderSnapshot {
         self.values(name).next()
     }
 
+    /// The first value of `name`, kept as a range of this map's shared buffer: no copy.
+    pub fn shared(&self, name: &str) -> Option<HeaderValue> {
+        let range = self.values(name).next_range()?;
+        Some(HeaderValue::Shared(self.clone(), range))
+    }
+
     /// Every value of `name`, in order.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
         let bytes = self.buffer();
@@ -161,10 +206,9 @@ pub struct Values<'a, 'n> {
     data: usize,
 }
 
-impl<'a> Iterator for Values<'a, '_> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Values<'_, '_> {
+    /// Where the next value of the name is in the buffer.
+    fn next_range(&mut self) -> Option<Range<usize>> {
         // The table is walked as fixed-size entries: no bounds check per pair.
         for &[a, b, c, d, e, f, g, h] in self.table.by_ref() {
             let name_len = usize::try_from(u32::from_le_bytes([a, b, c, d])).ok()?;
@@ -180,10 +224,19 @@ impl<'a> Iterator for Values<'a, '_> {
             // Hosts send names lowercase and callers ask in lowercase: the exact compare
             // settles nearly every lookup before the byte-wise case-folding one.
             if name == self.name || name.eq_ignore_ascii_case(self.name) {
-                return self.bytes.get(value_at..value_at + value_len);
+                return Some(value_at..value_at + value_len);
             }
         }
         None
+    }
+}
+
+impl<'a> Iterator for Values<'a, '_> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let range = self.next_range()?;
+        self.bytes.get(range)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The capability traits. Each is small so a host can offer only what it has.
 
-use crate::{HeaderSnapshot, HostError, PropertySet};
+use crate::{HeaderSnapshot, HeaderValue, HostError, PropertySet};
 
 /// Log levels, ordered from the most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -140,6 +140,11 @@ pub trait HttpHeaders {
         f: impl FnOnce(Option<&[u8]>) -> T,
     ) -> Result<T, HostError> {
         Ok(f(self.header(map, name)?.as_deref()))
+    }
+    /// The first value of `name` for a filter that keeps it: shared with the map where the
+    /// host already holds the whole map (a pass), otherwise as [`HttpHeaders::header`] reads it.
+    fn header_value(&self, map: HeaderMap, name: &str) -> Result<Option<HeaderValue>, HostError> {
+        Ok(self.header(map, name)?.map(HeaderValue::Owned))
     }
     /// Every value of `name`, in order; reads the whole map, so use it only where a verdict
     /// depends on repeated headers.

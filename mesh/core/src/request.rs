@@ -1,6 +1,6 @@
 //! The parts of a request that matchers look at, read from the host with few calls.
 
-use sdk_shim::{HeaderMap, HeaderSnapshot, HostError, HttpHeaders};
+use sdk_shim::{HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders};
 use std::borrow::Cow;
 
 /// What a matcher sees: method (case-sensitive bytes), a path already prepared by the caller
@@ -29,9 +29,10 @@ pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
 /// The request head as read from the host.
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
-    pub method: Vec<u8>,
+    /// Shared with the pass's map where it holds one: no copy per request.
+    pub method: HeaderValue,
     /// `:path` as sent, query included.
-    pub path: Vec<u8>,
+    pub path: HeaderValue,
     /// The whole header map, only when read with `with_headers` (else empty).
     pub headers: HeaderSnapshot,
 }
@@ -42,7 +43,7 @@ impl RequestHead {
     pub fn read<H: HttpHeaders>(host: &H, with_headers: bool) -> Result<Self, HostError> {
         if with_headers {
             let headers = host.header_map(HeaderMap::Request)?;
-            let find = |n: &str| headers.get(n).map(<[u8]>::to_vec).unwrap_or_default();
+            let find = |n: &str| headers.shared(n).unwrap_or_default();
             Ok(Self {
                 method: find(":method"),
                 path: find(":path"),
@@ -51,10 +52,10 @@ impl RequestHead {
         } else {
             Ok(Self {
                 method: host
-                    .header(HeaderMap::Request, ":method")?
+                    .header_value(HeaderMap::Request, ":method")?
                     .unwrap_or_default(),
                 path: host
-                    .header(HeaderMap::Request, ":path")?
+                    .header_value(HeaderMap::Request, ":path")?
                     .unwrap_or_default(),
                 headers: HeaderSnapshot::default(),
             })

@@ -11,8 +11,8 @@ use crate::trace::{self, TraceOutcome};
 use mesh_core::decision;
 use mesh_core::SpiffeRef;
 use sdk_shim::{
-    ConfigHost, HeaderMap, HostError, LogLevel, MetricId, MetricKind, Metrics, Namespace,
-    Properties, PropertySet, StreamHost,
+    ConfigHost, HeaderMap, HeaderValue, HostError, LogLevel, MetricId, MetricKind, Metrics,
+    Namespace, Properties, PropertySet, StreamHost,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -337,9 +337,10 @@ pub struct Decisions {
 #[derive(Debug)]
 pub struct RequestTelemetry {
     shared: Arc<Telemetry>,
-    method: Vec<u8>,
-    path: Vec<u8>,
-    authority: Vec<u8>,
+    /// Kept for `on_log`: shared with the pass's header map where it holds one.
+    method: HeaderValue,
+    path: HeaderValue,
+    authority: HeaderValue,
     grpc: bool,
     trace: TraceOutcome,
     /// Peer metadata that passed the trust checks.
@@ -373,9 +374,9 @@ impl RequestTelemetry {
     pub fn new(shared: Arc<Telemetry>) -> Self {
         Self {
             shared,
-            method: Vec::new(),
-            path: Vec::new(),
-            authority: Vec::new(),
+            method: HeaderValue::default(),
+            path: HeaderValue::default(),
+            authority: HeaderValue::default(),
             grpc: false,
             trace: TraceOutcome::Absent,
             peer: None,
@@ -425,13 +426,19 @@ impl RequestTelemetry {
     pub fn on_request_headers<H: StreamHost>(&mut self, host: &H) {
         let cfg = &self.shared.config;
         let get = |name: &str| host.header(HeaderMap::Request, name).ok().flatten();
+        let keep = |name: &str| {
+            host.header_value(HeaderMap::Request, name)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
         if cfg.access_log.is_some() {
-            self.method = get(":method").unwrap_or_default();
-            self.path = get(":path").unwrap_or_default();
+            self.method = keep(":method");
+            self.path = keep(":path");
             self.start_nanos = Some(host.now_nanos());
         }
         if cfg.access_log.is_some() || cfg.reporter == Reporter::Source {
-            self.authority = get(":authority").unwrap_or_default();
+            self.authority = keep(":authority");
         }
         self.grpc = host
             .header_with(HeaderMap::Request, "content-type", |ct| {

@@ -264,3 +264,50 @@ fn a_write_from_inside_a_lent_read_never_panics_and_is_seen_next() {
     assert_eq!(inner, Err(HostError::Internal));
     assert_eq!(decision::read(&h, KEY_A).as_deref(), Some("v1"));
 }
+
+#[test]
+fn a_kept_header_value_shares_the_whole_map_and_a_single_read_owns_its_copy() {
+    let host = FakeHost::new()
+        .request("GET", "svc", "/items")
+        .request_header("x-a", "1")
+        .request_header("x-a", "2");
+    let state = PassState::default();
+    let h = PassHost::new(&host, &state, false).with_whole_request_map(true);
+    let before = host.host_calls();
+    let path = h
+        .header_value(HeaderMap::Request, ":path")
+        .unwrap()
+        .unwrap();
+    let first = h.header_value(HeaderMap::Request, "X-A").unwrap().unwrap();
+    assert!(matches!(path, HeaderValue::Shared(..)));
+    assert_eq!((&*path, &*first), (&b"/items"[..], &b"1"[..]));
+    assert_eq!(h.header_value(HeaderMap::Request, "missing").unwrap(), None);
+    assert_eq!(
+        host.host_calls() - before,
+        1,
+        "one map read serves every value"
+    );
+
+    let single = PassHost::new(&host, &state, false);
+    let path = single
+        .header_value(HeaderMap::Request, ":path")
+        .unwrap()
+        .unwrap();
+    assert_eq!(path, HeaderValue::Owned(b"/items".to_vec()));
+}
+
+#[test]
+fn verdicts_of_any_length_read_back_as_published() {
+    let host = FakeHost::new();
+    let decisions = PassState::new(&[(KEY_A, true), (KEY_B, true)]);
+    let h = PassHost::new(&host, &decisions, false);
+    let long = "x".repeat(Verdict::INLINE + 1);
+    for value in ["", "v2", &"y".repeat(Verdict::INLINE), &long] {
+        decision::publish(&h, KEY_A, value).unwrap();
+        assert_eq!(decision::read(&h, KEY_A).as_deref(), Some(value));
+        let lent = h
+            .property_with(&[KEY_A], |v| v.map(<[u8]>::to_vec))
+            .unwrap();
+        assert_eq!(lent.as_deref(), Some(value.as_bytes()));
+    }
+}

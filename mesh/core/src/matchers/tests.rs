@@ -122,7 +122,7 @@ fn headerless_read_uses_two_calls_and_no_map_read() {
     let before = host.host_calls();
     let h = RequestHead::read(&host, false).unwrap();
     assert_eq!(host.host_calls() - before, 2);
-    assert_eq!(h.method, b"GET");
+    assert_eq!(&*h.method, b"GET");
     assert!(h.headers.is_empty());
 }
 

@@ -14,7 +14,7 @@ fn valid_text_is_borrowed_and_invalid_bytes_are_replaced() {
 #[test]
 fn the_path_stops_at_the_query_or_fragment() {
     let head = |p: &[u8]| RequestHead {
-        path: p.to_vec(),
+        path: p.to_vec().into(),
         ..RequestHead::default()
     };
     assert_eq!(head(b"/a/b?c=d").path_lossy(), "/a/b");
