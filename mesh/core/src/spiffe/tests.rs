@@ -71,12 +71,16 @@ fn reference_parse(uri: &str) -> Result<SpiffeId, SpiffeError> {
     }
     let rest = uri.strip_prefix("spiffe://").ok_or(SpiffeError::Scheme)?;
     let (td, path) = rest.split_once('/').ok_or(SpiffeError::Layout)?;
-    if td.is_empty() || td.len() > 255 || !td.bytes().all(trust_domain_byte) {
+    // The byte classes written out again, not the parser's table: a table mistake must show.
+    let td_byte =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_');
+    let seg_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+    if td.is_empty() || td.len() > 255 || !td.bytes().all(td_byte) {
         return Err(SpiffeError::TrustDomain);
     }
     let mut segs = Vec::new();
     for s in path.split('/') {
-        if s.is_empty() || s == "." || s == ".." || !s.bytes().all(segment_byte) {
+        if s.is_empty() || s == "." || s == ".." || !s.bytes().all(seg_byte) {
             return Err(SpiffeError::Segment);
         }
         if segs.len() == 8 {
@@ -109,6 +113,19 @@ fn reference_parse(uri: &str) -> Result<SpiffeId, SpiffeError> {
             },
         )),
         _ => Err(SpiffeError::Layout),
+    }
+}
+
+#[test]
+fn the_class_table_matches_the_byte_classes() {
+    for b in 0..=255u8 {
+        let td = b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_');
+        let seg = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        assert_eq!(
+            (trust_domain_byte(b), segment_byte(b)),
+            (td, seg),
+            "{b:#04x}"
+        );
     }
 }
 
