@@ -41,6 +41,21 @@ impl Deref for HeaderValue {
     }
 }
 
+impl HeaderValue {
+    /// The value to keep past the callback that read it: still shared while the whole map
+    /// is at most `max_map_bytes`, else its own copy, so a long-lived stream does not pin a
+    /// large header map for its whole life.
+    #[must_use]
+    pub fn kept(self, max_map_bytes: usize) -> Self {
+        match &self {
+            Self::Shared(map, _) if map.buffer().len() > max_map_bytes => {
+                Self::Owned(self.to_vec())
+            }
+            _ => self,
+        }
+    }
+}
+
 impl From<Vec<u8>> for HeaderValue {
     fn from(v: Vec<u8>) -> Self {
         Self::Owned(v)

@@ -333,6 +333,10 @@ pub struct Decisions {
     pub intentions: Option<String>,
 }
 
+/// Largest request header map whose values telemetry keeps shared until `on_log` (a typical
+/// mesh request's map is 1 to 2 KiB); above it each kept value is copied.
+const KEEP_SHARED_MAP_BYTES: usize = 4096;
+
 /// What telemetry keeps about one request between its callbacks.
 #[derive(Debug)]
 pub struct RequestTelemetry {
@@ -426,11 +430,13 @@ impl RequestTelemetry {
     pub fn on_request_headers<H: StreamHost>(&mut self, host: &H) {
         let cfg = &self.shared.config;
         let get = |name: &str| host.header(HeaderMap::Request, name).ok().flatten();
+        // Shared with the pass's map only while that map is small: kept until `on_log`.
         let keep = |name: &str| {
             host.header_value(HeaderMap::Request, name)
                 .ok()
                 .flatten()
                 .unwrap_or_default()
+                .kept(KEEP_SHARED_MAP_BYTES)
         };
         if cfg.access_log.is_some() {
             self.method = keep(":method");
