@@ -41,29 +41,25 @@ pub struct PassState {
 /// they are kept in place: publishing one allocates nothing.
 #[derive(Debug, Clone)]
 enum Verdict {
-    Inline(u8, [u8; Verdict::INLINE]),
+    /// The inline buffer the caches' keys use.
+    Inline(InlineKey),
     Heap(Vec<u8>),
 }
 
 // === impl Verdict ===
 
 impl Verdict {
-    const INLINE: usize = 30;
+    /// Longest verdict kept in place.
+    #[cfg(test)]
+    const INLINE: usize = InlineKey::MAX;
 
     fn new(value: &[u8]) -> Self {
-        let mut bytes = [0; Self::INLINE];
-        match (bytes.get_mut(..value.len()), u8::try_from(value.len())) {
-            (Some(head), Ok(len)) => {
-                head.copy_from_slice(value);
-                Self::Inline(len, bytes)
-            }
-            _ => Self::Heap(value.to_vec()),
-        }
+        InlineKey::with(|k| k.push(value)).map_or_else(|| Self::Heap(value.to_vec()), Self::Inline)
     }
 
     fn as_bytes(&self) -> &[u8] {
         match self {
-            Self::Inline(len, bytes) => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Inline(bytes) => bytes.as_bytes(),
             Self::Heap(v) => v,
         }
     }
