@@ -7,6 +7,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertySet {
     paths: &'static [&'static [&'static str]],
+    /// Bit `i`: path `i` may be absent without failing the batched read.
+    optional: u64,
     /// The host's handle for the prepared read (in Envoy, a CEL expression's token).
     handle: Option<u32>,
 }
@@ -17,11 +19,25 @@ impl PropertySet {
     pub const fn new(paths: &'static [&'static [&'static str]]) -> Self {
         Self {
             paths,
+            optional: 0,
             handle: None,
         }
     }
+    /// Marks path `index` as one that may be absent (a certificate without a URI SAN): the
+    /// batched read then gives it as missing instead of failing as a whole. It reads as
+    /// missing when empty too, so only text attributes whose empty value means none qualify.
+    #[must_use]
+    pub const fn optional(mut self, index: usize) -> Self {
+        if index < 64 {
+            self.optional |= 1 << index;
+        }
+        self
+    }
     pub fn paths(&self) -> &'static [&'static [&'static str]] {
         self.paths
+    }
+    pub fn is_optional(&self, index: usize) -> bool {
+        index < 64 && self.optional & (1 << index) != 0
     }
     pub fn handle(&self) -> Option<u32> {
         self.handle
@@ -33,16 +49,23 @@ impl PropertySet {
     }
 }
 
-/// The values of `set` from its serialized list, every path's; `None` unless the list
-/// holds exactly one element per path.
+/// The values of `set` from its serialized list, every path's (an optional one's empty value
+/// as missing); `None` unless the list holds exactly one element per path.
 pub fn decode_set(bytes: &[u8], set: &PropertySet) -> Option<Vec<Option<Vec<u8>>>> {
     let all = decode_list(bytes, set.paths().len())?;
-    Some(all.into_iter().map(Some).collect())
+    Some(
+        all.into_iter()
+            .enumerate()
+            .map(|(i, v)| (!(v.is_empty() && set.is_optional(i))).then_some(v))
+            .collect(),
+    )
 }
 
-/// A CEL list of the attribute paths, `[response.code, request.duration]`; `None` when a
-/// segment is not a plain identifier (such a path cannot be written as a field selection).
-pub fn cel_list(paths: &[&[&str]]) -> Option<String> {
+/// A CEL list of the set's attribute paths, `[response.code, request.duration]`, an optional
+/// one as `(has(a.b) ? a.b : "")`; `None` when a segment is not a plain identifier (such a
+/// path cannot be written as a field selection).
+pub fn cel_list(set: &PropertySet) -> Option<String> {
+    let paths = set.paths();
     let ident = |s: &str| {
         let mut chars = s.chars();
         chars
@@ -57,7 +80,18 @@ pub fn cel_list(paths: &[&[&str]]) -> Option<String> {
     {
         return None;
     }
-    let items: Vec<String> = paths.iter().map(|p| p.join(".")).collect();
+    let items: Vec<String> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let p = p.join(".");
+            if set.is_optional(i) {
+                format!("(has({p}) ? {p} : \"\")")
+            } else {
+                p
+            }
+        })
+        .collect();
     Some(format!("[{}]", items.join(", ")))
 }
 

@@ -115,7 +115,7 @@ impl Properties for ProxyWasmHost {
     /// Compiles the set into one CEL expression with Envoy's `expr_create` foreign function.
     /// An Envoy built without CEL refuses it, and the set is read one property at a time.
     fn prepare_properties(&self, set: PropertySet) -> PropertySet {
-        let Some(expr) = crate::batch::cel_list(set.paths()) else {
+        let Some(expr) = crate::batch::cel_list(&set) else {
             return set;
         };
         let created = hostcalls::call_foreign_function("expr_create", Some(expr.as_bytes()));

@@ -471,11 +471,27 @@ impl Properties for FakeHost {
         if set.handle().is_none() {
             return crate::host::read_each(self, set);
         }
+        // An optional path is logged with a `?` (the bench's replay reads it so).
         self.count(|| {
-            let paths: Vec<String> = set.paths().iter().map(|p| p.join(".")).collect();
+            let paths: Vec<String> = set
+                .paths()
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let optional = if set.is_optional(i) { "?" } else { "" };
+                    format!("{}{optional}", p.join("."))
+                })
+                .collect();
             format!("properties {}", paths.join(","))
         });
-        set.paths().iter().map(|p| self.property_value(p)).collect()
+        set.paths()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                self.property_value(p)
+                    .filter(|v| !(v.is_empty() && set.is_optional(i)))
+            })
+            .collect()
     }
 }
 

@@ -123,23 +123,27 @@ impl Ca {
         self.client(spiffe_id, &[San::Uri(spiffe_id.to_owned())])
     }
 
-    /// A server certificate for `localhost` and 127.0.0.1.
-    pub fn server(&self) -> anyhow::Result<Identity> {
-        self.issue(
-            "localhost",
-            &[
-                San::Dns("localhost".to_owned()),
-                San::Ip(std::net::IpAddr::from([127, 0, 0, 1])),
-            ],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
+    /// A server certificate for `localhost` and 127.0.0.1 (and `spiffe_id`, as a mesh
+    /// workload's certificate names it).
+    pub fn server(&self, spiffe_id: Option<&str>) -> anyhow::Result<Identity> {
+        let mut sans = vec![
+            San::Dns("localhost".to_owned()),
+            San::Ip(std::net::IpAddr::from([127, 0, 0, 1])),
+        ];
+        sans.extend(spiffe_id.map(|id| San::Uri(id.to_owned())));
+        self.issue("localhost", &sans, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
     /// Writes `ca.pem`, `server.pem` and `server-key.pem` (a fresh server certificate) into
     /// `dir`, the layout of `envoy-config/intentions/certs/`.
     pub fn write_server_files(&self, dir: &Path) -> anyhow::Result<()> {
+        self.write_server_files_as(dir, None)
+    }
+
+    /// [`Ca::write_server_files`] with a server certificate that also carries `spiffe_id`.
+    pub fn write_server_files_as(&self, dir: &Path, spiffe_id: Option<&str>) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let server = self.server()?;
+        let server = self.server(spiffe_id)?;
         std::fs::write(dir.join("ca.pem"), &self.pem)?;
         std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
         std::fs::write(dir.join("server-key.pem"), &server.key_pem)?;

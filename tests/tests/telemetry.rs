@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 const BOOTSTRAP: &str = "envoy-config/telemetry/envoy.yaml";
 const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
+const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 /// Labels on every series: Istio's standard HTTP set.
 const LABELS: usize = mesh_telemetry::labels::LABEL_COUNT;
 
@@ -305,13 +306,15 @@ impl Pki {
         (cert.pem(), key.serialize_pem())
     }
 
-    /// Writes the CA and a server certificate for localhost into `dir`.
-    fn server_files(&self, dir: &Path) -> [PathBuf; 3] {
+    /// Writes the CA and a server certificate for localhost (and `spiffe_id`) into `dir`.
+    fn server_files(&self, dir: &Path, spiffe_id: Option<&str>) -> [PathBuf; 3] {
         std::fs::create_dir_all(dir).unwrap();
-        let (cert, key) = self.issue(vec![
+        let mut sans = vec![
             SanType::DnsName("localhost".try_into().unwrap()),
             SanType::IpAddress([127, 0, 0, 1].into()),
-        ]);
+        ];
+        sans.extend(spiffe_id.map(|id| SanType::URI(id.try_into().unwrap())));
+        let (cert, key) = self.issue(sans);
         let files = [
             dir.join("ca.pem"),
             dir.join("server.pem"),
@@ -360,7 +363,7 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
     let pki = Pki::new();
     let dir =
         mesh_e2e::repo_root().join(format!("target/e2e/telemetry-mtls-{}", std::process::id()));
-    let files = pki.server_files(&dir);
+    let files = pki.server_files(&dir, Some(REVIEWS));
     let stub = Stub::start("reviews").unwrap();
     let envoy = start(
         &stub,
@@ -412,6 +415,8 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
     let plain = by_workload("web").expect("series from the SPIFFE ID");
     assert_eq!(plain.value, 4.0);
     assert_eq!(plain.label("source_principal"), Some(WEB));
+    // Our own certificate's SAN, read with the log-time attributes.
+    assert_eq!(plain.label("destination_principal"), Some(REVIEWS));
     assert_eq!(plain.label("source_workload_namespace"), Some("shop"));
     assert_eq!(
         plain.label("connection_security_policy"),
@@ -439,6 +444,44 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
     let lines = wait_lines(&envoy, 6);
     assert!(
         lines.iter().all(|l| l["peer_principal"] == WEB),
+        "{lines:#?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_server_certificate_without_a_uri_san_names_no_destination_principal() {
+    let pki = Pki::new();
+    let dir = mesh_e2e::repo_root().join(format!(
+        "target/e2e/telemetry-no-san-{}",
+        std::process::id()
+    ));
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({}), require_mtls(pki.server_files(&dir, None))).unwrap();
+    let web = pki.client(WEB);
+    let url = format!("https://localhost:{}/r", envoy.port());
+    for _ in 0..2 {
+        assert_eq!(web.get(&url).send().unwrap().status(), 200);
+    }
+    // The missing SAN must not cost the request its other log-time attributes.
+    let samples = scrape_until(&envoy, |s| total(s, "istio_request_bytes_count") >= 2.0);
+    let requests = istio(&samples, "istio_requests_total");
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let s = &requests[0];
+    assert_eq!(s.value, 2.0);
+    for (label, value) in [
+        ("destination_principal", "unknown"),
+        ("source_principal", WEB),
+        ("connection_security_policy", "mutual_tls"),
+        ("response_code", "200"),
+    ] {
+        assert_eq!(s.label(label), Some(value), "{label}");
+    }
+    let lines = wait_lines(&envoy, 2);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["status"] == 200 && l["duration_ms"].is_u64()),
         "{lines:#?}"
     );
     let _ = std::fs::remove_dir_all(dir);

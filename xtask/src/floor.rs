@@ -19,6 +19,8 @@ const PATH: &str = "/api/items";
 
 /// The sidecar profile's client identity (a SPIFFE URI SAN in its certificate).
 pub const CLIENT_SPIFFE_ID: &str = "spiffe://mesh.local/ns/default/sa/client";
+/// The Envoy under test's own identity (a URI SAN in its server certificate, as a sidecar's).
+pub const SERVER_SPIFFE_ID: &str = "spiffe://mesh.local/ns/default/sa/server";
 
 /// A 200-byte session cookie, as a browser-facing service's requests carry.
 pub const COOKIE: &str = concat!(
@@ -71,10 +73,15 @@ impl Request {
                         ("x-envoy-expected-rq-timeout-ms", "15000"),
                     ])
                     .fold(host, |h, (n, v)| h.request_header(n, v));
-                host.property(&["connection", "mtls"], [1]).property(
-                    &["connection", "uri_san_peer_certificate"],
-                    CLIENT_SPIFFE_ID,
-                )
+                host.property(&["connection", "mtls"], [1])
+                    .property(
+                        &["connection", "uri_san_peer_certificate"],
+                        CLIENT_SPIFFE_ID,
+                    )
+                    .property(
+                        &["connection", "uri_san_local_certificate"],
+                        SERVER_SPIFFE_ID,
+                    )
             }
         }
     }

@@ -17,19 +17,37 @@ fn marshal(items: &[Vec<u8>]) -> Vec<u8> {
 
 #[test]
 fn a_list_of_paths_is_one_cel_expression() {
+    const TWO: &[&[&str]] = &[&["response", "code"], &["request", "total_size"]];
     assert_eq!(
-        cel_list(&[&["response", "code"], &["request", "total_size"]]).as_deref(),
+        cel_list(&PropertySet::new(TWO)).as_deref(),
         Some("[response.code, request.total_size]")
+    );
+    assert_eq!(
+        cel_list(&PropertySet::new(TWO).optional(1)).as_deref(),
+        Some(r#"[response.code, (has(request.total_size) ? request.total_size : "")]"#)
     );
 }
 
 #[test]
 fn paths_that_are_not_identifiers_are_not_batched() {
-    assert_eq!(cel_list(&[&["request", "headers", "x-id"]]), None);
-    assert_eq!(cel_list(&[&["xds", "node", "metadata", "LABELS"]]), None);
-    assert_eq!(cel_list(&[&["a", "b) || true || (c"]]), None);
-    assert_eq!(cel_list(&[&[]]), None);
-    assert_eq!(cel_list(&[]), None);
+    let list = |paths: &'static [&'static [&'static str]]| cel_list(&PropertySet::new(paths));
+    assert_eq!(list(&[&["request", "headers", "x-id"]]), None);
+    assert_eq!(list(&[&["xds", "node", "metadata", "LABELS"]]), None);
+    assert_eq!(list(&[&["a", "b) || true || (c"]]), None);
+    assert_eq!(list(&[&[]]), None);
+    assert_eq!(list(&[]), None);
+}
+
+#[test]
+fn an_optional_path_reads_as_missing_when_empty() {
+    const THREE: &[&[&str]] = &[&["a", "b"], &["c", "d"], &["e", "f"]];
+    let set = PropertySet::new(THREE).optional(1).optional(2);
+    let bytes = marshal(&[Vec::new(), Vec::new(), b"x".to_vec()]);
+    assert_eq!(
+        decode_set(&bytes, &set),
+        Some(vec![Some(Vec::new()), None, Some(b"x".to_vec())])
+    );
+    assert!(!set.is_optional(0) && set.is_optional(1) && !set.is_optional(64));
 }
 
 #[test]

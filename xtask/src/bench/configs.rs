@@ -480,7 +480,7 @@ impl Stack {
 /// A CA, the server's certificate and the client's with its SPIFFE ID, made for this run.
 fn write_certs(dir: &Path) -> anyhow::Result<()> {
     let ca = mesh_e2e::tls::Ca::new("bench mesh CA")?;
-    ca.write_server_files(dir)?;
+    ca.write_server_files_as(dir, Some(crate::floor::SERVER_SPIFFE_ID))?;
     let client = ca.workload(crate::floor::CLIENT_SPIFFE_ID)?;
     std::fs::write(dir.join("client.pem"), &client.cert_pem)?;
     std::fs::write(dir.join("client-key.pem"), &client.key_pem)?;

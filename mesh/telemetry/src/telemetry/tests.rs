@@ -236,6 +236,46 @@ fn workload_comes_from_the_node_when_not_configured() {
 }
 
 #[test]
+fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
+    let p = Proxy::new(DEST);
+    let local = "spiffe://cluster.local/ns/default/sa/reviews";
+    let base = || {
+        p.envoy
+            .host()
+            .request("GET", "reviews:9080", "/api")
+            .property(attr::MTLS, [1])
+            .property(attr::PEER_URI_SAN, WEB)
+    };
+    let with_san = base().property(attr::LOCAL_URI_SAN, local);
+    // A certificate without a URI SAN: the batched read still answers, naming no one.
+    let without = base();
+    for (host, principal) in [(&with_san, local), (&without, "unknown")] {
+        p.run(host, 200, &[]);
+        let reads: Vec<String> = host
+            .host_call_log()
+            .into_iter()
+            .filter(|c| c.starts_with("property connection") || c.starts_with("properties"))
+            .collect();
+        assert_eq!(
+            reads,
+            [
+                "property connection.mtls",
+                "properties response.code,response.flags,request.duration,request.total_size,\
+                 response.total_size,connection.uri_san_local_certificate?",
+                "property connection.uri_san_peer_certificate",
+            ]
+        );
+        let series = p.series();
+        assert!(
+            series
+                .iter()
+                .any(|(l, _)| l["destination_principal"] == principal),
+            "{series:#?}"
+        );
+    }
+}
+
+#[test]
 fn plain_connections_read_no_certificate() {
     let p = Proxy::new("");
     // A SAN without mTLS cannot happen in Envoy; not reading it saves two host calls.
