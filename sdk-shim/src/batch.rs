@@ -1,6 +1,9 @@
 //! Reading several properties with one host call: a [`PropertySet`] prepared once per
 //! configuration, and the pieces a host needs to serve it as one expression.
 
+/// How the host's log line about a batched read that failed starts (once per VM).
+pub const FAILED_LOG: &str = "a batched property read failed";
+
 /// Properties read together, in order, by [`crate::Properties::properties`]. Prepared once
 /// per configuration with [`crate::Properties::prepare_properties`]; a host that cannot
 /// batch leaves it unprepared and reads the paths one by one.

@@ -10,6 +10,7 @@ use crate::{
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 #[doc(hidden)]
@@ -103,6 +104,9 @@ impl Random for ProxyWasmHost {
     }
 }
 
+/// Whether a batched read has failed in this VM yet.
+static BATCH_FAILED: AtomicBool = AtomicBool::new(false);
+
 impl Properties for ProxyWasmHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         Ok(hostcalls::get_property(path.to_vec())?)
@@ -142,6 +146,18 @@ impl Properties for ProxyWasmHost {
                 if let Some(values) = crate::batch::decode_set(&bytes, set) {
                     return values;
                 }
+            }
+            // Expected now and then (an abandoned request has no `response.code`), but a set
+            // that always fails costs a call per property: said once per VM, at info.
+            if !BATCH_FAILED.swap(true, Ordering::Relaxed) {
+                self.log(
+                    LogLevel::Info,
+                    &format!(
+                        "{}: {} properties read one at a time (said once per vm)",
+                        crate::batch::FAILED_LOG,
+                        set.paths().len()
+                    ),
+                );
             }
         }
         crate::host::read_each(self, set)

@@ -446,7 +446,18 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
         lines.iter().all(|l| l["peer_principal"] == WEB),
         "{lines:#?}"
     );
+    assert_batched(&envoy);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The shim's line when a batched read failed and its properties were read one by one
+/// (`sdk_shim::batch::FAILED_LOG`).
+const BATCH_FAILED: &str = "a batched property read failed";
+
+/// Every log-time read of these requests was one CEL evaluation, none fell back.
+fn assert_batched(envoy: &Envoy) {
+    let log = envoy.log();
+    assert!(!log.contains(BATCH_FAILED), "{log}");
 }
 
 #[test]
@@ -484,7 +495,69 @@ fn a_server_certificate_without_a_uri_san_names_no_destination_principal() {
             .all(|l| l["status"] == 200 && l["duration_ms"].is_u64()),
         "{lines:#?}"
     );
+    // `has()` kept the missing SAN from failing the batched read.
+    assert_batched(&envoy);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_abandoned_request_is_counted_and_its_attributes_read_one_at_a_time() {
+    // An upstream that accepts and never answers.
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hang.incoming() {
+            held.push(stream);
+        }
+    });
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({}), move |doc| {
+        let cluster = yaml(&format!(
+            "{{name: hang, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: hang, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {hang_port}}}}}}}}}]}}]}}}}"
+        ));
+        doc["static_resources"]["clusters"].as_sequence_mut().unwrap().push(cluster);
+        hcm(doc)["route_config"]["virtual_hosts"][0]["routes"] = yaml(
+            r#"
+- match: {prefix: "/", headers: [{name: x-hang, present_match: true}]}
+  route: {cluster: hang}
+- match: {prefix: "/"}
+  route: {cluster: stub}
+"#,
+        );
+    })
+    .unwrap();
+    // A normal request first: its log-time read is one batch.
+    assert_eq!(client().get(envoy.url("/")).send().unwrap().status(), 200);
+    let impatient = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(impatient
+        .get(envoy.url("/"))
+        .header("x-hang", "1")
+        .send()
+        .is_err());
+    // No response, so no `response.code`: the batch fails, each attribute is read alone, and
+    // the request still counts, as Istio counts it (code 0, downstream disconnect).
+    let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 2.0);
+    let requests = istio(&samples, "istio_requests_total");
+    let abandoned = requests
+        .iter()
+        .find(|s| s.label("response_code") == Some("0"))
+        .unwrap_or_else(|| panic!("{requests:#?}"));
+    assert_eq!(abandoned.value, 1.0);
+    assert_eq!(abandoned.label("response_flags"), Some("DC"));
+    let lines = wait_lines(&envoy, 2);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["status"].is_null() && l["response_flags"] == "DC"),
+        "{lines:#?}"
+    );
+    let log = envoy.log();
+    assert_eq!(log.matches(BATCH_FAILED).count(), 1, "{log}");
 }
 
 #[test]
