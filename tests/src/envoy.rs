@@ -10,6 +10,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// A static cluster `name` with one endpoint, 127.0.0.1:`port`, for a test's own upstream.
+pub fn loopback_cluster(name: &str, port: u16) -> anyhow::Result<Value> {
+    let text = format!(
+        "{{name: {name}, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: {name}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]}}}}"
+    );
+    serde_yaml::from_str(&text).with_context(|| format!("parsing {text}"))
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A change to the parsed bootstrap.

@@ -165,9 +165,7 @@ impl Mesh {
             endpoints.push(yaml(&format!(
                 "[{{lb_endpoints: [{{endpoint: {{address: {{envoy_internal_address: {{server_listener_name: reviews-{v}}}}}}}}}]}}]"
             ))?);
-            stubs.push(yaml(&format!(
-                "{{name: stub_{v}, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: stub_{v}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]}}}}"
-            ))?);
+            stubs.push(crate::envoy::loopback_cluster(&format!("stub_{v}"), port)?);
         }
         let envoy = Envoy::builder("envoy-config/canary/envoy-ecds.yaml")
             .concurrency(1)

@@ -513,10 +513,11 @@ fn an_abandoned_request_is_counted_and_its_attributes_read_one_at_a_time() {
     });
     let stub = Stub::start("reviews").unwrap();
     let envoy = start(&stub, json!({}), move |doc| {
-        let cluster = yaml(&format!(
-            "{{name: hang, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: hang, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {hang_port}}}}}}}}}]}}]}}}}"
-        ));
-        doc["static_resources"]["clusters"].as_sequence_mut().unwrap().push(cluster);
+        let cluster = mesh_e2e::envoy::loopback_cluster("hang", hang_port).unwrap();
+        doc["static_resources"]["clusters"]
+            .as_sequence_mut()
+            .unwrap()
+            .push(cluster);
         hcm(doc)["route_config"]["virtual_hosts"][0]["routes"] = yaml(
             r#"
 - match: {prefix: "/", headers: [{name: x-hang, present_match: true}]}
@@ -657,9 +658,7 @@ fn response_flags_are_the_ones_envoy_logs() {
     let stub = Stub::start("reviews").unwrap();
     let dead = free_port().unwrap();
     let envoy = start(&stub, json!({}), move |doc| {
-        let cluster = yaml(&format!(
-            "{{name: dead, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: dead, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {dead}}}}}}}}}]}}]}}}}"
-        ));
+        let cluster = mesh_e2e::envoy::loopback_cluster("dead", dead).unwrap();
         doc["static_resources"]["clusters"].as_sequence_mut().unwrap().push(cluster);
         let routes = yaml(
             r#"

@@ -29,16 +29,9 @@ pub mod attr {
     pub const LOCAL_URI_SAN: &[&str] = &["connection", "uri_san_local_certificate"];
     pub const UPSTREAM_PEER_URI_SAN: &[&str] = &["upstream", "uri_san_peer_certificate"];
     pub const UPSTREAM_LOCAL_URI_SAN: &[&str] = &["upstream", "uri_san_local_certificate"];
-    /// What `on_log` reads, in one host call where Envoy can (see [`sdk_shim::PropertySet`]).
-    pub const AT_LOG: &[&[&str]] = &[
-        RESPONSE_CODE,
-        RESPONSE_FLAGS,
-        REQUEST_DURATION,
-        REQUEST_TOTAL_SIZE,
-        RESPONSE_TOTAL_SIZE,
-    ];
-    /// [`AT_LOG`] and, on mTLS, the local certificate's URI SAN (a label of the series) in
-    /// the same read: one element more costs Envoy less than a read of its own.
+    /// What `on_log` reads on mTLS, in one host call where Envoy can (see
+    /// [`sdk_shim::PropertySet`]): [`AT_LOG`], then the local certificate's URI SAN (a label
+    /// of the series), as one element more costs Envoy less than a read of its own.
     pub const AT_LOG_MTLS: &[&[&str]] = &[
         RESPONSE_CODE,
         RESPONSE_FLAGS,
@@ -47,6 +40,8 @@ pub mod attr {
         RESPONSE_TOTAL_SIZE,
         LOCAL_URI_SAN,
     ];
+    /// What `on_log` reads otherwise.
+    pub const AT_LOG: &[&[&str]] = AT_LOG_MTLS.split_at(AT_LOG_MTLS.len() - 1).0;
 }
 
 /// Counters about the filter itself.
@@ -290,7 +285,9 @@ impl Telemetry {
             stats,
             at_log: host.prepare_properties(PropertySet::new(attr::AT_LOG)),
             // A certificate without a URI SAN must not fail the whole read.
-            at_log_mtls: host.prepare_properties(PropertySet::new(attr::AT_LOG_MTLS).optional(5)),
+            at_log_mtls: host.prepare_properties(
+                PropertySet::new(attr::AT_LOG_MTLS).optional(attr::AT_LOG.len()),
+            ),
             overflow: OnceLock::new(),
             registry: Mutex::new(registry),
         })
