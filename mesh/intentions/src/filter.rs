@@ -2,7 +2,7 @@
 //! filter, which reads the peer identity and request head through sdk-shim and lets the
 //! [`Policy`] decide.
 //!
-//! Per request: two property reads (`connection.mtls`, `connection.uri_san_peer_certificate`),
+//! Per request: the peer certificate's URI SAN (and `connection.mtls` only when it has none),
 //! then `:method` and `:path` (or the whole header map once, only when the deciding intention
 //! matches headers). Failures to read fail closed (403, decision `deny:error`).
 //!
@@ -21,7 +21,6 @@
 //! Audit mode is carried out here, whole (`Enforcement`, and the labels and counters picked
 //! at bind time); the [`Policy`] only decides.
 
-use crate::identity::{MTLS_PROPERTY, URI_SAN_PROPERTY};
 use crate::{normalize_path, Action as Verb, DecidedBy, IntentionsConfig, Mode, Peer, Policy};
 use mesh_core::decision;
 use mesh_core::request::RequestHead;
@@ -285,20 +284,8 @@ impl Compiled {
 // === impl IntentionsFilter ===
 
 fn read_peer<H: StreamHost>(host: &H, trust_domain: &str) -> Result<Peer, HostError> {
-    // Lent values: the pass holds both for the whole request.
-    let mtls = match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
-        Err(HostError::NotFound) => false,
-        other => other?,
-    };
-    if !mtls {
-        return Ok(Peer::from_properties(None, None, trust_domain));
-    }
-    match host.property_with(&URI_SAN_PROPERTY, |san| {
-        Peer::from_properties(Some(&[1]), san, trust_domain)
-    }) {
-        Err(HostError::NotFound) => Ok(Peer::from_properties(Some(&[1]), None, trust_domain)),
-        other => other,
-    }
+    // Lent values: the pass holds them for the whole request.
+    host.peer_certificate_with(|cert| Peer::from_certificate(cert, trust_domain))
 }
 
 /// A raw request value made safe for one log line.

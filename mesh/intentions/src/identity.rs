@@ -1,14 +1,15 @@
 //! The peer's identity, taken only from what the proxy says about the verified peer certificate.
 
 use mesh_core::SpiffeRef;
+use sdk_shim::PeerCertificate;
 use std::fmt;
 
 use crate::pattern::ServiceName;
 
 /// Envoy's property: whether the downstream connection is TLS with a peer certificate.
-pub const MTLS_PROPERTY: [&str; 2] = ["connection", "mtls"];
+pub const MTLS_PROPERTY: [&str; 2] = sdk_shim::MTLS_PROPERTY;
 /// Envoy's property: the first URI SAN of the peer certificate.
-pub const URI_SAN_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+pub const URI_SAN_PROPERTY: [&str; 2] = sdk_shim::PEER_URI_SAN_PROPERTY;
 
 /// Why a peer has no identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,19 +55,12 @@ impl Anonymous {
 // === impl Peer ===
 
 impl Peer {
-    /// Decides the identity from the two property values as the proxy returned them (`None`
-    /// when absent). `mtls` must be a true boolean (Envoy encodes it as one byte).
-    pub fn from_properties(
-        mtls: Option<&[u8]>,
-        uri_san: Option<&[u8]>,
-        trust_domain: &str,
-    ) -> Self {
-        if !is_true(mtls) {
-            return Self::Anonymous(Anonymous::NoCertificate);
-        }
-        let san = match uri_san {
-            Some(s) if !s.is_empty() => s,
-            _ => return Self::Anonymous(Anonymous::NoUriSan),
+    /// Decides the identity from what the proxy says about the peer's certificate.
+    pub fn from_certificate(cert: PeerCertificate<'_>, trust_domain: &str) -> Self {
+        let san = match cert {
+            PeerCertificate::Absent => return Self::Anonymous(Anonymous::NoCertificate),
+            PeerCertificate::NoUriSan => return Self::Anonymous(Anonymous::NoUriSan),
+            PeerCertificate::UriSan(s) => s,
         };
         let Ok(san) = std::str::from_utf8(san) else {
             return Self::Anonymous(Anonymous::NotSpiffe);
@@ -100,10 +94,6 @@ impl Peer {
             Self::Anonymous(_) => None,
         }
     }
-}
-
-fn is_true(v: Option<&[u8]>) -> bool {
-    matches!(v, Some([1]))
 }
 
 impl fmt::Display for Peer {

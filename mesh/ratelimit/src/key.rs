@@ -30,11 +30,6 @@ pub const PEER_STAMP: &str = "mesh.peer_address";
 pub const PEER_PROPERTY: [&str; 2] = ["filter_state", PEER_STAMP];
 /// The header trusted proxies append the client's address to.
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
-/// Envoy property holding the first URI SAN of the peer certificate.
-pub const PRINCIPAL_PROPERTY: [&str; 2] = ["connection", "uri_san_peer_certificate"];
-/// Envoy property that is `[1]` when the connection presented a client certificate the
-/// listener accepted (mTLS); a SAN is only a principal then.
-pub const MTLS_PROPERTY: [&str; 2] = ["connection", "mtls"];
 
 /// The descriptor value a global check sends for an address key on a connection without
 /// the peer stamp: one shared value, as locally one shared bucket.

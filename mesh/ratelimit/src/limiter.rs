@@ -197,15 +197,6 @@ struct Props {
     principal: Option<Result<Option<Vec<u8>>, HostError>>,
 }
 
-/// Whether Envoy's `connection.mtls` says the peer presented an accepted client certificate.
-fn is_mtls(v: &Result<Option<Vec<u8>>, HostError>) -> Result<bool, HostError> {
-    match v {
-        Ok(Some(b)) => Ok(b.as_slice() == [1]),
-        Ok(None) | Err(HostError::NotFound) => Ok(false),
-        Err(e) => Err(*e),
-    }
-}
-
 enum KeyRead {
     Fingerprint(u64),
     /// An address key on a connection without the peer stamp: the rule's one shared bucket.
@@ -717,11 +708,7 @@ impl Limiter {
             KeySource::Principal => {
                 // Without mTLS a SAN names nobody (as in the intentions filter).
                 let principal = props.principal.get_or_insert_with(|| {
-                    match is_mtls(&host.property(&key::MTLS_PROPERTY)) {
-                        Ok(true) => host.property(&key::PRINCIPAL_PROPERTY),
-                        Ok(false) => Ok(None),
-                        Err(e) => Err(e),
-                    }
+                    host.peer_certificate_with(|c| c.uri_san().map(<[u8]>::to_vec))
                 });
                 match principal {
                     Ok(Some(v)) => match key::principal(v) {

@@ -24,8 +24,8 @@ pub mod attr {
     pub const REQUEST_TOTAL_SIZE: &[&str] = &["request", "total_size"];
     pub const RESPONSE_TOTAL_SIZE: &[&str] = &["response", "total_size"];
     pub const REQUEST_TIME: &[&str] = &["request", "time"];
-    pub const MTLS: &[&str] = &["connection", "mtls"];
-    pub const PEER_URI_SAN: &[&str] = &["connection", "uri_san_peer_certificate"];
+    pub const MTLS: &[&str] = &sdk_shim::MTLS_PROPERTY;
+    pub const PEER_URI_SAN: &[&str] = &sdk_shim::PEER_URI_SAN_PROPERTY;
     pub const LOCAL_URI_SAN: &[&str] = &["connection", "uri_san_local_certificate"];
     pub const UPSTREAM_PEER_URI_SAN: &[&str] = &["upstream", "uri_san_peer_certificate"];
     pub const UPSTREAM_LOCAL_URI_SAN: &[&str] = &["upstream", "uri_san_local_certificate"];
@@ -87,13 +87,6 @@ fn as_i64(v: Option<Vec<u8>>) -> Option<i64> {
 
 fn prop_u64<P: Properties>(host: &P, path: &[&str]) -> Option<u64> {
     prop_i64(host, path).and_then(|v| u64::try_from(v).ok())
-}
-
-fn prop_bool<P: Properties>(host: &P, path: &[&str]) -> bool {
-    matches!(
-        host.property_with(path, |v| v.and_then(<[u8]>::first).is_some_and(|b| *b != 0)),
-        Ok(true)
-    )
 }
 
 fn prop_bytes<P: Properties>(host: &P, path: &[&str]) -> Option<Vec<u8>> {
@@ -359,10 +352,8 @@ pub struct RequestTelemetry {
     trace: TraceOutcome,
     /// Peer metadata that passed the trust checks.
     peer: Option<PeerMetadata>,
-    /// Downstream mTLS, read once when first needed.
-    mtls: Option<bool>,
-    /// The peer certificate's URI SAN, read once when first needed.
-    peer_san: Option<Option<Vec<u8>>>,
+    /// Downstream mTLS and the peer certificate's URI SAN, read once when first needed.
+    downstream: Option<(bool, Option<Vec<u8>>)>,
     /// `None`: read the decisions from the host at `on_log`; `Some`: handed over in memory.
     decisions: Option<Decisions>,
     /// The host clock when the request headers arrived, for the access log: in the suite the
@@ -394,8 +385,7 @@ impl RequestTelemetry {
             grpc: false,
             trace: TraceOutcome::Absent,
             peer: None,
-            mtls: None,
-            peer_san: None,
+            downstream: None,
             decisions: None,
             start_nanos: None,
         }
@@ -427,14 +417,20 @@ impl RequestTelemetry {
         self.peer.as_ref()
     }
 
+    /// A failed read counts as plaintext: telemetry never fails a request.
+    fn downstream<H: StreamHost>(&mut self, host: &H) -> &(bool, Option<Vec<u8>>) {
+        self.downstream.get_or_insert_with(|| {
+            host.peer_certificate_with(|c| (c.mtls(), c.uri_san().map(<[u8]>::to_vec)))
+                .unwrap_or((false, None))
+        })
+    }
+
     fn mtls<H: StreamHost>(&mut self, host: &H) -> bool {
-        *self.mtls.get_or_insert_with(|| prop_bool(host, attr::MTLS))
+        self.downstream(host).0
     }
 
     fn peer_san<H: StreamHost>(&mut self, host: &H) -> Option<Vec<u8>> {
-        self.peer_san
-            .get_or_insert_with(|| prop_bytes(host, attr::PEER_URI_SAN))
-            .clone()
+        self.downstream(host).1.clone()
     }
 
     pub fn on_request_headers<H: StreamHost>(&mut self, host: &H) {

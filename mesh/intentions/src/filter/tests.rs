@@ -1,4 +1,5 @@
 use super::*;
+use crate::identity::{MTLS_PROPERTY, URI_SAN_PROPERTY};
 use sdk_shim::testing::{FakeHost, FakeMetrics};
 use sdk_shim::RootFilter;
 
@@ -101,10 +102,6 @@ fn anonymous_and_foreign_peers_get_the_default() {
     let hosts = [
         FakeHost::new(),
         FakeHost::new().property(&MTLS_PROPERTY, [0]),
-        FakeHost::new().property(&MTLS_PROPERTY, [0]).property(
-            &URI_SAN_PROPERTY,
-            "spiffe://mesh.local/ns/default/sa/frontend",
-        ),
         FakeHost::new().property(&MTLS_PROPERTY, [1]),
         FakeHost::new().property(&MTLS_PROPERTY, [1]).property(
             &URI_SAN_PROPERTY,
@@ -119,7 +116,7 @@ fn anonymous_and_foreign_peers_get_the_default() {
         assert_eq!(out.status(), Some(403));
         assert_eq!(out.decision(), "deny:default");
     }
-    assert_eq!(m.value("intentions.default.denied"), Some(6));
+    assert_eq!(m.value("intentions.default.denied"), Some(5));
     assert_eq!(
         m.value("intentions.intention.default.frontend.allowed"),
         Some(0)
@@ -194,13 +191,14 @@ fn l4_requests_read_only_what_they_need() {
     let m = FakeMetrics::default();
     let r = root(CONFIG, &m);
     let out = run(&r, from("default", "frontend"), "GET", "/", &m);
-    // The connection's identity (`connection.mtls`, then the peer's SAN), the header map
-    // (for :method and :path), the counter, the published decision.
-    assert_eq!(out.host.host_calls(), 5);
-    // Without a certificate the SAN is not read; the anonymous caller is denied, and the
-    // denial's log line costs a level check and a write.
+    // The connection's identity (the peer's SAN, which means a certificate: no
+    // `connection.mtls`), the header map (for :method and :path), the counter, the published
+    // decision.
+    assert_eq!(out.host.host_calls(), 4, "{:?}", out.host.host_call_log());
+    // Without a certificate the SAN read finds nothing and the flag says why; the anonymous
+    // caller is denied, and the denial's log line costs a level check and a write.
     let out = run(&r, FakeHost::new(), "GET", "/", &m);
-    assert_eq!(out.host.host_calls(), 1 + 1 + 1 + 1 + 1 + 2);
+    assert_eq!(out.host.host_calls(), 2 + 1 + 1 + 1 + 1 + 2);
     assert_eq!(out.decision(), "deny:default");
 }
 

@@ -3,10 +3,9 @@ use super::*;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const TD: &str = "mesh.local";
-const YES: Option<&[u8]> = Some(&[1]);
 
 fn peer(san: &str) -> Peer {
-    Peer::from_properties(YES, Some(san.as_bytes()), TD)
+    Peer::from_certificate(PeerCertificate::UriSan(san.as_bytes()), TD)
 }
 
 #[test]
@@ -22,30 +21,16 @@ fn istio_and_consul_forms_authenticate() {
 
 #[test]
 fn no_certificate_is_anonymous() {
-    let san = Some(b"spiffe://mesh.local/ns/team/sa/web".as_slice());
-    for mtls in [
-        None,
-        Some(&[0u8][..]),
-        Some(&[][..]),
-        Some(&[2u8][..]),
-        Some(&b"true"[..]),
-    ] {
-        assert_eq!(
-            Peer::from_properties(mtls, san, TD),
-            Peer::Anonymous(Anonymous::NoCertificate),
-            "mtls={mtls:?}"
-        );
-    }
+    assert_eq!(
+        Peer::from_certificate(PeerCertificate::Absent, TD),
+        Peer::Anonymous(Anonymous::NoCertificate)
+    );
 }
 
 #[test]
 fn certificate_without_uri_san_is_anonymous() {
     assert_eq!(
-        Peer::from_properties(YES, None, TD),
-        Peer::Anonymous(Anonymous::NoUriSan)
-    );
-    assert_eq!(
-        Peer::from_properties(YES, Some(b""), TD),
+        Peer::from_certificate(PeerCertificate::NoUriSan, TD),
         Peer::Anonymous(Anonymous::NoUriSan)
     );
 }
@@ -79,7 +64,7 @@ fn non_spiffe_sans_are_anonymous() {
         assert_eq!(peer(san), Peer::Anonymous(Anonymous::NotSpiffe), "{san:?}");
     }
     assert_eq!(
-        Peer::from_properties(YES, Some(&[0xff, 0xfe]), TD),
+        Peer::from_certificate(PeerCertificate::UriSan(&[0xff, 0xfe]), TD),
         Peer::Anonymous(Anonymous::NotSpiffe)
     );
 }

@@ -259,10 +259,10 @@ fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
         assert_eq!(
             reads,
             [
-                "property connection.mtls",
+                // The SAN means a certificate: no `connection.mtls` read.
+                "property connection.uri_san_peer_certificate",
                 "properties response.code,response.flags,request.duration,request.total_size,\
                  response.total_size,connection.uri_san_local_certificate?",
-                "property connection.uri_san_peer_certificate",
             ]
         );
         let series = p.series();
@@ -278,20 +278,30 @@ fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
 #[test]
 fn plain_connections_read_no_certificate() {
     let p = Proxy::new("");
-    // A SAN without mTLS cannot happen in Envoy; not reading it saves two host calls.
-    let host = p
-        .envoy
-        .host()
-        .property(attr::PEER_URI_SAN, WEB)
-        .property(attr::LOCAL_URI_SAN, WEB);
+    let host = p.envoy.host().property(attr::MTLS, [0]);
     p.run(&host, 200, &[]);
     let l = p.only_series();
     assert_eq!(
         (
             l["source_principal"].as_str(),
-            l["destination_principal"].as_str()
+            l["destination_principal"].as_str(),
+            l["connection_security_policy"].as_str()
         ),
-        ("unknown", "unknown")
+        ("unknown", "unknown", "none")
+    );
+    // The peer's SAN is looked for once (it finds nothing, then the flag says plaintext);
+    // the local certificate is not read at all.
+    let reads: Vec<String> = host
+        .host_call_log()
+        .into_iter()
+        .filter(|c| c.starts_with("property connection") || c.contains("local_certificate"))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            "property connection.uri_san_peer_certificate",
+            "property connection.mtls"
+        ]
     );
 }
 
@@ -622,14 +632,15 @@ fn a_known_series_costs_few_host_calls() {
     p.run(&p.envoy.host().request("GET", "a", "/"), 200, &[]);
     let host = p.envoy.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
-    // 5 header reads; a trace started: 1 random, 1 header write and its counter; mTLS, then
-    // the 5 response attributes in one batched read; the requests counter and 3 histograms;
+    // 5 header reads; a trace started: 1 random, 1 header write and its counter; the peer's
+    // SAN (none) and `connection.mtls`, then the 5 response attributes in one batched read;
+    // the requests counter and 3 histograms;
     // for the access log the clock, 3 decisions (filter state, as this module runs alone) and
     // the line itself, with no log-level check. The series is already known to this worker:
     // no shared-data call. (gRPC requests add one or two `grpc-status` reads: see below.)
     assert_eq!(
         host.host_calls(),
-        5 + 3 + 2 + 4 + 5,
+        5 + 3 + 3 + 4 + 5,
         "{:#?}",
         host.host_call_log()
     );
