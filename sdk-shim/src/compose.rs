@@ -15,8 +15,8 @@
 
 use crate::{
     Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders,
-    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random,
-    SharedStore, Versioned,
+    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, PeerHint, Properties, PropertySet,
+    Random, SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 
@@ -355,6 +355,9 @@ impl<H: Properties> Properties for PassHost<'_, H> {
     }
     fn prepare_properties(&self, set: PropertySet) -> PropertySet {
         self.host.prepare_properties(set)
+    }
+    fn peer_hint(&self) -> Option<&PeerHint> {
+        self.host.peer_hint()
     }
     /// The host's batched read, unless a path is a verdict this pass keeps. A connection
     /// property in the set is read in the batch even when cached: one more element costs the

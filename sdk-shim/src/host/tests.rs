@@ -1,6 +1,7 @@
 use super::*;
 use crate::compose::{PassHost, PassState};
 use crate::testing::FakeHost;
+use std::sync::Arc;
 
 const SAN: &str = "spiffe://mesh.local/ns/default/sa/web";
 
@@ -84,18 +85,98 @@ fn a_failed_read_is_an_error_and_a_missing_one_is_absence() {
 
 #[test]
 fn a_pass_reads_the_certificate_once_for_every_filter() {
-    for host in [
+    // Whatever the hint says first: the first reader records what it read, and the next
+    // reader's order asks the pass for values it already holds.
+    for flag_first in [false, true] {
+        for host in connections() {
+            let hint = Arc::new(PeerHint::new());
+            if flag_first {
+                read(&FakeHost::new().with_peer_hint(&hint));
+            }
+            let host = host.with_peer_hint(&hint);
+            let state = PassState::new(&[]);
+            let pass = PassHost::new(&host, &state, false);
+            let first = pass.peer_certificate_with(owned).unwrap();
+            let calls = host.host_calls();
+            assert_eq!(pass.peer_certificate_with(owned).unwrap(), first);
+            assert_eq!(host.host_calls(), calls, "{:?}", host.host_call_log());
+        }
+    }
+}
+
+/// The connections Envoy can report: a SAN only ever comes with the flag.
+fn connections() -> [FakeHost; 4] {
+    [
+        FakeHost::new(),
+        FakeHost::new().property(&MTLS_PROPERTY, [0]),
+        FakeHost::new().property(&MTLS_PROPERTY, [1]),
         FakeHost::new()
             .property(&MTLS_PROPERTY, [1])
             .property(&PEER_URI_SAN_PROPERTY, SAN),
-        FakeHost::new().property(&MTLS_PROPERTY, [1]),
-        FakeHost::new(),
-    ] {
-        let state = PassState::new(&[]);
-        let pass = PassHost::new(&host, &state, false);
-        let first = pass.peer_certificate_with(owned).unwrap();
-        let calls = host.host_calls();
-        assert_eq!(pass.peer_certificate_with(owned).unwrap(), first);
-        assert_eq!(host.host_calls(), calls, "{:?}", host.host_call_log());
+    ]
+}
+
+#[test]
+fn the_hint_changes_the_reads_never_the_answer() {
+    for before in 0..4 {
+        for now in 0..4 {
+            let hint = Arc::new(PeerHint::new());
+            let [a, b, c, d] = connections();
+            let hosts = [a, b, c, d].map(|h| h.with_peer_hint(&hint));
+            let (Some(prev), Some(cur)) = (hosts.get(before), hosts.get(now)) else {
+                unreachable!()
+            };
+            read(prev);
+            let plain = connections();
+            assert_eq!(read(cur), read(&plain[now]), "{before} then {now}");
+        }
     }
+}
+
+#[test]
+fn a_listener_of_one_kind_reads_once_per_request() {
+    let hint = Arc::new(PeerHint::new());
+    let reads = |host: FakeHost| {
+        let host = host.with_peer_hint(&hint);
+        read(&host);
+        host.host_call_log()
+    };
+    let plaintext = || FakeHost::new().property(&MTLS_PROPERTY, [0]);
+    let mtls = || {
+        FakeHost::new()
+            .property(&MTLS_PROPERTY, [1])
+            .property(&PEER_URI_SAN_PROPERTY, SAN)
+    };
+    // A fresh VM expects a mesh peer.
+    assert_eq!(
+        reads(mtls()),
+        ["property connection.uri_san_peer_certificate"]
+    );
+    assert_eq!(
+        reads(mtls()),
+        ["property connection.uri_san_peer_certificate"]
+    );
+    // The first plaintext request learns that the SAN read finds nothing...
+    assert_eq!(
+        reads(plaintext()),
+        [
+            "property connection.uri_san_peer_certificate",
+            "property connection.mtls"
+        ]
+    );
+    // ...so the next ones read the flag alone.
+    assert_eq!(reads(plaintext()), ["property connection.mtls"]);
+    assert_eq!(reads(plaintext()), ["property connection.mtls"]);
+    // Back to mTLS: the flag, then the SAN, then the SAN alone again.
+    assert_eq!(
+        reads(mtls()),
+        [
+            "property connection.mtls",
+            "property connection.uri_san_peer_certificate"
+        ]
+    );
+    assert_eq!(
+        reads(mtls()),
+        ["property connection.uri_san_peer_certificate"]
+    );
 }
