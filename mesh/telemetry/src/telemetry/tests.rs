@@ -235,6 +235,14 @@ fn workload_comes_from_the_node_when_not_configured() {
     );
 }
 
+/// The host calls of `host` that `keep` names, in order.
+fn calls_matching(host: &FakeHost, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    host.host_call_log()
+        .into_iter()
+        .filter(|c| keep(c))
+        .collect()
+}
+
 #[test]
 fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
     let p = Proxy::new(DEST);
@@ -251,11 +259,9 @@ fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
     let without = base();
     for (host, principal) in [(&with_san, local), (&without, "unknown")] {
         p.run(host, 200, &[]);
-        let reads: Vec<String> = host
-            .host_call_log()
-            .into_iter()
-            .filter(|c| c.starts_with("property connection") || c.starts_with("properties"))
-            .collect();
+        let reads = calls_matching(host, |c| {
+            c.starts_with("property connection") || c.starts_with("properties")
+        });
         assert_eq!(
             reads,
             [
@@ -291,11 +297,9 @@ fn plain_connections_read_no_certificate() {
     );
     // The peer's SAN is looked for once (it finds nothing, then the flag says plaintext);
     // the local certificate is not read at all.
-    let reads: Vec<String> = host
-        .host_call_log()
-        .into_iter()
-        .filter(|c| c.starts_with("property connection") || c.contains("local_certificate"))
-        .collect();
+    let reads = calls_matching(&host, |c| {
+        c.starts_with("property connection") || c.contains("local_certificate")
+    });
     assert_eq!(
         reads,
         [
