@@ -64,9 +64,15 @@ pub fn decode_set(bytes: &[u8], set: &PropertySet) -> Option<Vec<Option<Vec<u8>>
     )
 }
 
+/// The first segment of a path naming an object in the request's filter state by its whole
+/// key (`["filter_state", "wasm.mesh.canary"]`): what another module wrote with
+/// `set_property(["mesh.canary"])` is there under `wasm.mesh.canary`.
+pub const FILTER_STATE: &str = "filter_state";
+
 /// A CEL list of the set's attribute paths, `[response.code, request.duration]`, an optional
-/// one as `(has(a.b) ? a.b : "")`; `None` when a segment is not a plain identifier (such a
-/// path cannot be written as a field selection).
+/// one as `(has(a.b) ? a.b : "")`, a filter-state object as `filter_state["k"]` (optional:
+/// `("k" in filter_state ? filter_state["k"] : b"")`); `None` when a segment is not a plain
+/// identifier or a key holds other than `[a-z0-9_.]` (such a path cannot be written here).
 pub fn cel_list(set: &PropertySet) -> Option<String> {
     let paths = set.paths();
     let ident = |s: &str| {
@@ -76,25 +82,35 @@ pub fn cel_list(set: &PropertySet) -> Option<String> {
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     };
-    if paths.is_empty()
-        || !paths
-            .iter()
-            .all(|p| !p.is_empty() && p.iter().all(|s| ident(s)))
-    {
-        return None;
-    }
-    let items: Vec<String> = paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
+    let key = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+    };
+    let item = |i: usize, p: &[&str]| match p {
+        [FILTER_STATE, k] if key(k) => Some(if set.is_optional(i) {
+            format!("(\"{k}\" in {FILTER_STATE} ? {FILTER_STATE}[\"{k}\"] : b\"\")")
+        } else {
+            format!("{FILTER_STATE}[\"{k}\"]")
+        }),
+        _ if !p.is_empty() && p.iter().all(|s| ident(s)) => {
             let p = p.join(".");
-            if set.is_optional(i) {
+            Some(if set.is_optional(i) {
                 format!("(has({p}) ? {p} : \"\")")
             } else {
                 p
-            }
-        })
-        .collect();
+            })
+        }
+        _ => None,
+    };
+    if paths.is_empty() {
+        return None;
+    }
+    let items = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| item(i, p))
+        .collect::<Option<Vec<String>>>()?;
     Some(format!("[{}]", items.join(", ")))
 }
 

@@ -359,6 +359,9 @@ impl<H: Properties> Properties for PassHost<'_, H> {
     fn peer_hint(&self) -> Option<&PeerHint> {
         self.host.peer_hint()
     }
+    fn verdicts_in_memory(&self) -> bool {
+        true
+    }
     /// The host's batched read, unless a path is a verdict this pass keeps. A connection
     /// property in the set is read in the batch even when cached: one more element costs the
     /// host less than a call of its own.

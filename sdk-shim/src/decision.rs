@@ -8,6 +8,9 @@
 
 use crate::{HostError, Properties};
 
+/// What Envoy puts before a key a module writes to filter state.
+pub const PREFIX: &str = "wasm.";
+
 /// Publishes `value` under `key` for this request.
 pub fn publish<H: Properties>(host: &H, key: &str, value: &str) -> Result<(), HostError> {
     host.set_property(&[key], value.as_bytes())
@@ -15,7 +18,10 @@ pub fn publish<H: Properties>(host: &H, key: &str, value: &str) -> Result<(), Ho
 
 /// Reads what another filter published under `key` for this request.
 pub fn read<H: Properties>(host: &H, key: &str) -> Option<String> {
-    host.property(&[key]).ok().flatten().map(|v| {
-        String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    })
+    host.property(&[key]).ok().flatten().map(text)
+}
+
+/// A published value as text (lossy where another module wrote bytes that are not UTF-8).
+pub fn text(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }

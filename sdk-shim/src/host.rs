@@ -70,6 +70,11 @@ pub trait Properties {
     ) -> Result<T, HostError> {
         read_peer_certificate(self, f)
     }
+    /// Whether this host answers decision keys from memory (a pass of several filters): then
+    /// reading a verdict costs no host call and is better not batched with host properties.
+    fn verdicts_in_memory(&self) -> bool {
+        false
+    }
     /// What the previous requests of this host said about their peers, kept across requests
     /// (a VM's lifetime); `None` reads the SAN first every time.
     fn peer_hint(&self) -> Option<&PeerHint> {

@@ -415,8 +415,14 @@ impl FakeHost {
     pub fn resumes(&self) -> u32 {
         self.resumes.get()
     }
+    /// As Envoy answers it: `["filter_state", "wasm.k"]` is what `set_property(["k"])` wrote.
     pub fn property_value(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        let key: Vec<String> = match path {
+            [crate::batch::FILTER_STATE, key] if key.starts_with(crate::decision::PREFIX) => {
+                vec![key.get(crate::decision::PREFIX.len()..)?.to_owned()]
+            }
+            _ => path.iter().map(|s| (*s).to_owned()).collect(),
+        };
         self.properties.borrow().get(&key).cloned()
     }
 }

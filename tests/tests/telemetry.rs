@@ -454,10 +454,15 @@ fn mtls_principal_and_trusted_peer_metadata_label_the_source() {
 /// (`sdk_shim::batch::FAILED_LOG`).
 const BATCH_FAILED: &str = "a batched property read failed";
 
-/// Every log-time read of these requests was one CEL evaluation, none fell back.
+/// The shim's line when Envoy refused to compile a set into one expression.
+const NOT_PREPARED: &str = "are read one at a time: expr_create gave";
+
+/// Every log-time read of these requests was one CEL evaluation: each set compiled, and
+/// none fell back.
 fn assert_batched(envoy: &Envoy) {
     let log = envoy.log();
     assert!(!log.contains(BATCH_FAILED), "{log}");
+    assert!(!log.contains(NOT_PREPARED), "{log}");
 }
 
 #[test]
@@ -1144,6 +1149,8 @@ fn the_access_log_carries_the_other_filters_decisions() {
         lines[2].get("canary").is_none(),
         "canary never ran on the limited request"
     );
+    // The verdicts, present or not, came in the one log-time read.
+    assert_batched(&envoy);
     let samples = scrape_until(&envoy, |s| total(s, "istio_requests_total") >= 3.0);
     let limited = istio(&samples, "istio_requests_total")
         .into_iter()

@@ -24,24 +24,48 @@ pub mod attr {
     pub const REQUEST_TOTAL_SIZE: &[&str] = &["request", "total_size"];
     pub const RESPONSE_TOTAL_SIZE: &[&str] = &["response", "total_size"];
     pub const REQUEST_TIME: &[&str] = &["request", "time"];
+    use sdk_shim::batch::FILTER_STATE;
+
     pub const MTLS: &[&str] = &sdk_shim::MTLS_PROPERTY;
     pub const PEER_URI_SAN: &[&str] = &sdk_shim::PEER_URI_SAN_PROPERTY;
     pub const LOCAL_URI_SAN: &[&str] = &["connection", "uri_san_local_certificate"];
     pub const UPSTREAM_PEER_URI_SAN: &[&str] = &["upstream", "uri_san_peer_certificate"];
     pub const UPSTREAM_LOCAL_URI_SAN: &[&str] = &["upstream", "uri_san_local_certificate"];
-    /// What `on_log` reads on mTLS, in one host call where Envoy can (see
-    /// [`sdk_shim::PropertySet`]): [`AT_LOG`], then the local certificate's URI SAN (a label
-    /// of the series), as one element more costs Envoy less than a read of its own.
-    pub const AT_LOG_MTLS: &[&[&str]] = &[
+    /// The verdicts the other modules published in filter state, for the access line of a
+    /// telemetry module running alone.
+    pub const CANARY_VERDICT: &[&str] = &[FILTER_STATE, "wasm.mesh.canary"];
+    pub const RATELIMIT_VERDICT: &[&str] = &[FILTER_STATE, "wasm.mesh.ratelimit"];
+    pub const INTENTIONS_VERDICT: &[&str] = &[FILTER_STATE, "wasm.mesh.intentions"];
+    /// What `on_log` reads on mTLS when it also wants the verdicts, in one host call where
+    /// Envoy can (see [`sdk_shim::PropertySet`]): [`AT_LOG`], the local certificate's URI
+    /// SAN (a label of the series), then the three verdicts; one element more costs Envoy
+    /// less than a read of its own.
+    pub const AT_LOG_MTLS_VERDICTS: &[&[&str]] = &[
         RESPONSE_CODE,
         RESPONSE_FLAGS,
         REQUEST_DURATION,
         REQUEST_TOTAL_SIZE,
         RESPONSE_TOTAL_SIZE,
         LOCAL_URI_SAN,
+        CANARY_VERDICT,
+        RATELIMIT_VERDICT,
+        INTENTIONS_VERDICT,
     ];
-    /// What `on_log` reads otherwise.
-    pub const AT_LOG: &[&[&str]] = AT_LOG_MTLS.split_at(AT_LOG_MTLS.len() - 1).0;
+    /// On mTLS, with the verdicts in memory (the suite) or no access line.
+    pub const AT_LOG_MTLS: &[&[&str]] = AT_LOG_MTLS_VERDICTS.split_at(6).0;
+    /// Otherwise.
+    pub const AT_LOG: &[&[&str]] = AT_LOG_MTLS_VERDICTS.split_at(5).0;
+    /// Without mTLS, with the verdicts: [`AT_LOG`], then the three verdicts.
+    pub const AT_LOG_VERDICTS: &[&[&str]] = &[
+        RESPONSE_CODE,
+        RESPONSE_FLAGS,
+        REQUEST_DURATION,
+        REQUEST_TOTAL_SIZE,
+        RESPONSE_TOTAL_SIZE,
+        CANARY_VERDICT,
+        RATELIMIT_VERDICT,
+        INTENTIONS_VERDICT,
+    ];
 }
 
 /// Counters about the filter itself.
@@ -87,6 +111,11 @@ fn as_i64(v: Option<Vec<u8>>) -> Option<i64> {
 
 fn prop_u64<P: Properties>(host: &P, path: &[&str]) -> Option<u64> {
     prop_i64(host, path).and_then(|v| u64::try_from(v).ok())
+}
+
+/// `set` with every path from `first` on optional.
+fn optional_from(set: PropertySet, first: usize) -> PropertySet {
+    (first..set.paths().len()).fold(set, PropertySet::optional)
 }
 
 fn prop_bytes<P: Properties>(host: &P, path: &[&str]) -> Option<Vec<u8>> {
@@ -179,6 +208,8 @@ pub struct Telemetry {
     /// [`attr::AT_LOG`] and [`attr::AT_LOG_MTLS`], prepared for one read each.
     at_log: PropertySet,
     at_log_mtls: PropertySet,
+    at_log_verdicts: PropertySet,
+    at_log_mtls_verdicts: PropertySet,
     /// The overflow series, defined when first needed (so it shows only once it is used).
     overflow: OnceLock<Option<SeriesIds>>,
     registry: Mutex<SeriesRegistry>,
@@ -277,10 +308,19 @@ impl Telemetry {
             own_peer_value,
             stats,
             at_log: host.prepare_properties(PropertySet::new(attr::AT_LOG)),
-            // A certificate without a URI SAN must not fail the whole read.
+            // A certificate without a URI SAN must not fail the whole read, nor a verdict no
+            // module published.
             at_log_mtls: host.prepare_properties(
                 PropertySet::new(attr::AT_LOG_MTLS).optional(attr::AT_LOG.len()),
             ),
+            at_log_verdicts: host.prepare_properties(optional_from(
+                PropertySet::new(attr::AT_LOG_VERDICTS),
+                attr::AT_LOG.len(),
+            )),
+            at_log_mtls_verdicts: host.prepare_properties(optional_from(
+                PropertySet::new(attr::AT_LOG_MTLS_VERDICTS),
+                attr::AT_LOG.len(),
+            )),
             overflow: OnceLock::new(),
             registry: Mutex::new(registry),
         })
@@ -553,12 +593,16 @@ impl RequestTelemetry {
     pub fn on_log<H: StreamHost>(&mut self, host: &H) {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
-        // On mTLS the destination's principal comes in the same read.
+        // On mTLS the destination's principal comes in the same read, and so do the verdicts
+        // of the other modules when the access line wants them from filter state.
         let local_in_batch = cfg.reporter == Reporter::Destination && self.mtls(host);
-        let set = if local_in_batch {
-            &shared.at_log_mtls
-        } else {
-            &shared.at_log
+        let verdicts_in_batch =
+            cfg.access_log.is_some() && self.decisions.is_none() && !host.verdicts_in_memory();
+        let set = match (local_in_batch, verdicts_in_batch) {
+            (true, true) => &shared.at_log_mtls_verdicts,
+            (true, false) => &shared.at_log_mtls,
+            (false, true) => &shared.at_log_verdicts,
+            (false, false) => &shared.at_log,
         };
         let mut values = host.properties(set).into_iter();
         let code = as_i64(values.next().flatten());
@@ -567,7 +611,17 @@ impl RequestTelemetry {
         let duration_ns = next_u64();
         let request_bytes = next_u64();
         let response_bytes = next_u64();
-        let local_san = values.next().flatten().filter(|v| !v.is_empty());
+        let local_san = local_in_batch
+            .then(|| values.next().flatten().filter(|v| !v.is_empty()))
+            .flatten();
+        let batched = verdicts_in_batch.then(|| {
+            let mut verdict = || values.next().flatten().map(decision::text);
+            Decisions {
+                canary: verdict(),
+                ratelimit: verdict(),
+                intentions: verdict(),
+            }
+        });
         let response_flags = flags::short_string(flag_bits);
 
         let mut labels = shared.template.borrowed();
@@ -611,9 +665,10 @@ impl RequestTelemetry {
             return;
         };
         let from_host;
-        let decisions = match &self.decisions {
-            Some(d) => d,
-            None => {
+        let decisions = match (&self.decisions, &batched) {
+            (Some(d), _) | (None, Some(d)) => d,
+            // A pass holds them: reads served from memory.
+            (None, None) => {
                 from_host = Decisions {
                     canary: decision::read(host, decision::CANARY),
                     ratelimit: decision::read(host, decision::RATELIMIT),

@@ -29,6 +29,41 @@ fn a_list_of_paths_is_one_cel_expression() {
 }
 
 #[test]
+fn filter_state_objects_are_read_by_their_whole_key() {
+    const TWO: &[&[&str]] = &[&["response", "code"], &[FILTER_STATE, "wasm.mesh.canary"]];
+    assert_eq!(
+        cel_list(&PropertySet::new(TWO)).as_deref(),
+        Some(r#"[response.code, filter_state["wasm.mesh.canary"]]"#)
+    );
+    assert_eq!(
+        cel_list(&PropertySet::new(TWO).optional(1)).as_deref(),
+        Some(
+            r#"[response.code, ("wasm.mesh.canary" in filter_state ? filter_state["wasm.mesh.canary"] : b"")]"#
+        )
+    );
+    // A key that would need quoting is not written into an expression.
+    const ODD: [&[&[&str]]; 5] = [
+        &[&[FILTER_STATE, r#"a"] || true || ["b"#]],
+        &[&[FILTER_STATE, "A.b"]],
+        &[&[FILTER_STATE, ""]],
+        &[&[FILTER_STATE, "a b"]],
+        &[&[FILTER_STATE, "a\\b"]],
+    ];
+    for paths in ODD {
+        assert_eq!(cel_list(&PropertySet::new(paths)), None, "{paths:?}");
+    }
+    // `filter_state` with no key, or more segments, is an ordinary path.
+    assert_eq!(
+        cel_list(&PropertySet::new(&[&[FILTER_STATE]])).as_deref(),
+        Some("[filter_state]")
+    );
+    assert_eq!(
+        cel_list(&PropertySet::new(&[&[FILTER_STATE, "a", "b"]])).as_deref(),
+        Some("[filter_state.a.b]")
+    );
+}
+
+#[test]
 fn paths_that_are_not_identifiers_are_not_batched() {
     let list = |paths: &'static [&'static [&'static str]]| cel_list(&PropertySet::new(paths));
     assert_eq!(list(&[&["request", "headers", "x-id"]]), None);

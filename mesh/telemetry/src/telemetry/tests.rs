@@ -268,7 +268,9 @@ fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
                 // The SAN means a certificate: no `connection.mtls` read.
                 "property connection.uri_san_peer_certificate",
                 "properties response.code,response.flags,request.duration,request.total_size,\
-                 response.total_size,connection.uri_san_local_certificate?",
+                 response.total_size,connection.uri_san_local_certificate?,\
+                 filter_state.wasm.mesh.canary?,filter_state.wasm.mesh.ratelimit?,\
+                 filter_state.wasm.mesh.intentions?",
             ]
         );
         let series = p.series();
@@ -581,6 +583,32 @@ fn access_log_carries_request_and_decisions() {
     assert_eq!(v["canary"], "v2");
     assert_eq!(v["intentions"], "allow:web");
     assert!(v.get("ratelimit").is_none());
+    // The verdicts came with the log-time attributes: no read of their own.
+    assert_eq!(
+        calls_matching(&host, |c| c.contains("mesh.")).len(),
+        1,
+        "{:#?}",
+        host.host_call_log()
+    );
+    // So they do on plaintext.
+    let plain = p
+        .envoy
+        .host()
+        .request("GET", "reviews", "/")
+        .property(&[decision::RATELIMIT], "limited:api");
+    p.run(&plain, 429, &[]);
+    let v = access_line(&plain);
+    assert_eq!(v["ratelimit"], "limited:api");
+    assert!(v.get("canary").is_none());
+    assert_eq!(
+        calls_matching(&plain, |c| c.starts_with("properties")),
+        [
+            "properties response.code,response.flags,request.duration,request.total_size,\
+          response.total_size,filter_state.wasm.mesh.canary?,filter_state.wasm.mesh.ratelimit?,\
+          filter_state.wasm.mesh.intentions?"
+        ]
+    );
+    assert!(calls_matching(&plain, |c| c.starts_with("property mesh.")).is_empty());
 }
 
 #[test]
@@ -637,14 +665,14 @@ fn a_known_series_costs_few_host_calls() {
     let host = p.envoy.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
     // 5 header reads; a trace started: 1 random, 1 header write and its counter; the peer's
-    // SAN (none) and `connection.mtls`, then the 5 response attributes in one batched read;
-    // the requests counter and 3 histograms;
-    // for the access log the clock, 3 decisions (filter state, as this module runs alone) and
-    // the line itself, with no log-level check. The series is already known to this worker:
-    // no shared-data call. (gRPC requests add one or two `grpc-status` reads: see below.)
+    // SAN (none) and `connection.mtls`, then the 5 response attributes and the 3 decisions
+    // (filter state, as this module runs alone) in one batched read; the requests counter
+    // and 3 histograms; for the access log the clock and the line itself, with no log-level
+    // check. The series is already known to this worker: no shared-data call. (gRPC requests
+    // add one or two `grpc-status` reads: see below.)
     assert_eq!(
         host.host_calls(),
-        5 + 3 + 3 + 4 + 5,
+        5 + 3 + 3 + 4 + 2,
         "{:#?}",
         host.host_call_log()
     );
@@ -882,4 +910,23 @@ fn hostile_requests_never_trap_and_still_count() {
         assert_eq!(labels["response_code"], "200");
         assert_eq!(labels["reporter"], "source");
     }
+}
+
+#[test]
+fn the_verdict_paths_name_the_published_keys() {
+    for (path, key) in [
+        (attr::CANARY_VERDICT, decision::CANARY),
+        (attr::RATELIMIT_VERDICT, decision::RATELIMIT),
+        (attr::INTENTIONS_VERDICT, decision::INTENTIONS),
+    ] {
+        let whole = format!("{}{key}", sdk_shim::decision::PREFIX);
+        assert_eq!(path, [sdk_shim::batch::FILTER_STATE, whole.as_str()]);
+    }
+    // The four log-time lists differ only by the local SAN and the verdicts.
+    let (plain, verdicts) = attr::AT_LOG_VERDICTS.split_at(attr::AT_LOG.len());
+    assert_eq!(plain, attr::AT_LOG);
+    assert_eq!(
+        verdicts,
+        &attr::AT_LOG_MTLS_VERDICTS[attr::AT_LOG_MTLS.len()..]
+    );
 }
