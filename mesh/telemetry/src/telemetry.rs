@@ -18,14 +18,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Envoy attributes read by the filter.
 pub mod attr {
+    use sdk_shim::batch::FILTER_STATE;
+
     pub const RESPONSE_CODE: &[&str] = &["response", "code"];
     pub const RESPONSE_FLAGS: &[&str] = &["response", "flags"];
     pub const REQUEST_DURATION: &[&str] = &["request", "duration"];
     pub const REQUEST_TOTAL_SIZE: &[&str] = &["request", "total_size"];
     pub const RESPONSE_TOTAL_SIZE: &[&str] = &["response", "total_size"];
     pub const REQUEST_TIME: &[&str] = &["request", "time"];
-    use sdk_shim::batch::FILTER_STATE;
-
     pub const MTLS: &[&str] = &sdk_shim::MTLS_PROPERTY;
     pub const PEER_URI_SAN: &[&str] = &sdk_shim::PEER_URI_SAN_PROPERTY;
     pub const LOCAL_URI_SAN: &[&str] = &["connection", "uri_san_local_certificate"];
@@ -205,7 +205,8 @@ pub struct Telemetry {
     /// Our peer metadata header value, when the exchange is on.
     own_peer_value: Option<String>,
     stats: OwnStats,
-    /// [`attr::AT_LOG`] and [`attr::AT_LOG_MTLS`], prepared for one read each.
+    /// [`attr::AT_LOG`], [`attr::AT_LOG_MTLS`] and both with the verdicts
+    /// ([`attr::AT_LOG_VERDICTS`], [`attr::AT_LOG_MTLS_VERDICTS`]), prepared for one read each.
     at_log: PropertySet,
     at_log_mtls: PropertySet,
     at_log_verdicts: PropertySet,
