@@ -359,8 +359,10 @@ impl<H: Properties> Properties for PassHost<'_, H> {
     fn peer_hint(&self) -> Option<&PeerHint> {
         self.host.peer_hint()
     }
+    /// When a filter of this pass decides one: a pass that decides none (the suite running
+    /// telemetry alone) reads them from the host like a single module.
     fn verdicts_in_memory(&self) -> bool {
-        true
+        self.state.owned.contains(&true)
     }
     /// The host's batched read, unless a path is a verdict this pass keeps. A connection
     /// property in the set is read in the batch even when cached: one more element costs the

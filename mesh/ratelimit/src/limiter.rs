@@ -706,7 +706,7 @@ impl Limiter {
                 }
             }
             KeySource::Principal => {
-                // Without mTLS a SAN names nobody (as in the intentions filter).
+                // The peer certificate's SAN, read as the intentions filter reads it.
                 let principal = props.principal.get_or_insert_with(|| {
                     host.peer_certificate_with(|c| c.uri_san().map(<[u8]>::to_vec))
                 });

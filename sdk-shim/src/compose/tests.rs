@@ -311,3 +311,13 @@ fn verdicts_of_any_length_read_back_as_published() {
         assert_eq!(lent.as_deref(), Some(value.as_bytes()));
     }
 }
+
+#[test]
+fn a_pass_holds_verdicts_only_when_one_of_its_filters_decides() {
+    let host = FakeHost::new();
+    let deciding = PassState::new(&[(KEY_A, false), (KEY_B, true)]);
+    assert!(PassHost::new(&host, &deciding, false).verdicts_in_memory());
+    let reading = PassState::new(&[(KEY_A, false), (KEY_B, false)]);
+    assert!(!PassHost::new(&host, &reading, false).verdicts_in_memory());
+    assert!(!host.verdicts_in_memory());
+}
