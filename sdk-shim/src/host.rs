@@ -103,9 +103,12 @@ impl PeerHint {
     fn flag_first(&self) -> bool {
         self.flag_first.load(Ordering::Relaxed)
     }
-    fn record(&self, cert: &PeerCertificate<'_>) {
-        self.flag_first
-            .store(cert.uri_san().is_none(), Ordering::Relaxed);
+    /// Notes in `hint`, if the host keeps one, what this request's peer needed.
+    fn record(hint: Option<&Self>, cert: &PeerCertificate<'_>) {
+        if let Some(h) = hint {
+            h.flag_first
+                .store(cert.uri_san().is_none(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -159,18 +162,14 @@ pub fn read_peer_certificate<P: Properties + ?Sized, T>(
     let flag_first = hint.is_some_and(PeerHint::flag_first);
     if flag_first && !flag()? {
         let cert = PeerCertificate::Absent;
-        if let Some(h) = hint {
-            h.record(&cert);
-        }
+        PeerHint::record(hint, &cert);
         return Ok(f(cert));
     }
     let mut f = Some(f);
     let by_san = host.property_with(&PEER_URI_SAN_PROPERTY, |san| match san {
         Some(san) if !san.is_empty() => {
             let cert = PeerCertificate::UriSan(san);
-            if let Some(h) = hint {
-                h.record(&cert);
-            }
+            PeerHint::record(hint, &cert);
             f.take().map(|f| f(cert))
         }
         _ => None,
@@ -186,9 +185,7 @@ pub fn read_peer_certificate<P: Properties + ?Sized, T>(
     } else {
         PeerCertificate::Absent
     };
-    if let Some(h) = hint {
-        h.record(&cert);
-    }
+    PeerHint::record(hint, &cert);
     let f = f.ok_or(HostError::Internal)?;
     Ok(f(cert))
 }
