@@ -48,9 +48,11 @@ pub const SEEDED: &str = "seeded";
 pub const SECRET: &str = "secret";
 
 /// The shared-data keys of one plugin's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct TableKeys {
     ns: Namespace,
+    /// `<ns><LAYOUT>`, the start of every slot key: copied whole per request.
+    prefix: SlotKey,
 }
 /// CAS conflicts tolerated per rule per request before giving up.
 pub const MAX_CAS_RETRIES: u32 = 16;
@@ -62,10 +64,13 @@ pub struct Entry {
     pub tat: u64,
 }
 
+/// Room for a slot key: the namespace, the layout and ten digits.
+const SLOT_KEY_BYTES: usize = 48;
+
 /// A slot's shared-data key, formatted without allocating.
 #[derive(Debug, Clone, Copy)]
 pub struct SlotKey {
-    buf: [u8; 48],
+    buf: [u8; SLOT_KEY_BYTES],
     len: usize,
 }
 
@@ -127,7 +132,13 @@ impl Entry {
 
 impl TableKeys {
     pub fn new(ns: Namespace) -> Self {
-        Self { ns }
+        let mut prefix = SlotKey {
+            buf: [0; SLOT_KEY_BYTES],
+            len: 0,
+        };
+        prefix.push(ns.as_bytes());
+        prefix.push(LAYOUT.as_bytes());
+        Self { ns, prefix }
     }
 
     pub fn seeded(&self) -> String {
@@ -147,33 +158,34 @@ impl TableKeys {
 
 impl SlotKey {
     fn new(keys: &TableKeys, slot: u32) -> Self {
-        let mut buf = [0u8; 48];
-        let prefix = keys.ns.as_bytes().iter().chain(LAYOUT.as_bytes());
-        let mut len = 0;
-        for (dst, src) in buf.iter_mut().zip(prefix) {
-            *dst = *src;
-            len += 1;
-        }
+        let mut key = keys.prefix;
+        // The slot in decimal, written from the end.
         let mut digits = [0u8; 10];
+        let mut start = digits.len();
         let mut n = slot;
-        let mut count = 0;
-        loop {
-            if let Some(d) = digits.get_mut(count) {
-                *d = b'0' + (n % 10) as u8;
-            }
-            count += 1;
+        while let Some(d) = start.checked_sub(1).and_then(|i| digits.get_mut(i)) {
+            // `n % 10` is a single digit.
+            *d = b'0' + (n % 10) as u8;
+            start -= 1;
             n /= 10;
-            if n == 0 || count == digits.len() {
+            if n == 0 {
                 break;
             }
         }
-        for d in digits.iter().take(count).rev() {
-            if let Some(dst) = buf.get_mut(len) {
-                *dst = *d;
-                len += 1;
-            }
+        key.push(digits.get(start..).unwrap_or_default());
+        key
+    }
+
+    /// Appends what fits of `bytes`.
+    fn push(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(SLOT_KEY_BYTES.saturating_sub(self.len));
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            bytes.get(..take),
+        ) {
+            dst.copy_from_slice(src);
+            self.len += take;
         }
-        Self { buf, len }
     }
 
     pub fn as_str(&self) -> &str {

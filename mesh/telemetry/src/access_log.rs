@@ -110,10 +110,38 @@ const SPECIAL: [bool; 256] = {
     t
 };
 
+/// Whether `bytes` may need an escape: a [`SPECIAL`] byte or any non-ASCII one. Looked at
+/// eight bytes at a time (a value with none, nearly every one, is copied whole).
+pub(crate) fn maybe_special(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit of each byte of `v` that is zero (exact while every byte is ASCII).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let (words, rest) = bytes.as_chunks::<8>();
+    let word_special = |w: &[u8; 8]| {
+        let x = u64::from_le_bytes(*w);
+        let flagged = x
+            | x.wrapping_sub(ONES * 0x20) & !x
+            | zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | zero(x ^ (ONES * 0x7f));
+        flagged & HIGH != 0
+    };
+    words.iter().any(word_special)
+        || rest
+            .iter()
+            .any(|b| *b >= 0x80 || SPECIAL.get(usize::from(*b)).copied().unwrap_or(true))
+}
+
 /// Writes `s` as a JSON string literal. Runs of bytes that need no escape are copied whole:
 /// the hot path of every access line.
 pub fn escape_into(s: &str, out: &mut String) {
     out.push('"');
+    if !maybe_special(s.as_bytes()) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let bytes = s.as_bytes();
     let special = |b: &u8| SPECIAL.get(usize::from(*b)).copied().unwrap_or(true);
     let (mut start, mut i) = (0, 0);

@@ -147,6 +147,19 @@ fn escapes_quotes_controls_and_line_separators_and_copies_the_rest() {
     );
 }
 
+#[test]
+fn one_special_byte_in_any_lane_is_seen() {
+    let safe = [b'a'; 19];
+    assert!(!maybe_special(&safe));
+    for at in 0..safe.len() {
+        for b in (0..=0xffu8).filter(|b| *b >= 0x80 || SPECIAL[usize::from(*b)]) {
+            let mut s = safe;
+            s[at] = b;
+            assert!(maybe_special(&s), "byte {b:#x} at {at}");
+        }
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod props {
     use super::*;
@@ -158,6 +171,21 @@ mod props {
             let mut out = String::new();
             push_digits(&mut out, n, width);
             prop_assert_eq!(out, format!("{n:0width$}"));
+        }
+
+        #[test]
+        fn the_word_scan_flags_exactly_the_strings_a_byte_scan_flags(
+            // Mostly safe bytes, with the values on each side of every boundary the scan tests.
+            s in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    b'a', b'a', b'a', b'a', b'a', b'a', 0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23,
+                    0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0xe2, 0xff,
+                ]),
+                0..40,
+            ),
+        ) {
+            let by_byte = s.iter().any(|b| *b >= 0x80 || SPECIAL[usize::from(*b)]);
+            prop_assert_eq!(maybe_special(&s), by_byte);
         }
 
         #[test]
