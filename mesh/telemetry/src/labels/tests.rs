@@ -268,3 +268,11 @@ fn a_number_label_reads_as_its_decimal_text() {
         );
     }
 }
+
+#[test]
+fn the_safe_table_is_the_documented_set() {
+    for b in 0..=u8::MAX {
+        let documented = b.is_ascii_alphanumeric() || b"-._~:/@,".contains(&b);
+        assert_eq!(is_safe(b), documented, "byte {b:#x}");
+    }
+}
