@@ -33,30 +33,39 @@ pub enum TraceParentError {
     ZeroParentId,
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// The value of each lowercase hex digit, 0xff for every other byte.
+// Evaluated at compile time: an index out of range would fail the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 fn parse_hex<const N: usize>(s: &[u8]) -> Result<[u8; N], TraceParentError> {
     let mut out = [0u8; N];
     if s.len() != N * 2 {
         return Err(TraceParentError::Length);
     }
-    for (dst, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        match pair {
-            [hi, lo] => {
-                let (hi, lo) = (hex_val(*hi), hex_val(*lo));
-                *dst = hi
-                    .zip(lo)
-                    .map(|(h, l)| h << 4 | l)
-                    .ok_or(TraceParentError::Hex)?;
-            }
-            _ => return Err(TraceParentError::Length),
-        }
+    let value = |b: &u8| HEX_VALUE.get(usize::from(*b)).copied().unwrap_or(0xff);
+    // Any byte that is not a digit sets a high bit: one test per pair.
+    let mut bad = 0;
+    for (dst, [hi, lo]) in out.iter_mut().zip(s.as_chunks::<2>().0) {
+        let (hi, lo) = (value(hi), value(lo));
+        bad |= hi | lo;
+        *dst = hi << 4 | lo;
+    }
+    if bad & 0xf0 != 0 {
+        return Err(TraceParentError::Hex);
     }
     Ok(out)
 }
@@ -66,13 +75,15 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// `bytes` as lowercase hex into `out` by table lookup: the formatter's per-byte `{:02x}`
 /// cost about 300 native instructions a byte on every logged request.
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    out.reserve(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(
-                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
+    let digit = |nibble: u8| HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+    // Eight bytes at a time through a buffer: one append per sixteen digits, not per digit.
+    for chunk in bytes.chunks(8) {
+        let mut buf = [0u8; 16];
+        for (pair, b) in buf.as_chunks_mut::<2>().0.iter_mut().zip(chunk) {
+            *pair = [digit(b >> 4), digit(b & 0x0f)];
         }
+        let digits = buf.get(..chunk.len() * 2).unwrap_or_default();
+        out.push_str(std::str::from_utf8(digits).unwrap_or_default());
     }
 }
 
@@ -145,7 +156,7 @@ impl TraceParent {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(32);
         push_hex(&mut out, &self.trace_id);
         out
     }

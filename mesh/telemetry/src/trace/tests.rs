@@ -81,6 +81,24 @@ fn rejects_invalid_headers() {
 }
 
 #[test]
+fn a_hex_pair_parses_only_from_lowercase_digits() {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    for hi in 0..=u8::MAX {
+        for lo in 0..=u8::MAX {
+            let want = match (digit(hi), digit(lo)) {
+                (Some(h), Some(l)) => Ok([h << 4 | l]),
+                _ => Err(TraceParentError::Hex),
+            };
+            assert_eq!(parse_hex::<1>(&[hi, lo]), want, "{hi:#x} {lo:#x}");
+        }
+    }
+}
+
+#[test]
 fn later_versions_may_carry_more_fields() {
     let v1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
     assert_eq!(TraceParent::parse(v1.as_bytes()).unwrap().version, 1);
