@@ -178,18 +178,13 @@ impl HeaderSnapshot {
 /// inside the buffer and the pairs end exactly at its end (an empty buffer has no count).
 pub(crate) fn checked_count(bytes: &[u8]) -> Option<usize> {
     let count = word(bytes, 0)?;
-    let data = count.checked_mul(8)?.checked_add(4)?;
-    let table = bytes.get(4..data)?.as_chunks::<8>().0;
-    // Summed in 64 bits, walking the table as fixed entries: no bounds check per pair, and
-    // no overflow before the sum passes any buffer's length (it saturates there).
-    let mut end = u64::try_from(data).ok()?;
-    for &[a, b, c, d, e, f, g, h] in table {
-        let pair = u64::from(u32::from_le_bytes([a, b, c, d]))
-            + u64::from(u32::from_le_bytes([e, f, g, h]))
-            + 2;
-        end = end.saturating_add(pair);
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    for i in 0..count {
+        let name = word(bytes, 4 + 8 * i)?;
+        let value = word(bytes, 8 + 8 * i)?;
+        data = data.checked_add(name)?.checked_add(value)?.checked_add(2)?;
     }
-    (end == u64::try_from(bytes.len()).ok()?).then_some(count)
+    (data == bytes.len()).then_some(count)
 }
 
 /// Iterator over a snapshot's pairs.
