@@ -62,6 +62,22 @@ pub trait Properties {
     fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
         read_each(self, set)
     }
+    /// `f` of the downstream peer certificate's first URI SAN (`None`: no certificate, or
+    /// one without a URI SAN), in one read: all an identity needs. Whether a peer without a
+    /// SAN presented a certificate at all is [`MTLS_PROPERTY`], for the callers it matters to
+    /// (a log line's reason, a metric label), who read it only then. A missing property is
+    /// no SAN, any other failure is returned.
+    fn peer_uri_san_with<T>(&self, f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T, HostError> {
+        let mut f = Some(f);
+        let read = self.property_with(&PEER_URI_SAN_PROPERTY, |san| {
+            f.take().map(|f| f(san.filter(|s| !s.is_empty())))
+        });
+        match read {
+            Ok(Some(out)) => Ok(out),
+            Err(HostError::NotFound) | Ok(None) => f.map(|f| f(None)).ok_or(HostError::Internal),
+            Err(e) => Err(e),
+        }
+    }
     /// `f` of what the downstream connection says about the peer's certificate, in the
     /// fewest reads: see [`read_peer_certificate`].
     fn peer_certificate_with<T>(

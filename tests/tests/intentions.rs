@@ -498,8 +498,8 @@ fn wildcard_anonymous_and_forged_client_cert_headers() {
     }
     let r = req.send().unwrap();
     assert_eq!(r.status(), 403);
-    // Each anonymous peer for its reason: the filter reads the SAN first and the flag only
-    // without one, so a certificate without a URI SAN must still be told from none.
+    // Each anonymous peer for its reason: the filter decides on the SAN alone and reads the
+    // flag only for the log line, so a certificate without a URI SAN is still told from none.
     let log = envoy.log();
     assert!(log.contains("source=anonymous(no_certificate)"), "{log}");
     assert!(log.contains("source=anonymous(no_uri_san)"), "{log}");

@@ -256,11 +256,11 @@ fn a_request_makes_exactly_these_host_calls() {
     let slot = ns.key("ratelimit.2/11");
     let expected: [&str; 16] = [
         // Request headers: the whole map once (every header read is served from it), the
-        // clock once, the peer certificate once for every capability: on plaintext, after a
-        // first such request in this VM, the flag alone (no SAN read).
+        // clock once, the peer certificate's SAN once for every capability (on plaintext it
+        // finds nothing: no data to hand over).
         "headers Request",
         "now_nanos",
-        "property connection.mtls",
+        "property connection.uri_san_peer_certificate",
         "increment_metric intentions.default.allowed",
         &format!("shared_get {slot}"),
         &format!("shared_set {slot}"),
@@ -269,8 +269,10 @@ fn a_request_makes_exactly_these_host_calls() {
         "fill_random",
         "set_header Request x-canary-subset",
         "increment_metric canary.reviews.v2.decisions",
-        // Log: the five response attributes in one read, the series, the access line.
-        "properties response.code,response.flags,request.duration,request.total_size,response.total_size",
+        // Log: the five response attributes in one read, with `connection.mtls` (a peer
+        // without a SAN: a certificate or none, for the series' security policy), the
+        // series, the access line.
+        "properties response.code,response.flags,request.duration,request.total_size,response.total_size,connection.mtls",
         "increment_metric istio_requests_total",
         "record_metric istio_request_duration_milliseconds",
         "record_metric istio_request_bytes",
@@ -298,7 +300,7 @@ fn data_calls(host: &FakeHost) -> Vec<String> {
 }
 
 #[test]
-fn a_request_makes_four_calls_that_return_data_with_or_without_mtls() {
+fn a_request_makes_three_calls_that_return_data_on_plaintext_and_four_on_mtls() {
     let mut all: serde_json::Value = serde_json::from_str(ALL).unwrap();
     all["ratelimit"]["rules"][0]["limit"]["requests"] = 1_000_000.into();
     let config = all.to_string();
@@ -314,10 +316,18 @@ fn a_request_makes_four_calls_that_return_data_with_or_without_mtls() {
                 "spiffe://cluster.local/ns/default/sa/reviews",
             )
     });
-    // The header map, `connection.mtls`, the bucket, the log-time attributes.
+    // The header map, the bucket, the log-time attributes (with `connection.mtls`); the
+    // SAN read found nothing.
     let calls = data_calls(&plaintext);
-    assert_eq!(calls.len(), 4, "{calls:?}");
-    assert!(calls.contains(&"property connection.mtls".to_owned()));
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c.ends_with(",connection.mtls")),
+        "{calls:?}"
+    );
+    assert!(plaintext
+        .host_call_log()
+        .iter()
+        .all(|c| c != "property connection.mtls"));
     // With mTLS the peer's SAN instead of the flag (read once for every capability; a SAN
     // means a certificate); the local one (a label of the series) comes with the log-time
     // attributes. The peer's SAN stays a single read: it costs Envoy less than one CEL

@@ -2,8 +2,8 @@
 //! filter, which reads the peer identity and request head through sdk-shim and lets the
 //! [`Policy`] decide.
 //!
-//! Per request: the peer certificate's URI SAN (and `connection.mtls` only when it has none),
-//! then `:method` and `:path` (or the whole header map once, only when the deciding intention
+//! Per request: the peer certificate's URI SAN (and `connection.mtls` only for a log line
+//! about a peer without one), then `:method` and `:path` (or the whole header map once, only when the deciding intention
 //! matches headers). Failures to read fail closed (403, decision `deny:error`).
 //!
 //! Decisions published under [`DECISION_KEY`]: `allow:<name>`, `deny:<name>`,
@@ -284,8 +284,9 @@ impl Compiled {
 // === impl IntentionsFilter ===
 
 fn read_peer<H: StreamHost>(host: &H, trust_domain: &str) -> Result<Peer, HostError> {
-    // Lent values: the pass holds them for the whole request.
-    host.peer_certificate_with(|cert| Peer::from_certificate(cert, trust_domain))
+    // Lent values: the pass holds them for the whole request. The SAN alone decides; why a
+    // peer has none is read only for a log line.
+    host.peer_uri_san_with(|san| Peer::from_peer_uri_san(san, trust_domain))
 }
 
 /// A raw request value made safe for one log line.
@@ -346,8 +347,9 @@ impl IntentionsFilter {
                 host_log!(
                     host,
                     LogLevel::Info,
-                    "intentions: {} invalid path ({e}) source={peer} destination={dest} method={} path={}",
+                    "intentions: {} invalid path ({e}) source={} destination={dest} method={} path={}",
                     enforcement.refused(),
+                    peer.resolved(host),
                     printable(&head.method),
                     printable(&head.path),
                 );
@@ -387,8 +389,9 @@ impl IntentionsFilter {
                 host_log!(
                     host,
                     LogLevel::Info,
-                    "intentions: {} source={peer} destination={dest} method={} path={path} intention={name}{after}",
+                    "intentions: {} source={} destination={dest} method={} path={path} intention={name}{after}",
                     enforcement.denied(),
+                    peer.resolved(host),
                     printable(&head.method),
                 );
                 Verdict {

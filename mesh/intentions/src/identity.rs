@@ -1,7 +1,8 @@
 //! The peer's identity, taken only from what the proxy says about the verified peer certificate.
 
 use mesh_core::SpiffeRef;
-use sdk_shim::PeerCertificate;
+use sdk_shim::{HostError, PeerCertificate, Properties};
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::pattern::ServiceName;
@@ -18,6 +19,9 @@ pub enum Anonymous {
     NoCertificate,
     /// A certificate without a URI SAN (a SPIFFE ID in a DNS SAN does not count).
     NoUriSan,
+    /// No URI SAN, and whether a certificate came at all not read: the decision needs no
+    /// more, a log line asks ([`Peer::resolved`]).
+    NoUriSanUnread,
     /// The first URI SAN is not a workload SPIFFE ID.
     NotSpiffe,
     /// A SPIFFE ID of another trust domain.
@@ -45,6 +49,7 @@ impl Anonymous {
         match self {
             Self::NoCertificate => "no_certificate",
             Self::NoUriSan => "no_uri_san",
+            Self::NoUriSanUnread => "no_uri_san_or_no_certificate",
             Self::NotSpiffe => "not_spiffe",
             Self::ForeignTrustDomain => "foreign_trust_domain",
             Self::OtherPartition => "other_partition",
@@ -66,6 +71,29 @@ impl Peer {
             return Self::Anonymous(Anonymous::NotSpiffe);
         };
         Self::from_uri_san(san, trust_domain)
+    }
+
+    /// The identity from the peer certificate's first URI SAN alone (`None`: no certificate
+    /// or none with a URI SAN; which of the two is left unread).
+    pub fn from_peer_uri_san(san: Option<&[u8]>, trust_domain: &str) -> Self {
+        match san {
+            Some(san) => Self::from_certificate(PeerCertificate::UriSan(san), trust_domain),
+            None => Self::Anonymous(Anonymous::NoUriSanUnread),
+        }
+    }
+
+    /// This peer for a log line: one without a URI SAN named by whether it presented a
+    /// certificate (`connection.mtls`, read only here); as it is when that cannot be read.
+    pub fn resolved<P: Properties + ?Sized>(&self, host: &P) -> Cow<'_, Self> {
+        if *self != Self::Anonymous(Anonymous::NoUriSanUnread) {
+            return Cow::Borrowed(self);
+        }
+        let why = match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
+            Ok(true) => Anonymous::NoUriSan,
+            Ok(false) | Err(HostError::NotFound) => Anonymous::NoCertificate,
+            Err(_) => return Cow::Borrowed(self),
+        };
+        Cow::Owned(Self::Anonymous(why))
     }
 
     /// The identity a verified certificate's first URI SAN gives.

@@ -40,7 +40,7 @@
 //! Only the verified peer certificate establishes identity: Envoy's
 //! `connection.uri_san_peer_certificate` (the first URI SAN of the certificate the peer
 //! presented on this connection, so `connection.mtls` is true whenever it exists; the flag is
-//! read only when there is no SAN, to tell a certificate from none) must be a SPIFFE ID in
+//! read only to log why a peer without a SAN is anonymous) must be a SPIFFE ID in
 //! Istio form `spiffe://TD/ns/NS/sa/NAME` or Consul form `spiffe://TD/ns/NS/dc/DC/svc/NAME`
 //! whose trust domain is `trust_domain`. Anything else is an anonymous peer: no certificate, no
 //! URI SAN (a SPIFFE ID in a DNS SAN does not count), a URI that is not a workload SPIFFE ID,

@@ -707,9 +707,9 @@ impl Limiter {
             }
             KeySource::Principal => {
                 // The peer certificate's SAN, read as the intentions filter reads it.
-                let principal = props.principal.get_or_insert_with(|| {
-                    host.peer_certificate_with(|c| c.uri_san().map(<[u8]>::to_vec))
-                });
+                let principal = props
+                    .principal
+                    .get_or_insert_with(|| host.peer_uri_san_with(|san| san.map(<[u8]>::to_vec)));
                 match principal {
                     Ok(Some(v)) => match key::principal(v) {
                         Some(p) => (

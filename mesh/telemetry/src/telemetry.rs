@@ -55,6 +55,22 @@ pub mod attr {
     pub const AT_LOG_MTLS: &[&[&str]] = AT_LOG_MTLS_VERDICTS.split_at(6).0;
     /// Otherwise.
     pub const AT_LOG: &[&[&str]] = AT_LOG_MTLS_VERDICTS.split_at(5).0;
+    /// A peer without a URI SAN (no certificate, or one without a SAN): [`AT_LOG`], then
+    /// `connection.mtls` (which of the two; the request read only the SAN), then the three
+    /// verdicts.
+    pub const AT_LOG_FLAG_VERDICTS: &[&[&str]] = &[
+        RESPONSE_CODE,
+        RESPONSE_FLAGS,
+        REQUEST_DURATION,
+        REQUEST_TOTAL_SIZE,
+        RESPONSE_TOTAL_SIZE,
+        MTLS,
+        CANARY_VERDICT,
+        RATELIMIT_VERDICT,
+        INTENTIONS_VERDICT,
+    ];
+    /// The same without the verdicts.
+    pub const AT_LOG_FLAG: &[&[&str]] = AT_LOG_FLAG_VERDICTS.split_at(6).0;
     /// Without mTLS, with the verdicts: [`AT_LOG`], then the three verdicts.
     pub const AT_LOG_VERDICTS: &[&[&str]] = &[
         RESPONSE_CODE,
@@ -211,6 +227,9 @@ pub struct Telemetry {
     at_log_mtls: PropertySet,
     at_log_verdicts: PropertySet,
     at_log_mtls_verdicts: PropertySet,
+    /// [`attr::AT_LOG_FLAG`] and [`attr::AT_LOG_FLAG_VERDICTS`].
+    at_log_flag: PropertySet,
+    at_log_flag_verdicts: PropertySet,
     /// The overflow series, defined when first needed (so it shows only once it is used).
     overflow: OnceLock<Option<SeriesIds>>,
     registry: Mutex<SeriesRegistry>,
@@ -322,6 +341,11 @@ impl Telemetry {
                 PropertySet::new(attr::AT_LOG_MTLS_VERDICTS),
                 attr::AT_LOG.len(),
             )),
+            at_log_flag: host.prepare_properties(PropertySet::new(attr::AT_LOG_FLAG)),
+            at_log_flag_verdicts: host.prepare_properties(optional_from(
+                PropertySet::new(attr::AT_LOG_FLAG_VERDICTS),
+                attr::AT_LOG_FLAG.len(),
+            )),
             overflow: OnceLock::new(),
             registry: Mutex::new(registry),
         })
@@ -393,8 +417,9 @@ pub struct RequestTelemetry {
     trace: TraceOutcome,
     /// Peer metadata that passed the trust checks.
     peer: Option<PeerMetadata>,
-    /// Downstream mTLS and the peer certificate's URI SAN, read once when first needed.
-    downstream: Option<(bool, Option<Vec<u8>>)>,
+    /// The peer certificate's URI SAN, read once when first needed, and downstream mTLS:
+    /// known from a SAN, else `None` until read (with the log-time attributes).
+    downstream: Option<(Option<bool>, Option<Vec<u8>>)>,
     /// `None`: read the decisions from the host at `on_log`; `Some`: handed over in memory.
     decisions: Option<Decisions>,
     /// The host clock when the request headers arrived, for the access log: in the suite the
@@ -458,16 +483,26 @@ impl RequestTelemetry {
         self.peer.as_ref()
     }
 
-    /// A failed read counts as plaintext: telemetry never fails a request.
-    fn downstream<H: StreamHost>(&mut self, host: &H) -> &(bool, Option<Vec<u8>>) {
+    /// The SAN read (a SAN means mTLS). A failed read counts as plaintext: telemetry never
+    /// fails a request.
+    fn downstream<H: StreamHost>(&mut self, host: &H) -> &mut (Option<bool>, Option<Vec<u8>>) {
         self.downstream.get_or_insert_with(|| {
-            host.peer_certificate_with(|c| (c.mtls(), c.uri_san().map(<[u8]>::to_vec)))
-                .unwrap_or((false, None))
+            match host.peer_uri_san_with(|san| san.map(<[u8]>::to_vec)) {
+                Ok(Some(san)) => (Some(true), Some(san)),
+                Ok(None) => (None, None),
+                Err(_) => (Some(false), None),
+            }
         })
     }
 
+    /// Downstream mTLS: from the SAN, else `connection.mtls` read now (unless the log-time
+    /// read brought it).
     fn mtls<H: StreamHost>(&mut self, host: &H) -> bool {
-        self.downstream(host).0
+        let known = &mut self.downstream(host).0;
+        *known.get_or_insert_with(|| {
+            host.property_with(&sdk_shim::MTLS_PROPERTY, |v| v == Some(&[1][..]))
+                .unwrap_or(false)
+        })
     }
 
     fn peer_san<H: StreamHost>(&mut self, host: &H) -> Option<Vec<u8>> {
@@ -507,11 +542,8 @@ impl RequestTelemetry {
                 Reporter::Destination => {
                     if let Some(raw) = get(header) {
                         let _ = host.remove_header(HeaderMap::Request, header);
-                        let san = if self.mtls(host) {
-                            self.peer_san(host)
-                        } else {
-                            None
-                        };
+                        // Trusted only from a peer with a URI SAN: no flag needed.
+                        let san = self.peer_san(host);
                         self.peer = trusted_peer(&raw, san.as_deref());
                         if self.peer.is_none() {
                             bump(host, shared.stats.peer_rejected);
@@ -594,16 +626,25 @@ impl RequestTelemetry {
     pub fn on_log<H: StreamHost>(&mut self, host: &H) {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
-        // On mTLS the destination's principal comes in the same read, and so do the verdicts
-        // of the other modules when the access line wants them from filter state.
-        let local_in_batch = cfg.reporter == Reporter::Destination && self.mtls(host);
+        // On mTLS the destination's principal comes in the same read; so does whether a peer
+        // without a URI SAN presented a certificate, and the verdicts of the other modules
+        // when the access line wants them from filter state.
+        let (local_in_batch, flag_in_batch) = match cfg.reporter {
+            Reporter::Destination => match self.downstream(host).0 {
+                Some(mtls) => (mtls, false),
+                None => (false, true),
+            },
+            Reporter::Source => (false, false),
+        };
         let verdicts_in_batch =
             cfg.access_log.is_some() && self.decisions.is_none() && !host.verdicts_in_memory();
-        let set = match (local_in_batch, verdicts_in_batch) {
-            (true, true) => &shared.at_log_mtls_verdicts,
-            (true, false) => &shared.at_log_mtls,
-            (false, true) => &shared.at_log_verdicts,
-            (false, false) => &shared.at_log,
+        let set = match (local_in_batch, flag_in_batch, verdicts_in_batch) {
+            (true, _, true) => &shared.at_log_mtls_verdicts,
+            (true, _, false) => &shared.at_log_mtls,
+            (false, true, true) => &shared.at_log_flag_verdicts,
+            (false, true, false) => &shared.at_log_flag,
+            (false, false, true) => &shared.at_log_verdicts,
+            (false, false, false) => &shared.at_log,
         };
         let mut values = host.properties(set).into_iter();
         let code = as_i64(values.next().flatten());
@@ -612,9 +653,17 @@ impl RequestTelemetry {
         let duration_ns = next_u64();
         let request_bytes = next_u64();
         let response_bytes = next_u64();
-        let local_san = local_in_batch
+        let mut local_san = local_in_batch
             .then(|| values.next().flatten().filter(|v| !v.is_empty()))
             .flatten();
+        if flag_in_batch {
+            let mtls = values.next().flatten().is_some_and(|v| v == [1]);
+            self.downstream(host).0 = Some(mtls);
+            // A certificate without a URI SAN (rare): our own principal read alone.
+            if mtls {
+                local_san = prop_bytes(host, attr::LOCAL_URI_SAN);
+            }
+        }
         let batched = verdicts_in_batch.then(|| {
             let mut verdict = || values.next().flatten().map(decision::text);
             Decisions {

@@ -36,6 +36,42 @@ fn certificate_without_uri_san_is_anonymous() {
 }
 
 #[test]
+fn without_a_san_the_log_line_reads_whether_a_certificate_came() {
+    use sdk_shim::testing::FakeHost;
+    let peer = Peer::from_peer_uri_san(None, TD);
+    assert_eq!(peer, Peer::Anonymous(Anonymous::NoUriSanUnread));
+    assert_eq!(peer.service(), None);
+    let cases = [
+        (
+            FakeHost::new().property(&MTLS_PROPERTY, [1]),
+            "anonymous(no_uri_san)",
+        ),
+        (
+            FakeHost::new().property(&MTLS_PROPERTY, [0]),
+            "anonymous(no_certificate)",
+        ),
+        (FakeHost::new(), "anonymous(no_certificate)"),
+    ];
+    for (host, want) in cases {
+        assert_eq!(peer.resolved(&host).to_string(), want);
+        assert_eq!(host.host_call_log(), ["property connection.mtls"]);
+    }
+    // A peer with a SAN needs no read, nor does one whose reason is known.
+    let host = FakeHost::new();
+    let web = Peer::from_peer_uri_san(Some(b"spiffe://mesh.local/ns/shop/sa/web"), TD);
+    assert_eq!(
+        web.resolved(&host).to_string(),
+        "spiffe://mesh.local/ns/shop/sa/web"
+    );
+    let foreign = Peer::from_peer_uri_san(Some(b"spiffe://other/ns/shop/sa/web"), TD);
+    assert_eq!(
+        foreign.resolved(&host).to_string(),
+        "anonymous(foreign_trust_domain)"
+    );
+    assert_eq!(host.host_calls(), 0);
+}
+
+#[test]
 fn foreign_trust_domain_is_anonymous() {
     for san in [
         "spiffe://evil.local/ns/team/sa/web",

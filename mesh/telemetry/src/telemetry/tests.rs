@@ -284,6 +284,34 @@ fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
 }
 
 #[test]
+fn a_certificate_without_a_uri_san_is_mutual_tls_with_our_principal() {
+    let p = Proxy::new(DEST);
+    let reviews = "spiffe://cluster.local/ns/default/sa/reviews";
+    let host = p
+        .envoy
+        .host()
+        .request("GET", "reviews:9080", "/api")
+        .property(attr::MTLS, [1])
+        .property(attr::LOCAL_URI_SAN, reviews);
+    p.run(&host, 200, &[]);
+    let l = p.only_series();
+    assert_eq!(
+        (
+            l["source_principal"].as_str(),
+            l["destination_principal"].as_str(),
+            l["connection_security_policy"].as_str()
+        ),
+        ("unknown", reviews, "mutual_tls")
+    );
+    // The flag came with the log-time attributes; it said mTLS, so our own principal was
+    // read after them (a peer without a SAN is rare in a mesh).
+    let reads = calls_matching(&host, |c| c.contains("connection."));
+    assert_eq!(reads.len(), 3, "{reads:#?}");
+    assert!(reads[1].contains(",connection.mtls,"), "{reads:#?}");
+    assert_eq!(reads[2], "property connection.uri_san_local_certificate");
+}
+
+#[test]
 fn plain_connections_read_no_certificate() {
     let p = Proxy::new("");
     let host = p.envoy.host().property(attr::MTLS, [0]);
@@ -297,16 +325,18 @@ fn plain_connections_read_no_certificate() {
         ),
         ("unknown", "unknown", "none")
     );
-    // The peer's SAN is looked for once (it finds nothing, then the flag says plaintext);
-    // the local certificate is not read at all.
+    // The peer's SAN is looked for once (it finds nothing); the flag that says plaintext
+    // comes with the log-time attributes; the local certificate is not read at all.
     let reads = calls_matching(&host, |c| {
-        c.starts_with("property connection") || c.contains("local_certificate")
+        c.contains("connection.") || c.contains("local_certificate")
     });
     assert_eq!(
         reads,
         [
             "property connection.uri_san_peer_certificate",
-            "property connection.mtls"
+            "properties response.code,response.flags,request.duration,request.total_size,\
+             response.total_size,connection.mtls,filter_state.wasm.mesh.canary?,\
+             filter_state.wasm.mesh.ratelimit?,filter_state.wasm.mesh.intentions?"
         ]
     );
 }
@@ -604,8 +634,8 @@ fn access_log_carries_request_and_decisions() {
         calls_matching(&plain, |c| c.starts_with("properties")),
         [
             "properties response.code,response.flags,request.duration,request.total_size,\
-          response.total_size,filter_state.wasm.mesh.canary?,filter_state.wasm.mesh.ratelimit?,\
-          filter_state.wasm.mesh.intentions?"
+          response.total_size,connection.mtls,filter_state.wasm.mesh.canary?,\
+          filter_state.wasm.mesh.ratelimit?,filter_state.wasm.mesh.intentions?"
         ]
     );
     assert!(calls_matching(&plain, |c| c.starts_with("property mesh.")).is_empty());
@@ -665,14 +695,14 @@ fn a_known_series_costs_few_host_calls() {
     let host = p.envoy.host().request("GET", "a", "/");
     p.run(&host, 200, &[]);
     // 5 header reads; a trace started: 1 random, 1 header write and its counter; the peer's
-    // SAN (none) and `connection.mtls`, then the 5 response attributes and the 3 decisions
+    // SAN (none), then the 5 response attributes, `connection.mtls` and the 3 decisions
     // (filter state, as this module runs alone) in one batched read; the requests counter
     // and 3 histograms; for the access log the clock and the line itself, with no log-level
     // check. The series is already known to this worker: no shared-data call. (gRPC requests
     // add one or two `grpc-status` reads: see below.)
     assert_eq!(
         host.host_calls(),
-        5 + 3 + 3 + 4 + 2,
+        5 + 3 + 2 + 4 + 2,
         "{:#?}",
         host.host_call_log()
     );
