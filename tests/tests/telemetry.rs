@@ -327,7 +327,11 @@ impl Pki {
     }
 
     fn client(&self, spiffe_id: &str) -> reqwest::blocking::Client {
-        let (cert, key) = self.issue(vec![SanType::URI(spiffe_id.try_into().unwrap())]);
+        self.client_with(vec![SanType::URI(spiffe_id.try_into().unwrap())])
+    }
+
+    fn client_with(&self, sans: Vec<SanType>) -> reqwest::blocking::Client {
+        let (cert, key) = self.issue(sans);
         reqwest::blocking::Client::builder()
             .no_proxy()
             .use_rustls_tls()
@@ -501,6 +505,42 @@ fn a_server_certificate_without_a_uri_san_names_no_destination_principal() {
         "{lines:#?}"
     );
     // `has()` kept the missing SAN from failing the batched read.
+    assert_batched(&envoy);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_client_certificate_without_a_uri_san_is_still_mutual_tls() {
+    let pki = Pki::new();
+    let dir = mesh_e2e::repo_root().join(format!(
+        "target/e2e/telemetry-client-no-san-{}",
+        std::process::id()
+    ));
+    let files = pki.server_files(&dir, Some(REVIEWS));
+    let stub = Stub::start("reviews").unwrap();
+    let envoy = start(&stub, json!({}), require_mtls(files)).unwrap();
+    // A SPIFFE ID in a DNS SAN names no one.
+    let dns_only = pki.client_with(vec![SanType::DnsName("web.shop.svc".try_into().unwrap())]);
+    let url = format!("https://localhost:{}/r", envoy.port());
+    for _ in 0..2 {
+        assert_eq!(dns_only.get(&url).send().unwrap().status(), 200);
+    }
+    // The filter read only the SAN per request (none): whether a certificate came is
+    // `connection.mtls` in the log-time read, and it said so; then our own principal.
+    let samples = scrape_until(&envoy, |s| total(s, "istio_request_bytes_count") >= 2.0);
+    let requests = istio(&samples, "istio_requests_total");
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let s = &requests[0];
+    assert_eq!(s.value, 2.0);
+    for (label, value) in [
+        ("source_principal", "unknown"),
+        ("source_workload", "unknown"),
+        ("destination_principal", REVIEWS),
+        ("connection_security_policy", "mutual_tls"),
+        ("response_code", "200"),
+    ] {
+        assert_eq!(s.label(label), Some(value), "{label}");
+    }
     assert_batched(&envoy);
     let _ = std::fs::remove_dir_all(dir);
 }
