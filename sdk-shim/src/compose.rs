@@ -15,8 +15,8 @@
 
 use crate::{
     Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders,
-    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, PeerHint, Properties, PropertySet,
-    Random, SharedStore, Versioned,
+    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random,
+    SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 
@@ -355,9 +355,6 @@ impl<H: Properties> Properties for PassHost<'_, H> {
     }
     fn prepare_properties(&self, set: PropertySet) -> PropertySet {
         self.host.prepare_properties(set)
-    }
-    fn peer_hint(&self) -> Option<&PeerHint> {
-        self.host.peer_hint()
     }
     /// When a filter of this pass decides one: a pass that decides none (the suite running
     /// telemetry alone) reads them from the host like a single module.

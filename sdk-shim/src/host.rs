@@ -1,7 +1,6 @@
 //! The capability traits. Each is small so a host can offer only what it has.
 
 use crate::{HeaderSnapshot, HeaderValue, HostError, PropertySet};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Log levels, ordered from the most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,41 +90,6 @@ pub trait Properties {
     fn verdicts_in_memory(&self) -> bool {
         false
     }
-    /// What the previous requests of this host said about their peers, kept across requests
-    /// (a VM's lifetime); `None` reads the SAN first every time.
-    fn peer_hint(&self) -> Option<&PeerHint> {
-        None
-    }
-}
-
-/// Which peer read a host's requests need first. A listener's connections are nearly always
-/// all mTLS (a sidecar's inbound) or all plaintext (a gateway), so the order the previous
-/// request needed is the one to try: the answer is the same either way, only the number of
-/// reads differs.
-#[derive(Debug, Default)]
-pub struct PeerHint {
-    /// The previous peer had no URI SAN: read `connection.mtls` first.
-    flag_first: AtomicBool,
-}
-
-// === impl PeerHint ===
-
-impl PeerHint {
-    pub const fn new() -> Self {
-        Self {
-            flag_first: AtomicBool::new(false),
-        }
-    }
-    fn flag_first(&self) -> bool {
-        self.flag_first.load(Ordering::Relaxed)
-    }
-    /// Notes in `hint`, if the host keeps one, what this request's peer needed.
-    fn record(hint: Option<&Self>, cert: &PeerCertificate<'_>) {
-        if let Some(h) = hint {
-            h.flag_first
-                .store(cert.uri_san().is_none(), Ordering::Relaxed);
-        }
-    }
 }
 
 /// Envoy's attribute: whether the downstream connection is TLS with a peer certificate.
@@ -159,35 +123,18 @@ impl PeerCertificate<'_> {
     }
 }
 
-/// Reads the peer's URI SAN and `connection.mtls`, each only when needed. Envoy takes both
-/// from the same peer certificate, so a SAN means the flag is true, and a false flag means no
-/// SAN. With the SAN first, mTLS with a SPIFFE ID (a mesh's usual request) is one read that
-/// returns data instead of two; with the flag first, plaintext is one read, where a SAN read
-/// that finds nothing costs Envoy about 4k instructions more. The order is the one the host's
-/// [`PeerHint`] says the previous request needed (the SAN first without a hint). A missing
+/// Reads the peer's URI SAN, and `connection.mtls` only without one. Envoy takes both from
+/// the same peer certificate, so a SAN means the flag is true, and a false flag means no
+/// SAN: mTLS with a SPIFFE ID (a mesh's usual request) is one read. Filters that need only
+/// an identity use [`Properties::peer_uri_san_with`], one read in every case. A missing
 /// property is absence, any other failure is returned.
 pub fn read_peer_certificate<P: Properties + ?Sized, T>(
     host: &P,
     f: impl FnOnce(PeerCertificate<'_>) -> T,
 ) -> Result<T, HostError> {
-    let hint = host.peer_hint();
-    let flag = || match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
-        Err(HostError::NotFound) => Ok(false),
-        other => other,
-    };
-    let flag_first = hint.is_some_and(PeerHint::flag_first);
-    if flag_first && !flag()? {
-        let cert = PeerCertificate::Absent;
-        PeerHint::record(hint, &cert);
-        return Ok(f(cert));
-    }
     let mut f = Some(f);
     let by_san = host.property_with(&PEER_URI_SAN_PROPERTY, |san| match san {
-        Some(san) if !san.is_empty() => {
-            let cert = PeerCertificate::UriSan(san);
-            PeerHint::record(hint, &cert);
-            f.take().map(|f| f(cert))
-        }
+        Some(san) if !san.is_empty() => f.take().map(|f| f(PeerCertificate::UriSan(san))),
         _ => None,
     });
     match by_san {
@@ -195,13 +142,15 @@ pub fn read_peer_certificate<P: Properties + ?Sized, T>(
         Ok(None) | Err(HostError::NotFound) => {}
         Err(e) => return Err(e),
     }
-    // No SAN: with the flag read first it was true, otherwise it says which case this is.
-    let cert = if flag_first || flag()? {
+    let flag = match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
+        Err(HostError::NotFound) => false,
+        other => other?,
+    };
+    let cert = if flag {
         PeerCertificate::NoUriSan
     } else {
         PeerCertificate::Absent
     };
-    PeerHint::record(hint, &cert);
     let f = f.ok_or(HostError::Internal)?;
     Ok(f(cert))
 }

@@ -6,7 +6,7 @@
 use crate::{
     Action, Clock, GrpcCall, GrpcCalls, GrpcResponse, GrpcStatus, HeaderMap, HeaderSnapshot,
     HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics,
-    PeerHint, Properties, PropertySet, Random, RootFilter, SharedStore, Versioned,
+    Properties, PropertySet, Random, RootFilter, SharedStore, Versioned,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
@@ -107,9 +107,6 @@ impl Random for ProxyWasmHost {
 /// Whether a batched read has failed in this VM yet.
 static BATCH_FAILED: AtomicBool = AtomicBool::new(false);
 
-/// What this VM's previous request said about its peer.
-static PEER_HINT: PeerHint = PeerHint::new();
-
 impl Properties for ProxyWasmHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         Ok(hostcalls::get_property(path.to_vec())?)
@@ -117,10 +114,6 @@ impl Properties for ProxyWasmHost {
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
         Ok(hostcalls::set_property(path.to_vec(), Some(value))?)
-    }
-
-    fn peer_hint(&self) -> Option<&PeerHint> {
-        Some(&PEER_HINT)
     }
 
     /// Compiles the set into one CEL expression with Envoy's `expr_create` foreign function.

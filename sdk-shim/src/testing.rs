@@ -7,8 +7,8 @@
 
 use crate::{
     Action, Clock, GrpcCall, GrpcCalls, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply,
-    Log, LogLevel, MetricId, MetricKind, Metrics, PeerHint, Properties, PropertySet, Random,
-    RootFilter, SharedStore, Versioned,
+    Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter,
+    SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -194,7 +194,6 @@ pub struct FakeHost {
     /// What `grpc_call` fails with, if it fails.
     grpc_refusal: Cell<Option<HostError>>,
     resumes: Cell<u32>,
-    peer_hint: Option<Arc<PeerHint>>,
 }
 
 /// Which metric definitions a [`FakeHost`] refuses.
@@ -241,7 +240,6 @@ impl FakeHost {
             grpc_calls: RefCell::new(Vec::new()),
             grpc_refusal: Cell::new(None),
             resumes: Cell::new(0),
-            peer_hint: None,
         }
     }
 
@@ -257,12 +255,6 @@ impl FakeHost {
     }
     pub fn with_metrics(mut self, metrics: &FakeMetrics) -> Self {
         self.metrics = metrics.clone();
-        self
-    }
-    /// Shares `hint` with this host, as the requests of one Envoy VM share theirs (without
-    /// one, every peer read takes the SAN first).
-    pub fn with_peer_hint(mut self, hint: &Arc<PeerHint>) -> Self {
-        self.peer_hint = Some(Arc::clone(hint));
         self
     }
     /// Appends a request header (call twice for a repeated header).
@@ -476,9 +468,6 @@ impl Properties for FakeHost {
         self.count(|| format!("set_property {}", path.join(".")));
         self.set_prop(path, value);
         Ok(())
-    }
-    fn peer_hint(&self) -> Option<&PeerHint> {
-        self.peer_hint.as_deref()
     }
     /// Like Envoy with CEL: a prepared set is one host call.
     fn prepare_properties(&self, set: PropertySet) -> PropertySet {

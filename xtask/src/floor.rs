@@ -190,12 +190,9 @@ fn record<R: RootFilter + Default>(config: &str, request: Request) -> anyhow::Re
         bail!("the configuration is refused: {:?}", host.logs());
     }
     let mut script = String::new();
-    // One VM's requests: the second reads its peer in the order the first one needed.
-    let hint = std::sync::Arc::new(sdk_shim::PeerHint::new());
     for pass in 0..2 {
         let req = request
             .host()
-            .with_peer_hint(&hint)
             .with_store(host.store())
             .with_metrics(host.metrics())
             .with_clock(host.clock())

@@ -195,12 +195,9 @@ fn second_request_with<R: RootFilter + Default>(
         "{config}: {:?}",
         host.logs()
     );
-    // One VM's requests: the second reads its peer in the order the first one needed.
-    let hint = std::sync::Arc::new(sdk_shim::PeerHint::new());
     let run = || {
         let req = setup(
             FakeHost::new()
-                .with_peer_hint(&hint)
                 .with_store(host.store())
                 .with_metrics(host.metrics()),
         )

@@ -1,7 +1,6 @@
 use super::*;
 use crate::compose::{PassHost, PassState};
 use crate::testing::FakeHost;
-use std::sync::Arc;
 
 const SAN: &str = "spiffe://mesh.local/ns/default/sa/web";
 
@@ -85,22 +84,15 @@ fn a_failed_read_is_an_error_and_a_missing_one_is_absence() {
 
 #[test]
 fn a_pass_reads_the_certificate_once_for_every_filter() {
-    // Whatever the hint says first: the first reader records what it read, and the next
-    // reader's order asks the pass for values it already holds.
-    for flag_first in [false, true] {
-        for host in connections() {
-            let hint = Arc::new(PeerHint::new());
-            if flag_first {
-                read(&FakeHost::new().with_peer_hint(&hint));
-            }
-            let host = host.with_peer_hint(&hint);
-            let state = PassState::new(&[]);
-            let pass = PassHost::new(&host, &state, false);
-            let first = pass.peer_certificate_with(owned).unwrap();
-            let calls = host.host_calls();
-            assert_eq!(pass.peer_certificate_with(owned).unwrap(), first);
-            assert_eq!(host.host_calls(), calls, "{:?}", host.host_call_log());
-        }
+    for host in connections() {
+        let state = PassState::new(&[]);
+        let pass = PassHost::new(&host, &state, false);
+        let first = pass.peer_certificate_with(owned).unwrap();
+        let calls = host.host_calls();
+        assert_eq!(pass.peer_certificate_with(owned).unwrap(), first);
+        let san = pass.peer_uri_san_with(|s| s.map(<[u8]>::to_vec)).unwrap();
+        assert_eq!(san, first.1);
+        assert_eq!(host.host_calls(), calls, "{:?}", host.host_call_log());
     }
 }
 
@@ -117,66 +109,29 @@ fn connections() -> [FakeHost; 4] {
 }
 
 #[test]
-fn the_hint_changes_the_reads_never_the_answer() {
-    for before in 0..4 {
-        for now in 0..4 {
-            let hint = Arc::new(PeerHint::new());
-            let [a, b, c, d] = connections();
-            let hosts = [a, b, c, d].map(|h| h.with_peer_hint(&hint));
-            let (Some(prev), Some(cur)) = (hosts.get(before), hosts.get(now)) else {
-                unreachable!()
-            };
-            read(prev);
-            let plain = connections();
-            assert_eq!(read(cur), read(&plain[now]), "{before} then {now}");
-        }
+fn an_identity_is_the_san_alone_in_one_read() {
+    let [none, plain, no_san, san] = connections();
+    for (host, want) in [
+        (none, None),
+        (plain, None),
+        (no_san, None),
+        (san, Some(SAN.as_bytes().to_vec())),
+    ] {
+        let got = host.peer_uri_san_with(|s| s.map(<[u8]>::to_vec)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(
+            host.host_call_log(),
+            ["property connection.uri_san_peer_certificate"]
+        );
     }
-}
-
-#[test]
-fn a_listener_of_one_kind_reads_once_per_request() {
-    let hint = Arc::new(PeerHint::new());
-    let reads = |host: FakeHost| {
-        let host = host.with_peer_hint(&hint);
-        read(&host);
-        host.host_call_log()
-    };
-    let plaintext = || FakeHost::new().property(&MTLS_PROPERTY, [0]);
-    let mtls = || {
-        FakeHost::new()
-            .property(&MTLS_PROPERTY, [1])
-            .property(&PEER_URI_SAN_PROPERTY, SAN)
-    };
-    // A fresh VM expects a mesh peer.
+    // An empty SAN names nobody; a missing property is none; a failure is returned.
+    let empty = FakeHost::new().property(&PEER_URI_SAN_PROPERTY, "");
+    assert_eq!(empty.peer_uri_san_with(|s| s.is_none()), Ok(true));
+    let missing = Failing(FakeHost::new(), &PEER_URI_SAN_PROPERTY, HostError::NotFound);
+    assert_eq!(missing.peer_uri_san_with(|s| s.is_none()), Ok(true));
+    let failing = Failing(FakeHost::new(), &PEER_URI_SAN_PROPERTY, HostError::Internal);
     assert_eq!(
-        reads(mtls()),
-        ["property connection.uri_san_peer_certificate"]
-    );
-    assert_eq!(
-        reads(mtls()),
-        ["property connection.uri_san_peer_certificate"]
-    );
-    // The first plaintext request learns that the SAN read finds nothing...
-    assert_eq!(
-        reads(plaintext()),
-        [
-            "property connection.uri_san_peer_certificate",
-            "property connection.mtls"
-        ]
-    );
-    // ...so the next ones read the flag alone.
-    assert_eq!(reads(plaintext()), ["property connection.mtls"]);
-    assert_eq!(reads(plaintext()), ["property connection.mtls"]);
-    // Back to mTLS: the flag, then the SAN, then the SAN alone again.
-    assert_eq!(
-        reads(mtls()),
-        [
-            "property connection.mtls",
-            "property connection.uri_san_peer_certificate"
-        ]
-    );
-    assert_eq!(
-        reads(mtls()),
-        ["property connection.uri_san_peer_certificate"]
+        failing.peer_uri_san_with(|s| s.is_none()),
+        Err(HostError::Internal)
     );
 }
