@@ -461,6 +461,19 @@ const BATCH_FAILED: &str = "a batched property read failed";
 /// The shim's line when Envoy refused to compile a set into one expression.
 const NOT_PREPARED: &str = "are read one at a time: expr_create gave";
 
+/// Waits until `requests` requests are recorded, all in one series, and checks `labels` on
+/// it.
+fn assert_one_series(envoy: &Envoy, requests: f64, labels: &[(&str, &str)]) {
+    let samples = scrape_until(envoy, |s| total(s, "istio_request_bytes_count") >= requests);
+    let series = istio(&samples, "istio_requests_total");
+    assert_eq!(series.len(), 1, "{series:#?}");
+    let s = &series[0];
+    assert_eq!(s.value, requests);
+    for (label, value) in labels {
+        assert_eq!(s.label(label), Some(*value), "{label}");
+    }
+}
+
 /// Every log-time read of these requests was one CEL evaluation: each set compiled, and
 /// none fell back.
 fn assert_batched(envoy: &Envoy) {
@@ -484,19 +497,16 @@ fn a_server_certificate_without_a_uri_san_names_no_destination_principal() {
         assert_eq!(web.get(&url).send().unwrap().status(), 200);
     }
     // The missing SAN must not cost the request its other log-time attributes.
-    let samples = scrape_until(&envoy, |s| total(s, "istio_request_bytes_count") >= 2.0);
-    let requests = istio(&samples, "istio_requests_total");
-    assert_eq!(requests.len(), 1, "{requests:#?}");
-    let s = &requests[0];
-    assert_eq!(s.value, 2.0);
-    for (label, value) in [
-        ("destination_principal", "unknown"),
-        ("source_principal", WEB),
-        ("connection_security_policy", "mutual_tls"),
-        ("response_code", "200"),
-    ] {
-        assert_eq!(s.label(label), Some(value), "{label}");
-    }
+    assert_one_series(
+        &envoy,
+        2.0,
+        &[
+            ("destination_principal", "unknown"),
+            ("source_principal", WEB),
+            ("connection_security_policy", "mutual_tls"),
+            ("response_code", "200"),
+        ],
+    );
     let lines = wait_lines(&envoy, 2);
     assert!(
         lines
@@ -527,20 +537,17 @@ fn a_client_certificate_without_a_uri_san_is_still_mutual_tls() {
     }
     // The filter read only the SAN per request (none): whether a certificate came is
     // `connection.mtls` in the log-time read, and it said so; then our own principal.
-    let samples = scrape_until(&envoy, |s| total(s, "istio_request_bytes_count") >= 2.0);
-    let requests = istio(&samples, "istio_requests_total");
-    assert_eq!(requests.len(), 1, "{requests:#?}");
-    let s = &requests[0];
-    assert_eq!(s.value, 2.0);
-    for (label, value) in [
-        ("source_principal", "unknown"),
-        ("source_workload", "unknown"),
-        ("destination_principal", REVIEWS),
-        ("connection_security_policy", "mutual_tls"),
-        ("response_code", "200"),
-    ] {
-        assert_eq!(s.label(label), Some(value), "{label}");
-    }
+    assert_one_series(
+        &envoy,
+        2.0,
+        &[
+            ("source_principal", "unknown"),
+            ("source_workload", "unknown"),
+            ("destination_principal", REVIEWS),
+            ("connection_security_policy", "mutual_tls"),
+            ("response_code", "200"),
+        ],
+    );
     assert_batched(&envoy);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -283,6 +283,15 @@ fn on_mtls_the_local_principal_comes_with_the_log_time_attributes() {
     }
 }
 
+/// The series' source and destination principals and its security policy.
+fn identity_labels(l: &BTreeMap<String, String>) -> (&str, &str, &str) {
+    (
+        l["source_principal"].as_str(),
+        l["destination_principal"].as_str(),
+        l["connection_security_policy"].as_str(),
+    )
+}
+
 #[test]
 fn a_certificate_without_a_uri_san_is_mutual_tls_with_our_principal() {
     let p = Proxy::new(DEST);
@@ -295,14 +304,7 @@ fn a_certificate_without_a_uri_san_is_mutual_tls_with_our_principal() {
         .property(attr::LOCAL_URI_SAN, reviews);
     p.run(&host, 200, &[]);
     let l = p.only_series();
-    assert_eq!(
-        (
-            l["source_principal"].as_str(),
-            l["destination_principal"].as_str(),
-            l["connection_security_policy"].as_str()
-        ),
-        ("unknown", reviews, "mutual_tls")
-    );
+    assert_eq!(identity_labels(&l), ("unknown", reviews, "mutual_tls"));
     // The flag came with the log-time attributes; it said mTLS, so our own principal was
     // read after them (a peer without a SAN is rare in a mesh).
     let reads = calls_matching(&host, |c| c.contains("connection."));
@@ -317,14 +319,7 @@ fn plain_connections_read_no_certificate() {
     let host = p.envoy.host().property(attr::MTLS, [0]);
     p.run(&host, 200, &[]);
     let l = p.only_series();
-    assert_eq!(
-        (
-            l["source_principal"].as_str(),
-            l["destination_principal"].as_str(),
-            l["connection_security_policy"].as_str()
-        ),
-        ("unknown", "unknown", "none")
-    );
+    assert_eq!(identity_labels(&l), ("unknown", "unknown", "none"));
     // The peer's SAN is looked for once (it finds nothing); the flag that says plaintext
     // comes with the log-time attributes; the local certificate is not read at all.
     let reads = calls_matching(&host, |c| {
