@@ -3,8 +3,9 @@
 //! [`Policy`] decide.
 //!
 //! Per request: the peer certificate's URI SAN (and `connection.mtls` only for a log line
-//! about a peer without one), then `:method` and `:path` (or the whole header map once, only when the deciding intention
-//! matches headers). Failures to read fail closed (403, decision `deny:error`).
+//! about a peer without one), then `:method` and `:path` (or the whole header map once, only
+//! when the deciding intention matches headers). Failures to read fail closed (403, decision
+//! `deny:error`).
 //!
 //! Decisions published under [`DECISION_KEY`]: `allow:<name>`, `deny:<name>`,
 //! `audit_deny:<name>`, with `<name>` an intention's name, `default`, `invalid_path` (400) or
