@@ -336,14 +336,22 @@ fn forged_client_addresses_never_mint_buckets(use_remote_address: Option<bool>) 
             let url = envoy.url(&format!("/direct/{}/x", rule_name(h2, f)));
             let one = from_peer(&url, "127.0.0.1", h2, f, 30);
             let two = from_peer(&url, "127.0.0.2", h2, f, 30);
+            // The bucket table hashes keys with a secret drawn per proxy, so two of this
+            // test's 36 keys can land in one of its 100,000 slots (about one proxy in 160):
+            // the later key then shares the earlier one's bucket, which only ever limits
+            // early (counted here).
+            let stat = format!("wasmcustom.ratelimit.{}.slot_collisions", rule_name(h2, f));
+            let collisions = envoy.stats().unwrap()[&stat];
             table.push(format!(
-                "{} {f:?}: {one} / {two}",
+                "{} {f:?}: {one} / {two} (slot collisions {collisions})",
                 if h2 { "h2" } else { "h1" }
             ));
-            // 5 per day: a run that takes hours would earn one back, nothing less.
+            // 5 per day: a run that takes hours would earn one back, nothing less; never
+            // more than that, forged headers or not.
             let most = most_admitted(5, DAY, 5, started.elapsed()) as usize;
-            assert!((5..=most).contains(&one), "{table:#?}");
-            assert!((5..=most).contains(&two), "{table:#?}");
+            let least = if collisions == 0 { 5 } else { 0 };
+            assert!((least..=most).contains(&one), "{table:#?}");
+            assert!((least..=most).contains(&two), "{table:#?}");
         }
     }
     eprintln!(
