@@ -133,26 +133,34 @@ pub fn read_peer_certificate<P: Properties + ?Sized, T>(
     f: impl FnOnce(PeerCertificate<'_>) -> T,
 ) -> Result<T, HostError> {
     let mut f = Some(f);
-    let by_san = host.property_with(&PEER_URI_SAN_PROPERTY, |san| match san {
-        Some(san) if !san.is_empty() => f.take().map(|f| f(PeerCertificate::UriSan(san))),
-        _ => None,
-    });
-    match by_san {
-        Ok(Some(out)) => return Ok(out),
-        Ok(None) | Err(HostError::NotFound) => {}
-        Err(e) => return Err(e),
+    let by_san = host.peer_uri_san_with(|san| {
+        san.and_then(|san| f.take().map(|f| f(PeerCertificate::UriSan(san))))
+    })?;
+    if let Some(out) = by_san {
+        return Ok(out);
     }
-    let flag = match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
-        Err(HostError::NotFound) => false,
-        other => other?,
-    };
-    let cert = if flag {
+    let cert = if read_mtls_flag(host)? {
         PeerCertificate::NoUriSan
     } else {
         PeerCertificate::Absent
     };
     let f = f.ok_or(HostError::Internal)?;
     Ok(f(cert))
+}
+
+/// Whether `value` of [`MTLS_PROPERTY`] says a certificate came: only Envoy's one-byte true
+/// does (as a property and as an element of a batched read alike).
+pub fn mtls_flag(value: Option<&[u8]>) -> bool {
+    value == Some(&[1][..])
+}
+
+/// [`MTLS_PROPERTY`] read alone; a missing property is plaintext, any other failure is
+/// returned.
+pub fn read_mtls_flag<P: Properties + ?Sized>(host: &P) -> Result<bool, HostError> {
+    match host.property_with(&MTLS_PROPERTY, mtls_flag) {
+        Err(HostError::NotFound) => Ok(false),
+        other => other,
+    }
 }
 
 /// Reads the properties of `set` one by one.

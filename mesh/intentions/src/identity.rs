@@ -1,7 +1,7 @@
 //! The peer's identity, taken only from what the proxy says about the verified peer certificate.
 
 use mesh_core::SpiffeRef;
-use sdk_shim::{HostError, PeerCertificate, Properties};
+use sdk_shim::{PeerCertificate, Properties};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -88,9 +88,9 @@ impl Peer {
         if *self != Self::Anonymous(Anonymous::NoUriSanUnread) {
             return Cow::Borrowed(self);
         }
-        let why = match host.property_with(&MTLS_PROPERTY, |v| v == Some(&[1][..])) {
+        let why = match sdk_shim::read_mtls_flag(host) {
             Ok(true) => Anonymous::NoUriSan,
-            Ok(false) | Err(HostError::NotFound) => Anonymous::NoCertificate,
+            Ok(false) => Anonymous::NoCertificate,
             Err(_) => return Cow::Borrowed(self),
         };
         Cow::Owned(Self::Anonymous(why))

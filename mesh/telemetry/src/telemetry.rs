@@ -499,10 +499,7 @@ impl RequestTelemetry {
     /// read brought it).
     fn mtls<H: StreamHost>(&mut self, host: &H) -> bool {
         let known = &mut self.downstream(host).0;
-        *known.get_or_insert_with(|| {
-            host.property_with(&sdk_shim::MTLS_PROPERTY, |v| v == Some(&[1][..]))
-                .unwrap_or(false)
-        })
+        *known.get_or_insert_with(|| sdk_shim::read_mtls_flag(host).unwrap_or(false))
     }
 
     fn peer_san<H: StreamHost>(&mut self, host: &H) -> Option<Vec<u8>> {
@@ -657,7 +654,7 @@ impl RequestTelemetry {
             .then(|| values.next().flatten().filter(|v| !v.is_empty()))
             .flatten();
         if flag_in_batch {
-            let mtls = values.next().flatten().is_some_and(|v| v == [1]);
+            let mtls = sdk_shim::mtls_flag(values.next().flatten().as_deref());
             self.downstream(host).0 = Some(mtls);
             // A certificate without a URI SAN (rare): our own principal read alone.
             if mtls {
