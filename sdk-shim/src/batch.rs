@@ -52,16 +52,82 @@ impl PropertySet {
     }
 }
 
-/// The values of `set` from its serialized list, every path's (an optional one's empty value
-/// as missing); `None` unless the list holds exactly one element per path.
-pub fn decode_set(bytes: &[u8], set: &PropertySet) -> Option<Vec<Option<Vec<u8>>>> {
-    let all = decode_list(bytes, set.paths().len())?;
-    Some(
-        all.into_iter()
-            .enumerate()
-            .map(|(i, v)| (!(v.is_empty() && set.is_optional(i))).then_some(v))
-            .collect(),
-    )
+/// The values of a [`PropertySet`], in its order: borrowed from the host's one buffer when
+/// the set was read with one call (no allocation per value), else each read's own copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyValues {
+    repr: Values,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Values {
+    /// A checked serialized list of `count` elements; bit `i` of `optional` reads element
+    /// `i` as missing when it is empty.
+    Batch {
+        bytes: Vec<u8>,
+        count: usize,
+        optional: u64,
+    },
+    Each(Vec<Option<Vec<u8>>>),
+}
+
+// === impl PropertyValues ===
+
+impl PropertyValues {
+    /// The values of `set` from its serialized list (an optional one's empty value as
+    /// missing); `None` unless the list holds exactly one element per path.
+    pub fn decode(bytes: Vec<u8>, set: &PropertySet) -> Option<Self> {
+        let expected = set.paths().len();
+        let count = if bytes.is_empty() {
+            0
+        } else {
+            crate::headers::checked_count(&bytes)?
+        };
+        (count == expected).then_some(Self {
+            repr: Values::Batch {
+                bytes,
+                count,
+                optional: set.optional,
+            },
+        })
+    }
+
+    /// Values read one by one.
+    pub fn each(values: Vec<Option<Vec<u8>>>) -> Self {
+        Self {
+            repr: Values::Each(values),
+        }
+    }
+
+    /// Each value in the set's order, `None` where missing or unreadable.
+    pub fn iter(&self) -> impl Iterator<Item = Option<&[u8]>> {
+        let (batch, each) = match &self.repr {
+            Values::Batch {
+                bytes,
+                count,
+                optional,
+            } => {
+                let optional = *optional;
+                let values = crate::headers::Pairs::new(bytes, *count)
+                    .enumerate()
+                    .map(move |(i, (v, _))| {
+                        let missing = v.is_empty() && i < 64 && optional & (1 << i) != 0;
+                        (!missing).then_some(v)
+                    });
+                (Some(values), None)
+            }
+            Values::Each(v) => (None, Some(v.iter().map(Option::as_deref))),
+        };
+        batch
+            .into_iter()
+            .flatten()
+            .chain(each.into_iter().flatten())
+    }
+
+    /// The values as owned copies (tests, and callers that keep them all).
+    pub fn to_vec(&self) -> Vec<Option<Vec<u8>>> {
+        self.iter().map(|v| v.map(<[u8]>::to_vec)).collect()
+    }
 }
 
 /// The first segment of a path naming an object in the request's filter state by its whole

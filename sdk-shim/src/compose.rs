@@ -15,7 +15,7 @@
 
 use crate::{
     Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders,
-    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random,
+    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, PropertyValues, Random,
     SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
@@ -364,9 +364,9 @@ impl<H: Properties> Properties for PassHost<'_, H> {
     /// The host's batched read, unless a path is a verdict this pass keeps. A connection
     /// property in the set is read in the batch even when cached: one more element costs the
     /// host less than a call of its own.
-    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+    fn properties(&self, set: &PropertySet) -> PropertyValues {
         if set.paths().iter().any(|p| self.local(p).is_some()) {
-            crate::host::read_each(self, set)
+            PropertyValues::each(crate::host::read_each(self, set))
         } else {
             self.host.properties(set)
         }

@@ -127,6 +127,11 @@ impl HeaderSnapshot {
         self.bytes.as_deref().map_or(&[], Vec::as_slice)
     }
 
+    /// The map serialized as the host sends it (empty for an empty map).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.buffer().to_vec()
+    }
+
     /// Number of pairs (a repeated header counts once per value).
     pub fn len(&self) -> usize {
         self.count

@@ -1,6 +1,6 @@
 //! The capability traits. Each is small so a host can offer only what it has.
 
-use crate::{HeaderSnapshot, HeaderValue, HostError, PropertySet};
+use crate::{HeaderSnapshot, HeaderValue, HostError, PropertySet, PropertyValues};
 
 /// Log levels, ordered from the most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,8 +58,8 @@ pub trait Properties {
     }
     /// Every property of `set`, in order, `None` where missing or unreadable: one host call
     /// when the set is prepared and the host can, one per property otherwise.
-    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
-        read_each(self, set)
+    fn properties(&self, set: &PropertySet) -> PropertyValues {
+        PropertyValues::each(read_each(self, set))
     }
     /// `f` of the downstream peer certificate's first URI SAN (`None`: no certificate, or
     /// one without a URI SAN), in one read: all an identity needs. Whether a peer without a

@@ -17,7 +17,7 @@ pub mod headers;
 mod host;
 pub mod namespace;
 
-pub use batch::PropertySet;
+pub use batch::{PropertySet, PropertyValues};
 pub use error::HostError;
 pub use filter::{Action, Callbacks, HttpFilter, RootFilter};
 pub use headers::{HeaderSnapshot, HeaderValue};

@@ -6,7 +6,7 @@
 use crate::{
     Action, Clock, GrpcCall, GrpcCalls, GrpcResponse, GrpcStatus, HeaderMap, HeaderSnapshot,
     HostError, HttpFilter, HttpHeaders, LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics,
-    Properties, PropertySet, Random, RootFilter, SharedStore, Versioned,
+    Properties, PropertySet, PropertyValues, Random, RootFilter, SharedStore, Versioned,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{self as pw, BufferType, MapType, MetricType, Status};
@@ -138,12 +138,12 @@ impl Properties for ProxyWasmHost {
 
     /// One `expr_evaluate` call. The list fails as a whole when one attribute is missing
     /// (a response that never came has no `response.code`); then each is read alone.
-    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+    fn properties(&self, set: &PropertySet) -> PropertyValues {
         if let Some(token) = set.handle() {
             let answer =
                 hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()));
             if let Ok(Some(bytes)) = answer {
-                if let Some(values) = crate::batch::decode_set(&bytes, set) {
+                if let Some(values) = PropertyValues::decode(bytes, set) {
                     return values;
                 }
             }
@@ -160,7 +160,7 @@ impl Properties for ProxyWasmHost {
                 );
             }
         }
-        crate::host::read_each(self, set)
+        PropertyValues::each(crate::host::read_each(self, set))
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::{
     Action, Clock, GrpcCall, GrpcCalls, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply,
-    Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, Random, RootFilter,
+    Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, PropertyValues, Random, RootFilter,
     SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
@@ -473,9 +473,9 @@ impl Properties for FakeHost {
     fn prepare_properties(&self, set: PropertySet) -> PropertySet {
         set.prepared(0)
     }
-    fn properties(&self, set: &PropertySet) -> Vec<Option<Vec<u8>>> {
+    fn properties(&self, set: &PropertySet) -> PropertyValues {
         if set.handle().is_none() {
-            return crate::host::read_each(self, set);
+            return PropertyValues::each(crate::host::read_each(self, set));
         }
         // An optional path is logged with a `?` (the bench's replay reads it so).
         self.count(|| {
@@ -490,14 +490,24 @@ impl Properties for FakeHost {
                 .collect();
             format!("properties {}", paths.join(","))
         });
-        set.paths()
+        // The values come as one serialized list, decoded like Envoy's; a path that is
+        // missing and not optional (which would fail Envoy's list) reads as missing in the
+        // same call.
+        let values: Vec<Option<Vec<u8>>> =
+            set.paths().iter().map(|p| self.property_value(p)).collect();
+        if values
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                self.property_value(p)
-                    .filter(|v| !(v.is_empty() && set.is_optional(i)))
-            })
-            .collect()
+            .any(|(i, v)| v.is_none() && !set.is_optional(i))
+        {
+            return PropertyValues::each(values);
+        }
+        let pairs: Vec<(Vec<u8>, &[u8])> = values
+            .into_iter()
+            .map(|v| (v.unwrap_or_default(), &[][..]))
+            .collect();
+        let list = crate::HeaderSnapshot::from_pairs(&pairs).to_bytes();
+        PropertyValues::decode(list, set).unwrap_or_else(|| PropertyValues::each(Vec::new()))
     }
 }
 

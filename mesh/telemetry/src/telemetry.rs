@@ -117,11 +117,11 @@ fn prop_string<P: Properties>(host: &P, path: &[&str]) -> Option<String> {
 
 /// An Envoy integer attribute (64-bit little-endian).
 pub fn prop_i64<P: Properties>(host: &P, path: &[&str]) -> Option<i64> {
-    as_i64(host.property(path).ok().flatten())
+    as_i64(host.property(path).ok().flatten().as_deref())
 }
 
-fn as_i64(v: Option<Vec<u8>>) -> Option<i64> {
-    let bytes: [u8; 8] = v?.as_slice().try_into().ok()?;
+fn as_i64(v: Option<&[u8]>) -> Option<i64> {
+    let bytes: [u8; 8] = v?.try_into().ok()?;
     Some(i64::from_le_bytes(bytes))
 }
 
@@ -643,7 +643,8 @@ impl RequestTelemetry {
             (false, false, true) => &shared.at_log_verdicts,
             (false, false, false) => &shared.at_log,
         };
-        let mut values = host.properties(set).into_iter();
+        let read = host.properties(set);
+        let mut values = read.iter();
         let code = as_i64(values.next().flatten());
         let mut next_u64 = || as_i64(values.next().flatten()).and_then(|v| u64::try_from(v).ok());
         let flag_bits = next_u64().unwrap_or(0);
@@ -651,10 +652,10 @@ impl RequestTelemetry {
         let request_bytes = next_u64();
         let response_bytes = next_u64();
         let mut local_san = local_in_batch
-            .then(|| values.next().flatten().filter(|v| !v.is_empty()))
+            .then(|| values.next().flatten().filter(|v| !v.is_empty()).map(<[u8]>::to_vec))
             .flatten();
         if flag_in_batch {
-            let mtls = sdk_shim::mtls_flag(values.next().flatten().as_deref());
+            let mtls = sdk_shim::mtls_flag(values.next().flatten());
             self.downstream(host).0 = Some(mtls);
             // A certificate without a URI SAN (rare): our own principal read alone.
             if mtls {
@@ -662,7 +663,7 @@ impl RequestTelemetry {
             }
         }
         let batched = verdicts_in_batch.then(|| {
-            let mut verdict = || values.next().flatten().map(decision::text);
+            let mut verdict = || values.next().flatten().map(|v| decision::text(v.to_vec()));
             Decisions {
                 canary: verdict(),
                 ratelimit: verdict(),

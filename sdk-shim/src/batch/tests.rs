@@ -79,9 +79,17 @@ fn an_optional_path_reads_as_missing_when_empty() {
     let set = PropertySet::new(THREE).optional(1).optional(2);
     let bytes = marshal(&[Vec::new(), Vec::new(), b"x".to_vec()]);
     assert_eq!(
-        decode_set(&bytes, &set),
+        PropertyValues::decode(bytes.clone(), &set).map(|v| v.to_vec()),
         Some(vec![Some(Vec::new()), None, Some(b"x".to_vec())])
     );
+    // Borrowed in place: the same values without a copy each.
+    let values = PropertyValues::decode(bytes.clone(), &set).unwrap();
+    let borrowed: Vec<Option<&[u8]>> = values.iter().collect();
+    assert_eq!(borrowed, [Some(&b""[..]), None, Some(&b"x"[..])]);
+    // A list of another length is refused as a whole.
+    assert_eq!(PropertyValues::decode(bytes[..bytes.len() - 1].to_vec(), &set), None);
+    let two = PropertySet::new(&THREE[..2]);
+    assert_eq!(PropertyValues::decode(bytes, &two), None);
     assert!(!set.is_optional(0) && set.is_optional(1) && !set.is_optional(64));
 }
 
