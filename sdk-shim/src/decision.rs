@@ -21,6 +21,25 @@ pub fn read<H: Properties>(host: &H, key: &str) -> Option<String> {
     host.property(&[key]).ok().flatten().map(text)
 }
 
+/// `f` of what another filter published under `key` (`None`: absent or unreadable), lent
+/// without a copy where the host holds it in memory (a pass). `None` only from a host that
+/// failed after calling `f`.
+pub fn with<H: Properties, T>(
+    host: &H,
+    key: &str,
+    f: impl FnOnce(Option<&str>) -> T,
+) -> Option<T> {
+    let mut f = Some(f);
+    let lent = host.property_with(&[key], |v| {
+        let text = v.map(String::from_utf8_lossy);
+        f.take().map(|f| f(text.as_deref()))
+    });
+    match lent {
+        Ok(Some(out)) => Some(out),
+        _ => f.map(|f| f(None)),
+    }
+}
+
 /// A published value as text (lossy where another module wrote bytes that are not UTF-8).
 pub fn text(v: Vec<u8>) -> String {
     String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())

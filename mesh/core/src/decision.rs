@@ -2,7 +2,7 @@
 //! read it ([`publish`] and [`read`] are sdk-shim's; the keys are the capabilities' own).
 //! Every key is one segment, `mesh.<capability>`.
 
-pub use sdk_shim::decision::{publish, read, text};
+pub use sdk_shim::decision::{publish, read, text, with};
 
 /// Canary: the chosen subset, e.g. `v2`.
 pub const CANARY: &str = "mesh.canary";

@@ -712,19 +712,6 @@ impl RequestTelemetry {
         let Some(max_field_bytes) = cfg.access_log else {
             return;
         };
-        let from_host;
-        let decisions = match (&self.decisions, &batched) {
-            (Some(d), _) | (None, Some(d)) => d,
-            // A pass holds them: reads served from memory.
-            (None, None) => {
-                from_host = Decisions {
-                    canary: decision::read(host, decision::CANARY),
-                    ratelimit: decision::read(host, decision::RATELIMIT),
-                    intentions: decision::read(host, decision::INTENTIONS),
-                };
-                &from_host
-            }
-        };
         // Without request headers (a stream reset early) Envoy still knows the start time.
         let time_nanos = self
             .start_nanos
@@ -734,30 +721,55 @@ impl RequestTelemetry {
             labels.get(Label::SourceWorkload),
             labels.get(Label::SourceWorkloadNamespace),
         );
-        let record = AccessRecord {
-            time_nanos,
-            reporter: cfg.reporter.as_str(),
-            method: &self.method,
-            path: &self.path,
-            authority: &self.authority,
-            protocol: labels.get(Label::RequestProtocol),
-            status: code,
-            grpc_status: grpc_code,
-            response_flags: &response_flags,
-            duration_ms: duration_ns.map(nanos_to_millis),
-            request_bytes,
-            response_bytes,
-            peer_principal: principal.as_deref(),
-            source_workload: src_wl,
-            source_namespace: src_ns,
-            trace_id: trace_id.as_deref(),
-            canary: decisions.canary.as_deref(),
-            ratelimit: decisions.ratelimit.as_deref(),
-            intentions: decisions.intentions.as_deref(),
+        let line = |canary: Option<&str>, ratelimit: Option<&str>, intentions: Option<&str>| {
+            let record = AccessRecord {
+                time_nanos,
+                reporter: cfg.reporter.as_str(),
+                method: &self.method,
+                path: &self.path,
+                authority: &self.authority,
+                protocol: labels.get(Label::RequestProtocol),
+                status: code,
+                grpc_status: grpc_code,
+                response_flags: &response_flags,
+                duration_ms: duration_ns.map(nanos_to_millis),
+                request_bytes,
+                response_bytes,
+                peer_principal: principal.as_deref(),
+                source_workload: src_wl,
+                source_namespace: src_ns,
+                trace_id: trace_id.as_deref(),
+                canary,
+                ratelimit,
+                intentions,
+            };
+            // Configured, so wanted: no level check first (a host call per request); a host
+            // whose level is above info drops the line.
+            host.log(LogLevel::Info, &record.to_json(max_field_bytes));
         };
-        // Configured, so wanted: no level check first (a host call per request); a host whose
-        // level is above info drops the line.
-        host.log(LogLevel::Info, &record.to_json(max_field_bytes));
+        match (&self.decisions, &batched) {
+            (Some(d), _) | (None, Some(d)) => line(
+                d.canary.as_deref(),
+                d.ratelimit.as_deref(),
+                d.intentions.as_deref(),
+            ),
+            // A pass holds them: lent from its memory, not copied.
+            (None, None) => {
+                let written = std::cell::Cell::new(false);
+                let _ = decision::with(host, decision::CANARY, |c| {
+                    decision::with(host, decision::RATELIMIT, |r| {
+                        decision::with(host, decision::INTENTIONS, |i| {
+                            line(c, r, i);
+                            written.set(true);
+                        })
+                    })
+                });
+                if !written.get() {
+                    // A host that failed after lending: the line without the verdicts.
+                    line(None, None, None);
+                }
+            }
+        }
     }
 
     /// Fills the labels about the client and our own principal (`local_san`, read at log

@@ -37,6 +37,24 @@ fn write_through_also_reaches_the_host_but_reads_stay_in_memory() {
 }
 
 #[test]
+fn a_verdict_is_lent_from_memory_and_an_absent_one_is_none() {
+    let host = FakeHost::new().property(&[KEY_C], [b'o', b'k', 0xff]);
+    let decisions = PassState::new(&[(KEY_A, true), (KEY_B, true), (KEY_C, false)]);
+    let h = PassHost::new(&host, &decisions, false);
+    decision::publish(&h, KEY_A, "v2").unwrap();
+    let calls = host.host_calls();
+    let both = decision::with(&h, KEY_A, |a| {
+        decision::with(&h, KEY_B, |b| (a.map(str::to_owned), b.map(str::to_owned)))
+    });
+    assert_eq!(both, Some(Some((Some("v2".to_owned()), None))));
+    assert_eq!(host.host_calls(), calls, "lent from memory");
+    // Another module's verdict comes from the host, non-UTF-8 bytes replaced.
+    let c = decision::with(&h, KEY_C, |c| c.map(str::to_owned));
+    assert_eq!(c, Some(Some("ok\u{fffd}".to_owned())));
+    assert_eq!(decision::with(&host, "mesh.none", |v| v.is_none()), Some(true));
+}
+
+#[test]
 fn verdicts_of_capabilities_outside_the_pass_come_from_the_host() {
     // This pass runs `b` only; `a` ran in another module of the chain.
     let host = FakeHost::new().property(&[KEY_A], "v1");
