@@ -108,12 +108,12 @@ impl PropertyValues {
                 optional,
             } => {
                 let optional = *optional;
-                let values = crate::headers::Pairs::new(bytes, *count)
-                    .enumerate()
-                    .map(move |(i, (v, _))| {
+                let values = crate::headers::Pairs::new(bytes, *count).enumerate().map(
+                    move |(i, (v, _))| {
                         let missing = v.is_empty() && i < 64 && optional & (1 << i) != 0;
                         (!missing).then_some(v)
-                    });
+                    },
+                );
                 (Some(values), None)
             }
             Values::Each(v) => (None, Some(v.iter().map(Option::as_deref))),

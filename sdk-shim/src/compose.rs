@@ -15,8 +15,8 @@
 
 use crate::{
     Clock, GrpcCall, GrpcCalls, HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders,
-    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, PropertyValues, Random,
-    SharedStore, Versioned,
+    LocalReply, Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet,
+    PropertyValues, Random, SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 

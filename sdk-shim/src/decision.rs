@@ -24,11 +24,7 @@ pub fn read<H: Properties>(host: &H, key: &str) -> Option<String> {
 /// `f` of what another filter published under `key` (`None`: absent or unreadable), lent
 /// without a copy where the host holds it in memory (a pass). `None` only from a host that
 /// failed after calling `f`.
-pub fn with<H: Properties, T>(
-    host: &H,
-    key: &str,
-    f: impl FnOnce(Option<&str>) -> T,
-) -> Option<T> {
+pub fn with<H: Properties, T>(host: &H, key: &str, f: impl FnOnce(Option<&str>) -> T) -> Option<T> {
     let mut f = Some(f);
     let lent = host.property_with(&[key], |v| {
         let text = v.map(String::from_utf8_lossy);

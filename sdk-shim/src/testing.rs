@@ -7,8 +7,8 @@
 
 use crate::{
     Action, Clock, GrpcCall, GrpcCalls, HeaderMap, HostError, HttpFilter, HttpHeaders, LocalReply,
-    Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, PropertyValues, Random, RootFilter,
-    SharedStore, Versioned,
+    Log, LogLevel, MetricId, MetricKind, Metrics, Properties, PropertySet, PropertyValues, Random,
+    RootFilter, SharedStore, Versioned,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

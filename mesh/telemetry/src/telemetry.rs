@@ -652,7 +652,13 @@ impl RequestTelemetry {
         let request_bytes = next_u64();
         let response_bytes = next_u64();
         let mut local_san = local_in_batch
-            .then(|| values.next().flatten().filter(|v| !v.is_empty()).map(<[u8]>::to_vec))
+            .then(|| {
+                values
+                    .next()
+                    .flatten()
+                    .filter(|v| !v.is_empty())
+                    .map(<[u8]>::to_vec)
+            })
             .flatten();
         if flag_in_batch {
             let mtls = sdk_shim::mtls_flag(values.next().flatten());

@@ -87,7 +87,10 @@ fn an_optional_path_reads_as_missing_when_empty() {
     let borrowed: Vec<Option<&[u8]>> = values.iter().collect();
     assert_eq!(borrowed, [Some(&b""[..]), None, Some(&b"x"[..])]);
     // A list of another length is refused as a whole.
-    assert_eq!(PropertyValues::decode(bytes[..bytes.len() - 1].to_vec(), &set), None);
+    assert_eq!(
+        PropertyValues::decode(bytes[..bytes.len() - 1].to_vec(), &set),
+        None
+    );
     let two = PropertySet::new(&THREE[..2]);
     assert_eq!(PropertyValues::decode(bytes, &two), None);
     assert!(!set.is_optional(0) && set.is_optional(1) && !set.is_optional(64));

@@ -51,7 +51,10 @@ fn a_verdict_is_lent_from_memory_and_an_absent_one_is_none() {
     // Another module's verdict comes from the host, non-UTF-8 bytes replaced.
     let c = decision::with(&h, KEY_C, |c| c.map(str::to_owned));
     assert_eq!(c, Some(Some("ok\u{fffd}".to_owned())));
-    assert_eq!(decision::with(&host, "mesh.none", |v| v.is_none()), Some(true));
+    assert_eq!(
+        decision::with(&host, "mesh.none", |v| v.is_none()),
+        Some(true)
+    );
 }
 
 #[test]
