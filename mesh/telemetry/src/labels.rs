@@ -241,6 +241,21 @@ impl<'a> LabelValues<'a> {
     /// Sets `label` to the decimal form of `n` (digits and `-` need no encoding), without
     /// `core::fmt`.
     pub fn set_number(&mut self, label: Label, n: i64) {
+        // The codes nearly every request carries, without an allocation.
+        let common = match n {
+            0 => Some("0"),
+            200 => Some("200"),
+            204 => Some("204"),
+            404 => Some("404"),
+            503 => Some("503"),
+            _ => None,
+        };
+        if let Some(text) = common {
+            if let Some(slot) = self.values.get_mut(label.index()) {
+                *slot = Cow::Borrowed(text);
+            }
+            return;
+        }
         if let Some(slot) = self.values.get_mut(label.index()) {
             let mut v = String::with_capacity(21);
             if n < 0 {

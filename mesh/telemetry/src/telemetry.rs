@@ -722,36 +722,42 @@ impl RequestTelemetry {
         let time_nanos = self
             .start_nanos
             .or_else(|| prop_u64(host, attr::REQUEST_TIME));
-        let trace_id = self.trace.trace().map(|t| t.trace_id_hex());
         let (src_wl, src_ns) = (
             labels.get(Label::SourceWorkload),
             labels.get(Label::SourceWorkloadNamespace),
         );
         let line = |canary: Option<&str>, ratelimit: Option<&str>, intentions: Option<&str>| {
-            let record = AccessRecord {
-                time_nanos,
-                reporter: cfg.reporter.as_str(),
-                method: &self.method,
-                path: &self.path,
-                authority: &self.authority,
-                protocol: labels.get(Label::RequestProtocol),
-                status: code,
-                grpc_status: grpc_code,
-                response_flags: &response_flags,
-                duration_ms: duration_ns.map(nanos_to_millis),
-                request_bytes,
-                response_bytes,
-                peer_principal: principal.as_deref(),
-                source_workload: src_wl,
-                source_namespace: src_ns,
-                trace_id: trace_id.as_deref(),
-                canary,
-                ratelimit,
-                intentions,
+            let emit = |trace_id: Option<&str>| {
+                let record = AccessRecord {
+                    time_nanos,
+                    reporter: cfg.reporter.as_str(),
+                    method: &self.method,
+                    path: &self.path,
+                    authority: &self.authority,
+                    protocol: labels.get(Label::RequestProtocol),
+                    status: code,
+                    grpc_status: grpc_code,
+                    response_flags: &response_flags,
+                    duration_ms: duration_ns.map(nanos_to_millis),
+                    request_bytes,
+                    response_bytes,
+                    peer_principal: principal.as_deref(),
+                    source_workload: src_wl,
+                    source_namespace: src_ns,
+                    trace_id,
+                    canary,
+                    ratelimit,
+                    intentions,
+                };
+                // Configured, so wanted: no level check first (a host call per request); a host
+                // whose level is above info drops the line.
+                host.log(LogLevel::Info, &record.to_json(max_field_bytes));
             };
-            // Configured, so wanted: no level check first (a host call per request); a host
-            // whose level is above info drops the line.
-            host.log(LogLevel::Info, &record.to_json(max_field_bytes));
+            // The trace id is written on the stack, not allocated.
+            match self.trace.trace() {
+                Some(t) => t.with_trace_id_hex(|id| emit(Some(id))),
+                None => emit(None),
+            }
         };
         match (&self.decisions, &batched) {
             (Some(d), _) | (None, Some(d)) => line(

@@ -257,7 +257,23 @@ fn istio_label_set_is_complete() {
 
 #[test]
 fn a_number_label_reads_as_its_decimal_text() {
-    for n in [0, 7, 200, 503, -1, 1_000_000_007, i64::MAX, i64::MIN] {
+    // The borrowed common codes and their neighbours, formatted ones.
+    for n in [
+        0,
+        1,
+        7,
+        199,
+        200,
+        201,
+        204,
+        404,
+        429,
+        503,
+        -1,
+        1_000_000_007,
+        i64::MAX,
+        i64::MIN,
+    ] {
         let (mut fast, mut slow) = (LabelValues::default(), LabelValues::default());
         fast.set_number(Label::ResponseCode, n);
         slow.set_str(Label::ResponseCode, &n.to_string());

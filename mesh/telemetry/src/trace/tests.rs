@@ -16,6 +16,7 @@ fn parses_a_valid_header() {
     let tp = TraceParent::parse(VALID.as_bytes()).unwrap();
     assert_eq!(tp.version, 0);
     assert_eq!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(tp.with_trace_id_hex(str::to_owned), tp.trace_id_hex());
     assert_eq!(
         tp.parent_id,
         [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
