@@ -40,7 +40,7 @@ impl PropertySet {
         self.paths
     }
     pub fn is_optional(&self, index: usize) -> bool {
-        index < 64 && self.optional & (1 << index) != 0
+        optional_bit(self.optional, index)
     }
     pub fn handle(&self) -> Option<u32> {
         self.handle
@@ -50,6 +50,17 @@ impl PropertySet {
         self.handle = Some(handle);
         self
     }
+}
+
+/// Whether bit `index` of an optional-paths mask is set (paths past 64 are never optional).
+fn optional_bit(mask: u64, index: usize) -> bool {
+    index < 64 && mask & (1 << index) != 0
+}
+
+/// The number of elements of a serialized list, checked, when it is `expected`.
+fn list_count(bytes: &[u8], expected: usize) -> Option<usize> {
+    // The same encoding as a header map: checked and walked by its reader.
+    crate::headers::checked_count(bytes).filter(|c| *c == expected)
 }
 
 /// The values of a [`PropertySet`], in its order: borrowed from the host's one buffer when
@@ -77,13 +88,8 @@ impl PropertyValues {
     /// The values of `set` from its serialized list (an optional one's empty value as
     /// missing); `None` unless the list holds exactly one element per path.
     pub fn decode(bytes: Vec<u8>, set: &PropertySet) -> Option<Self> {
-        let expected = set.paths().len();
-        let count = if bytes.is_empty() {
-            0
-        } else {
-            crate::headers::checked_count(&bytes)?
-        };
-        (count == expected).then_some(Self {
+        let count = list_count(&bytes, set.paths().len())?;
+        Some(Self {
             repr: Values::Batch {
                 bytes,
                 count,
@@ -110,7 +116,7 @@ impl PropertyValues {
                 let optional = *optional;
                 let values = crate::headers::Pairs::new(bytes, *count).enumerate().map(
                     move |(i, (v, _))| {
-                        let missing = v.is_empty() && i < 64 && optional & (1 << i) != 0;
+                        let missing = v.is_empty() && optional_bit(optional, i);
                         (!missing).then_some(v)
                     },
                 );
@@ -184,8 +190,7 @@ pub fn cel_list(set: &PropertySet) -> Option<String> {
 /// then each pair's bytes with a NUL after each half; a list element is the first half).
 /// `None` unless it holds exactly `expected` well-formed elements.
 pub fn decode_list(bytes: &[u8], expected: usize) -> Option<Vec<Vec<u8>>> {
-    // The same encoding as a header map: checked and walked by its reader.
-    let count = crate::headers::checked_count(bytes).filter(|c| *c == expected)?;
+    let count = list_count(bytes, expected)?;
     let out: Vec<Vec<u8>> = crate::headers::Pairs::new(bytes, count)
         .map(|(element, _)| element.to_vec())
         .collect();

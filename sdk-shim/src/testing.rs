@@ -502,12 +502,12 @@ impl Properties for FakeHost {
         {
             return PropertyValues::each(values);
         }
-        let pairs: Vec<(Vec<u8>, &[u8])> = values
-            .into_iter()
-            .map(|v| (v.unwrap_or_default(), &[][..]))
+        let pairs: Vec<(&[u8], &[u8])> = values
+            .iter()
+            .map(|v| (v.as_deref().unwrap_or_default(), &[][..]))
             .collect();
         let list = crate::HeaderSnapshot::from_pairs(&pairs).to_bytes();
-        PropertyValues::decode(list, set).unwrap_or_else(|| PropertyValues::each(Vec::new()))
+        PropertyValues::decode(list, set).unwrap_or_else(|| PropertyValues::each(values))
     }
 }
 
