@@ -12,6 +12,9 @@ pub struct HeaderSnapshot {
     /// The serialized pairs; `None` for an empty map.
     bytes: Option<Arc<Vec<u8>>>,
     count: usize,
+    /// One bit per name length present ([`name_bit`]): a lookup of a name whose length no
+    /// header has ends here instead of walking the whole table.
+    names: u64,
 }
 
 use std::ops::{Deref, Range};
@@ -83,6 +86,7 @@ impl HeaderSnapshot {
     pub const EMPTY: Self = Self {
         bytes: None,
         count: 0,
+        names: 0,
     };
 
     /// Takes a serialized map; `None` unless every length stays inside the buffer and the
@@ -91,10 +95,11 @@ impl HeaderSnapshot {
         if bytes.is_empty() {
             return Some(Self::default());
         }
-        let count = checked_count(&bytes)?;
+        let Scan { count, names } = scan(&bytes)?;
         Some(Self {
             bytes: Some(Arc::new(bytes)),
             count,
+            names,
         })
     }
 
@@ -117,9 +122,13 @@ impl HeaderSnapshot {
             bytes.extend_from_slice(v.as_ref());
             bytes.push(0);
         }
+        let names = pairs
+            .iter()
+            .fold(0, |m, (n, _)| m | name_bit(n.as_ref().len()));
         Self {
             bytes: (!pairs.is_empty()).then(|| Arc::new(bytes)),
             count: pairs.len(),
+            names,
         }
     }
 
@@ -161,8 +170,13 @@ impl HeaderSnapshot {
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
         let bytes = self.buffer();
         let data = 4 + 8 * self.count;
-        // In range for a checked buffer; an empty map has no table.
-        let table = bytes.get(4..data).unwrap_or_default().as_chunks::<8>().0;
+        // In range for a checked buffer; an empty map has no table, and a name the map lacks
+        // gets none either.
+        let table = if self.names & name_bit(name.len()) == 0 {
+            &[]
+        } else {
+            bytes.get(4..data).unwrap_or_default().as_chunks::<8>().0
+        };
         Values {
             bytes,
             name: name.as_bytes(),
@@ -179,17 +193,40 @@ impl HeaderSnapshot {
     }
 }
 
+/// The filter bit of a header name of `len` bytes: names of another length never match,
+/// and the length is in the table, so the parse sets the bits without touching the names.
+fn name_bit(len: usize) -> u64 {
+    1 << (len % 64)
+}
+
+/// What one walk over a serialized map's length table finds.
+struct Scan {
+    count: usize,
+    names: u64,
+}
+
 /// The number of pairs in serialized `bytes`, checked: `None` unless every length stays
 /// inside the buffer and the pairs end exactly at its end (an empty buffer has no count).
 pub(crate) fn checked_count(bytes: &[u8]) -> Option<usize> {
+    scan(bytes).map(|s| s.count)
+}
+
+/// Checks `bytes` as [`checked_count`] does and gathers the names' filter bits, in one walk
+/// over the length table. Offsets add up in `u64`: at most 2^29 pairs of two `u32` lengths
+/// cannot overflow it, so no pair needs an overflow check.
+fn scan(bytes: &[u8]) -> Option<Scan> {
     let count = word(bytes, 0)?;
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    for i in 0..count {
-        let name = word(bytes, 4 + 8 * i)?;
-        let value = word(bytes, 8 + 8 * i)?;
-        data = data.checked_add(name)?.checked_add(value)?.checked_add(2)?;
+    let table_end = count.checked_mul(8)?.checked_add(4)?;
+    let table = bytes.get(4..table_end)?.as_chunks::<8>().0;
+    let mut data = u64::try_from(table_end).ok()?;
+    let mut names = 0;
+    for &[a, b, c, d, e, f, g, h] in table {
+        let name = u64::from(u32::from_le_bytes([a, b, c, d]));
+        let value = u64::from(u32::from_le_bytes([e, f, g, h]));
+        names |= 1 << (name % 64);
+        data += name + value + 2;
     }
-    (data == bytes.len()).then_some(count)
+    (data == u64::try_from(bytes.len()).ok()?).then_some(Scan { count, names })
 }
 
 /// Iterator over a snapshot's pairs.

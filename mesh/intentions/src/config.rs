@@ -188,7 +188,7 @@ impl IntentionsConfig {
 fn applies(dst: Option<&NamePattern>, this: Option<&ServiceName>) -> bool {
     match (dst, this) {
         (None, _) => true,
-        (Some(p), Some(svc)) => p.matches(svc),
+        (Some(p), Some(svc)) => p.matches(svc.as_ref()),
         (Some(p), None) => *p == NamePattern::Any,
     }
 }

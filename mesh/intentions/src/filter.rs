@@ -61,8 +61,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub outcome: Outcome,
-    /// The string published under [`DECISION_KEY`].
-    pub decision: String,
+    /// The string published under [`DECISION_KEY`]; shared with the configuration's labels,
+    /// so a request copies none.
+    pub decision: Arc<str>,
 }
 
 /// Everything audit mode changes: a refusal (a rule's deny, a refused path, a host error)
@@ -78,9 +79,9 @@ struct Enforcement {
 #[derive(Debug)]
 struct Decider {
     /// `allow:<name>`.
-    allow: String,
+    allow: Arc<str>,
     /// `deny:<name>`, or `audit_deny:<name>` in audit mode.
-    deny: String,
+    deny: Arc<str>,
     allowed: MetricId,
     /// What a denial bumps: `.denied`, or `.audit_denied` in audit mode (`.denied` is still
     /// defined there, and stays at zero).
@@ -206,7 +207,7 @@ impl Enforcement {
     fn refuse(self, refusal: Outcome, why: &str) -> Verdict {
         Verdict {
             outcome: self.outcome(refusal),
-            decision: format!("{}:{why}", self.deny_label()),
+            decision: format!("{}:{why}", self.deny_label()).into(),
         }
     }
 }
@@ -235,8 +236,8 @@ impl Stats {
                 denied
             };
             Ok(Decider {
-                allow: format!("allow:{name}"),
-                deny: format!("{}:{name}", enforcement.deny_label()),
+                allow: format!("allow:{name}").into(),
+                deny: format!("{}:{name}", enforcement.deny_label()).into(),
                 allowed,
                 denied,
             })
@@ -317,7 +318,7 @@ impl IntentionsFilter {
             );
             return Verdict {
                 outcome: Outcome::Deny,
-                decision: "deny:error".to_owned(),
+                decision: "deny:error".into(),
             };
         };
         let policy = &c.policy;
@@ -358,16 +359,15 @@ impl IntentionsFilter {
             }
         };
         let d = selection.decide(&head.input(&path));
-        let (label, counter) = match (d.action, c.stats.of(d.by)) {
-            (Verb::Allow, Some(by)) => (by.allow.as_str(), Some(by.allowed)),
-            (Verb::Deny, Some(by)) => (by.deny.as_str(), Some(by.denied)),
+        let (decision, counter) = match (d.action, c.stats.of(d.by)) {
+            (Verb::Allow, Some(by)) => (Arc::clone(&by.allow), Some(by.allowed)),
+            (Verb::Deny, Some(by)) => (Arc::clone(&by.deny), Some(by.denied)),
             // Not reached: the policy decides only by its own intentions.
-            (_, None) => ("unknown", None),
+            (_, None) => (Arc::from("unknown"), None),
         };
         if let Some(id) = counter {
             bump(host, id);
         }
-        let decision = label.to_owned();
         match d.action {
             // Allows are not logged (the published decision shows them): no log-level host
             // call on the common path.

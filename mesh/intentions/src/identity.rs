@@ -4,8 +4,9 @@ use mesh_core::SpiffeRef;
 use sdk_shim::{PeerCertificate, Properties};
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
-use crate::pattern::ServiceName;
+use crate::pattern::ServiceRef;
 
 /// Envoy's property: whether the downstream connection is TLS with a peer certificate.
 pub const MTLS_PROPERTY: [&str; 2] = sdk_shim::MTLS_PROPERTY;
@@ -34,10 +35,12 @@ pub enum Anonymous {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// `uri` is the certificate's SPIFFE ID as sent (the strict parse accepted it, so it is
-    /// already in canonical form).
+    /// already in canonical form); `namespace` and `name` are where the service's names are
+    /// in it: one copy per request, not three.
     Authenticated {
         uri: String,
-        service: ServiceName,
+        namespace: Range<usize>,
+        name: Range<usize>,
     },
     Anonymous(Anonymous),
 }
@@ -109,19 +112,37 @@ impl Peer {
                 return Self::Anonymous(Anonymous::OtherPartition);
             }
         }
-        let service = ServiceName::new(id.namespace.to_owned(), id.name.to_owned());
+        let (Some(namespace), Some(name)) = (span(san, id.namespace), span(san, id.name)) else {
+            // Not reached: the parse borrows both from `san`.
+            return Self::Anonymous(Anonymous::NotSpiffe);
+        };
         Self::Authenticated {
             uri: san.to_owned(),
-            service,
+            namespace,
+            name,
         }
     }
 
-    pub fn service(&self) -> Option<&ServiceName> {
+    pub fn service(&self) -> Option<ServiceRef<'_>> {
         match self {
-            Self::Authenticated { service, .. } => Some(service),
+            Self::Authenticated {
+                uri,
+                namespace,
+                name,
+            } => Some(ServiceRef::new(
+                uri.get(namespace.clone()).unwrap_or_default(),
+                uri.get(name.clone()).unwrap_or_default(),
+            )),
             Self::Anonymous(_) => None,
         }
     }
+}
+
+/// Where `part`, a slice of `whole`, starts and ends in it; `None` if it is not one.
+fn span(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let range = start..start.checked_add(part.len())?;
+    (whole.get(range.clone())? == part).then_some(range)
 }
 
 impl fmt::Display for Peer {

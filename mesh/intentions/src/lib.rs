@@ -125,5 +125,5 @@ pub use config::IntentionsConfig;
 pub use filter::{Intentions, IntentionsFilter, IntentionsRoot, DECISION_KEY};
 pub use identity::{Anonymous, Peer};
 pub use path::{normalize_path, PathError};
-pub use pattern::{precedence, NamePattern, ServiceName};
+pub use pattern::{precedence, NamePattern, ServiceName, ServiceRef};
 pub use policy::{Action, DecidedBy, Decision, Intention, Mode, Permission, Policy, Rule};

@@ -1,6 +1,7 @@
 //! Request path normalization that does not depend on the proxy's settings (rules in the
 //! crate docs). Anything that servers could read in more than one way is refused.
 
+use std::borrow::Cow;
 use thiserror::Error;
 
 /// Why a path cannot be matched safely; the request gets 400.
@@ -76,8 +77,9 @@ fn push_escape(out: &mut String, byte: u8) {
     }
 }
 
-/// Normalizes a raw `:path` value for matching.
-pub fn normalize_path(raw: &[u8]) -> Result<String, PathError> {
+/// Normalizes a raw `:path` value for matching; a path already in normal form (nearly every
+/// request's) is returned as it is, without a copy.
+pub fn normalize_path(raw: &[u8]) -> Result<Cow<'_, str>, PathError> {
     let end = raw
         .iter()
         .position(|b| *b == b'?' || *b == b'#')
@@ -89,28 +91,33 @@ pub fn normalize_path(raw: &[u8]) -> Result<String, PathError> {
     if already_normal(path) {
         // Printable ASCII, so valid UTF-8.
         return std::str::from_utf8(path)
-            .map(str::to_owned)
+            .map(Cow::Borrowed)
             .map_err(|_| PathError::NonAscii);
     }
     let decoded = decode(path)?;
-    resolve(&decoded)
+    resolve(&decoded).map(Cow::Owned)
 }
 
 /// The common case, which `decode` and `resolve` would return unchanged: printable ASCII with
 /// no escape, backslash or `;`, and no empty (but a trailing), `.` or `..` segment.
 fn already_normal(path: &[u8]) -> bool {
-    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && !matches!(b, b'%' | b'\\' | b';');
-    if !path.iter().all(plain) {
-        return false;
-    }
-    let mut segments = path.split(|b| *b == b'/').skip(1).peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        if (seg.is_empty() && !last) || seg == b"." || seg == b".." {
+    // One pass: the current segment's length, and whether it is dots only so far.
+    let (mut len, mut dots) = (0usize, true);
+    for &b in path.get(1..).unwrap_or_default() {
+        if b == b'/' {
+            if len == 0 || (dots && len <= 2) {
+                return false;
+            }
+            (len, dots) = (0, true);
+        } else if matches!(b, 0x21..=0x7e) && !matches!(b, b'%' | b'\\' | b';') {
+            len += 1;
+            dots &= b == b'.';
+        } else {
             return false;
         }
     }
-    true
+    // The last segment may be empty (a trailing slash), but not `.` or `..`.
+    !(len > 0 && dots && len <= 2)
 }
 
 /// Steps 3 and 4: byte checks and escapes. The result is ASCII.

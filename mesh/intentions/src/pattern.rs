@@ -13,6 +13,14 @@ pub struct ServiceName {
     pub name: String,
 }
 
+/// A concrete service borrowed from where it was read (a peer's SPIFFE ID): what a request
+/// looks intentions up by without copying the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
 /// A source or destination as an intention writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NamePattern {
@@ -54,12 +62,31 @@ impl ServiceName {
         }
     }
 
+    pub fn as_ref(&self) -> ServiceRef<'_> {
+        ServiceRef {
+            namespace: &self.namespace,
+            name: &self.name,
+        }
+    }
+
     /// Parses `NAME` or `NS/NAME` (no wildcards).
     pub fn parse(s: &str) -> Result<Self, String> {
         match NamePattern::parse(s)? {
             NamePattern::Exact(n) => Ok(n),
             _ => Err("must be NAME or NS/NAME, without wildcards".to_owned()),
         }
+    }
+}
+
+// === impl ServiceRef ===
+
+impl<'a> ServiceRef<'a> {
+    pub fn new(namespace: &'a str, name: &'a str) -> Self {
+        Self { namespace, name }
+    }
+
+    pub fn to_owned(self) -> ServiceName {
+        ServiceName::new(self.namespace, self.name)
     }
 }
 
@@ -109,10 +136,10 @@ impl NamePattern {
         !matches!(self, Self::Exact(_))
     }
 
-    pub fn matches(&self, service: &ServiceName) -> bool {
+    pub fn matches(&self, service: ServiceRef<'_>) -> bool {
         match self {
-            Self::Exact(s) => s == service,
-            Self::Namespace(ns) => *ns == service.namespace,
+            Self::Exact(s) => s.as_ref() == service,
+            Self::Namespace(ns) => ns == service.namespace,
             Self::Any => true,
         }
     }

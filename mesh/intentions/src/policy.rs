@@ -6,7 +6,7 @@ use sdk_shim::HeaderSnapshot;
 use std::borrow::Cow;
 
 use crate::identity::Peer;
-use crate::pattern::{NamePattern, ServiceName};
+use crate::pattern::{NamePattern, ServiceName, ServiceRef};
 
 /// What an intention or permission does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +106,17 @@ pub(crate) struct SourceIndex {
 /// source specificity is fixed by Consul's formula, so in practice one bucket is used.
 #[derive(Debug, Clone, Default)]
 struct Level {
-    exact: FxHashMap<ServiceName, Vec<usize>>,
-    namespace: FxHashMap<String, Vec<usize>>,
+    /// By the source's namespace: its exact services and its `NS/*`. Nested, so a peer's
+    /// names are looked up as borrowed, each hashed once.
+    namespaces: FxHashMap<String, Namespace>,
     any: Vec<usize>,
+}
+
+/// One namespace's intentions within a level.
+#[derive(Debug, Clone, Default)]
+struct Namespace {
+    exact: FxHashMap<String, Vec<usize>>,
+    wildcard: Vec<usize>,
 }
 
 /// The candidates of a selection in ascending index order: a merge of its sorted parts.
@@ -264,10 +272,20 @@ impl SourceIndex {
                 continue;
             };
             match &intention.source {
-                NamePattern::Exact(svc) => level.exact.entry(svc.clone()).or_default().push(i),
-                NamePattern::Namespace(ns) => {
-                    level.namespace.entry(ns.clone()).or_default().push(i)
-                }
+                NamePattern::Exact(svc) => level
+                    .namespaces
+                    .entry(svc.namespace.clone())
+                    .or_default()
+                    .exact
+                    .entry(svc.name.clone())
+                    .or_default()
+                    .push(i),
+                NamePattern::Namespace(ns) => level
+                    .namespaces
+                    .entry(ns.clone())
+                    .or_default()
+                    .wildcard
+                    .push(i),
                 NamePattern::Any => level.any.push(i),
             }
         }
@@ -278,14 +296,15 @@ impl SourceIndex {
 // === impl Level ===
 
 impl Level {
-    fn find(&self, svc: &ServiceName) -> [&[usize]; 3] {
-        [
-            self.exact.get(svc).map_or(&[], Vec::as_slice),
-            self.namespace
-                .get(&svc.namespace)
-                .map_or(&[], Vec::as_slice),
-            &self.any,
-        ]
+    fn find(&self, svc: ServiceRef<'_>) -> [&[usize]; 3] {
+        match self.namespaces.get(svc.namespace) {
+            Some(ns) => [
+                ns.exact.get(svc.name).map_or(&[], Vec::as_slice),
+                &ns.wildcard,
+                &self.any,
+            ],
+            None => [&[], &[], &self.any],
+        }
     }
 }
 

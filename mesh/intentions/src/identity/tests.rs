@@ -11,12 +11,12 @@ fn peer(san: &str) -> Peer {
 #[test]
 fn istio_and_consul_forms_authenticate() {
     let p = peer("spiffe://mesh.local/ns/team/sa/web");
-    assert_eq!(p.service(), Some(&ServiceName::new("team", "web")));
+    assert_eq!(p.service(), Some(ServiceRef::new("team", "web")));
     assert_eq!(p.to_string(), "spiffe://mesh.local/ns/team/sa/web");
     let c = peer("spiffe://mesh.local/ns/default/dc/dc1/svc/api");
-    assert_eq!(c.service(), Some(&ServiceName::new("default", "api")));
+    assert_eq!(c.service(), Some(ServiceRef::new("default", "api")));
     let ap = peer("spiffe://mesh.local/ap/default/ns/team/dc/dc1/svc/api");
-    assert_eq!(ap.service(), Some(&ServiceName::new("team", "api")));
+    assert_eq!(ap.service(), Some(ServiceRef::new("team", "api")));
 }
 
 #[test]

@@ -62,15 +62,18 @@ fn refuses_malformed_names() {
 #[test]
 fn matching() {
     let svc = ServiceName::new("team", "web");
-    assert!(p("team/web").matches(&svc));
+    assert!(p("team/web").matches(svc.as_ref()));
     assert!(
-        !p("web").matches(&svc),
+        !p("web").matches(svc.as_ref()),
         "bare names live in the default namespace"
     );
-    assert!(p("team/*").matches(&svc));
-    assert!(!p("other/*").matches(&svc));
-    assert!(p("*").matches(&svc));
-    assert!(!p("team/Web").matches(&svc), "names are case-sensitive");
+    assert!(p("team/*").matches(svc.as_ref()));
+    assert!(!p("other/*").matches(svc.as_ref()));
+    assert!(p("*").matches(svc.as_ref()));
+    assert!(
+        !p("team/Web").matches(svc.as_ref()),
+        "names are case-sensitive"
+    );
 }
 
 /// Consul's table, as (source, destination, level).
