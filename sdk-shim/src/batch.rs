@@ -107,32 +107,54 @@ impl PropertyValues {
 
     /// Each value in the set's order, `None` where missing or unreadable.
     pub fn iter(&self) -> impl Iterator<Item = Option<&[u8]>> {
-        let (batch, each) = match &self.repr {
+        match &self.repr {
             Values::Batch {
                 bytes,
                 count,
                 optional,
-            } => {
-                let optional = *optional;
-                let values = crate::headers::Pairs::new(bytes, *count).enumerate().map(
-                    move |(i, (v, _))| {
-                        let missing = v.is_empty() && optional_bit(optional, i);
-                        (!missing).then_some(v)
-                    },
-                );
-                (Some(values), None)
-            }
-            Values::Each(v) => (None, Some(v.iter().map(Option::as_deref))),
-        };
-        batch
-            .into_iter()
-            .flatten()
-            .chain(each.into_iter().flatten())
+            } => Iter::Batch {
+                pairs: crate::headers::Pairs::new(bytes, *count),
+                index: 0,
+                optional: *optional,
+            },
+            Values::Each(v) => Iter::Each(v.iter()),
+        }
     }
 
     /// The values as owned copies (tests, and callers that keep them all).
     pub fn to_vec(&self) -> Vec<Option<Vec<u8>>> {
         self.iter().map(|v| v.map(<[u8]>::to_vec)).collect()
+    }
+}
+
+/// [`PropertyValues::iter`]: one match per element, no adapter chain (this runs at every
+/// log-time read).
+enum Iter<'a> {
+    Batch {
+        pairs: crate::headers::Pairs<'a>,
+        index: usize,
+        optional: u64,
+    },
+    Each(std::slice::Iter<'a, Option<Vec<u8>>>),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Batch {
+                pairs,
+                index,
+                optional,
+            } => {
+                let (v, _) = pairs.next()?;
+                let missing = v.is_empty() && optional_bit(*optional, *index);
+                *index += 1;
+                Some((!missing).then_some(v))
+            }
+            Self::Each(values) => values.next().map(Option::as_deref),
+        }
     }
 }
 

@@ -181,6 +181,10 @@ impl<K: PartialEq, V, const N: usize> InlineCache<K, V, N> {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.entries.iter().all(Option::is_none)
+    }
+
     fn forget(&mut self, key: &K) {
         for e in &mut self.entries {
             if e.as_ref().is_some_and(|(k, _)| k == key) {
@@ -273,11 +277,13 @@ impl<'a, H> PassHost<'a, H> {
                 Err(_) => self.request_map_stale.set(true),
             }
         }
-        // A name too long for a key was never cached.
-        if let Some(key) = InlineKey::header(name) {
-            // The cache is never lent out, so it is free here.
-            if let Ok(mut h) = self.headers.try_borrow_mut() {
-                h.forget(&(map, key));
+        // The cache is never lent out, so it is free here; empty (a pass that reads the
+        // whole map), it needs no key. A name too long for a key was never cached.
+        if let Ok(mut h) = self.headers.try_borrow_mut() {
+            if !h.is_empty() {
+                if let Some(key) = InlineKey::header(name) {
+                    h.forget(&(map, key));
+                }
             }
         }
     }

@@ -233,8 +233,8 @@ fn scan(bytes: &[u8]) -> Option<Scan> {
 #[derive(Debug, Clone)]
 pub struct Pairs<'a> {
     bytes: &'a [u8],
-    next: usize,
-    count: usize,
+    /// The (name, value) lengths of the pairs not yet read.
+    table: std::slice::Iter<'a, [u8; 8]>,
     /// Where the next pair's name starts.
     data: usize,
 }
@@ -242,11 +242,16 @@ pub struct Pairs<'a> {
 impl<'a> Pairs<'a> {
     /// The pairs of `bytes`, whose `count` came from [`checked_count`] (or an empty buffer's 0).
     pub(crate) fn new(bytes: &'a [u8], count: usize) -> Self {
+        let data = 4 + 8 * count;
         Self {
             bytes,
-            next: 0,
-            count,
-            data: 4 + 8 * count,
+            table: bytes
+                .get(4..data)
+                .unwrap_or_default()
+                .as_chunks::<8>()
+                .0
+                .iter(),
+            data,
         }
     }
 }
@@ -301,16 +306,13 @@ impl<'a> Iterator for Pairs<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.count {
-            return None;
-        }
-        let name_len = word(self.bytes, 4 + 8 * self.next)?;
-        let value_len = word(self.bytes, 8 + 8 * self.next)?;
+        let &[a, b, c, d, e, f, g, h] = self.table.next()?;
+        let name_len = usize::try_from(u32::from_le_bytes([a, b, c, d])).ok()?;
+        let value_len = usize::try_from(u32::from_le_bytes([e, f, g, h])).ok()?;
         let name = self.bytes.get(self.data..self.data + name_len)?;
         let value_at = self.data + name_len + 1;
         let value = self.bytes.get(value_at..value_at + value_len)?;
         self.data = value_at + value_len + 1;
-        self.next += 1;
         Some((name, value))
     }
 }
