@@ -238,6 +238,25 @@ impl<'a> LabelValues<'a> {
         self.set(label, raw.as_bytes());
     }
 
+    /// Sets `label` from raw bytes that outlive these values: borrowed as they are when they
+    /// need no encoding (a SPIFFE ID and its names nearly always), else encoded as by
+    /// [`LabelValues::set`].
+    pub fn set_borrowed(&mut self, label: Label, raw: &'a [u8]) {
+        let plain = !raw.is_empty()
+            && raw.len() <= MAX_VALUE_BYTES
+            && raw.last() != Some(&b'.')
+            && raw.iter().all(|b| is_safe(*b));
+        // Safe bytes are ASCII, so the check cannot fail for a plain value.
+        match std::str::from_utf8(raw) {
+            Ok(text) if plain => {
+                if let Some(slot) = self.values.get_mut(label.index()) {
+                    *slot = Cow::Borrowed(text);
+                }
+            }
+            _ => self.set(label, raw),
+        }
+    }
+
     /// Sets `label` to the decimal form of `n` (digits and `-` need no encoding), without
     /// `core::fmt`.
     pub fn set_number(&mut self, label: Label, n: i64) {

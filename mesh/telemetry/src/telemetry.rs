@@ -14,6 +14,7 @@ use sdk_shim::{
     ConfigHost, HeaderMap, HeaderValue, HostError, LogLevel, MetricId, MetricKind, Metrics,
     Namespace, Properties, PropertySet, StreamHost,
 };
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Envoy attributes read by the filter.
@@ -502,10 +503,6 @@ impl RequestTelemetry {
         *known.get_or_insert_with(|| sdk_shim::read_mtls_flag(host).unwrap_or(false))
     }
 
-    fn peer_san<H: StreamHost>(&mut self, host: &H) -> Option<Vec<u8>> {
-        self.downstream(host).1.clone()
-    }
-
     pub fn on_request_headers<H: StreamHost>(&mut self, host: &H) {
         let cfg = &self.shared.config;
         let get = |name: &str| host.header(HeaderMap::Request, name).ok().flatten();
@@ -540,8 +537,8 @@ impl RequestTelemetry {
                     if let Some(raw) = get(header) {
                         let _ = host.remove_header(HeaderMap::Request, header);
                         // Trusted only from a peer with a URI SAN: no flag needed.
-                        let san = self.peer_san(host);
-                        self.peer = trusted_peer(&raw, san.as_deref());
+                        let peer = trusted_peer(&raw, self.downstream(host).1.as_deref());
+                        self.peer = peer;
                         if self.peer.is_none() {
                             bump(host, shared.stats.peer_rejected);
                         }
@@ -657,7 +654,7 @@ impl RequestTelemetry {
                     .next()
                     .flatten()
                     .filter(|v| !v.is_empty())
-                    .map(<[u8]>::to_vec)
+                    .map(Cow::Borrowed)
             })
             .flatten();
         if flag_in_batch {
@@ -665,7 +662,7 @@ impl RequestTelemetry {
             self.downstream(host).0 = Some(mtls);
             // A certificate without a URI SAN (rare): our own principal read alone.
             if mtls {
-                local_san = prop_bytes(host, attr::LOCAL_URI_SAN);
+                local_san = prop_bytes(host, attr::LOCAL_URI_SAN).map(Cow::Owned);
             }
         }
         let batched = verdicts_in_batch.then(|| {
@@ -678,6 +675,9 @@ impl RequestTelemetry {
         });
         let response_flags = flags::short_string(flag_bits);
 
+        // The upstream's principals (source reporter), which the labels may borrow: declared
+        // before them.
+        let upstream_sans: [Option<Vec<u8>>; 2];
         let mut labels = shared.template.borrowed();
         labels.set_const(
             Label::RequestProtocol,
@@ -705,8 +705,29 @@ impl RequestTelemetry {
             labels.set_str(Label::ResponseFlags, &response_flags);
         }
         let principal = match cfg.reporter {
-            Reporter::Destination => self.destination_labels(host, &mut labels, local_san),
-            Reporter::Source => self.source_labels(host, &mut labels),
+            Reporter::Destination => {
+                let mtls = self.mtls(host);
+                // Without mTLS there is no peer certificate (nor a local one to name us by).
+                let san = self
+                    .downstream
+                    .as_ref()
+                    .and_then(|d| d.1.as_deref())
+                    .filter(|_| mtls);
+                let local = local_san.as_deref().filter(|_| mtls);
+                destination_labels(&mut labels, self.peer.as_ref(), mtls, san, local)
+            }
+            Reporter::Source => {
+                upstream_sans = [
+                    prop_bytes(host, attr::UPSTREAM_LOCAL_URI_SAN),
+                    prop_bytes(host, attr::UPSTREAM_PEER_URI_SAN),
+                ];
+                source_labels(
+                    &mut labels,
+                    self.peer.as_ref(),
+                    &self.authority,
+                    &upstream_sans,
+                )
+            }
         };
         let sample = Sample {
             duration_ms: duration_ns.map_or(0, nanos_to_millis),
@@ -741,7 +762,7 @@ impl RequestTelemetry {
                     duration_ms: duration_ns.map(nanos_to_millis),
                     request_bytes,
                     response_bytes,
-                    peer_principal: principal.as_deref(),
+                    peer_principal: principal,
                     source_workload: src_wl,
                     source_namespace: src_ns,
                     trace_id,
@@ -783,108 +804,108 @@ impl RequestTelemetry {
             }
         }
     }
+}
 
-    /// Fills the labels about the client and our own principal (`local_san`, read at log
-    /// time on mTLS); returns the peer principal.
-    fn destination_labels<H: StreamHost>(
-        &mut self,
-        host: &H,
-        labels: &mut LabelValues<'_>,
-        local_san: Option<Vec<u8>>,
-    ) -> Option<Vec<u8>> {
-        let mtls = self.mtls(host);
-        // Without mTLS there is no peer certificate (nor a local one to name us by).
-        let san = if mtls { self.peer_san(host) } else { None };
-        let spiffe = san
-            .as_deref()
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| SpiffeRef::parse(s).ok());
-        if let Some(s) = &san {
-            labels.set(Label::SourcePrincipal, s);
-        }
-        fill_peer(
-            labels,
-            self.peer.as_ref(),
-            spiffe.as_ref(),
-            [
-                Label::SourceWorkload,
-                Label::SourceWorkloadNamespace,
-                Label::SourceCanonicalService,
-                Label::SourceCanonicalRevision,
-                Label::SourceApp,
-                Label::SourceVersion,
-                Label::SourceCluster,
-            ],
-        );
-        if let Some(local) = local_san.filter(|_| mtls) {
-            labels.set(Label::DestinationPrincipal, &local);
-        }
-        let policy = if mtls { plain::MUTUAL_TLS } else { plain::NONE };
-        labels.set_const(Label::ConnectionSecurityPolicy, policy);
-        san
+/// Fills the labels about the client and our own principal (`local_san`, read at log time
+/// on mTLS), borrowing what needs no encoding; returns the peer principal.
+fn destination_labels<'l>(
+    labels: &mut LabelValues<'l>,
+    peer: Option<&'l PeerMetadata>,
+    mtls: bool,
+    san: Option<&'l [u8]>,
+    local_san: Option<&'l [u8]>,
+) -> Option<&'l [u8]> {
+    let spiffe = san
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| SpiffeRef::parse(s).ok());
+    if let Some(s) = san {
+        labels.set_borrowed(Label::SourcePrincipal, s);
     }
+    fill_peer(
+        labels,
+        peer,
+        spiffe.as_ref(),
+        [
+            Label::SourceWorkload,
+            Label::SourceWorkloadNamespace,
+            Label::SourceCanonicalService,
+            Label::SourceCanonicalRevision,
+            Label::SourceApp,
+            Label::SourceVersion,
+            Label::SourceCluster,
+        ],
+    );
+    if let Some(local) = local_san {
+        labels.set_borrowed(Label::DestinationPrincipal, local);
+    }
+    let policy = if mtls { plain::MUTUAL_TLS } else { plain::NONE };
+    labels.set_const(Label::ConnectionSecurityPolicy, policy);
+    san
+}
 
-    /// Fills the labels about the server; returns the upstream's principal.
-    fn source_labels<H: StreamHost>(
-        &mut self,
-        host: &H,
-        labels: &mut LabelValues<'_>,
-    ) -> Option<Vec<u8>> {
-        if let Some(local) = prop_bytes(host, attr::UPSTREAM_LOCAL_URI_SAN) {
-            labels.set(Label::SourcePrincipal, &local);
-        }
-        let san = prop_bytes(host, attr::UPSTREAM_PEER_URI_SAN);
-        if let Some(s) = &san {
-            labels.set(Label::DestinationPrincipal, s);
-        }
-        let spiffe = san
-            .as_deref()
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| SpiffeRef::parse(s).ok());
-        fill_peer(
-            labels,
-            self.peer.as_ref(),
-            spiffe.as_ref(),
-            [
-                Label::DestinationWorkload,
-                Label::DestinationWorkloadNamespace,
-                Label::DestinationCanonicalService,
-                Label::DestinationCanonicalRevision,
-                Label::DestinationApp,
-                Label::DestinationVersion,
-                Label::DestinationCluster,
-            ],
+/// Fills the labels about the server from the upstream's `[local, peer]` URI SANs; returns
+/// the upstream's principal.
+fn source_labels<'l>(
+    labels: &mut LabelValues<'l>,
+    peer: Option<&'l PeerMetadata>,
+    authority: &[u8],
+    [local, san]: &'l [Option<Vec<u8>>; 2],
+) -> Option<&'l [u8]> {
+    if let Some(local) = local {
+        labels.set_borrowed(Label::SourcePrincipal, local);
+    }
+    if let Some(s) = san {
+        labels.set_borrowed(Label::DestinationPrincipal, s);
+    }
+    let spiffe = san
+        .as_deref()
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| SpiffeRef::parse(s).ok());
+    fill_peer(
+        labels,
+        peer,
+        spiffe.as_ref(),
+        [
+            Label::DestinationWorkload,
+            Label::DestinationWorkloadNamespace,
+            Label::DestinationCanonicalService,
+            Label::DestinationCanonicalRevision,
+            Label::DestinationApp,
+            Label::DestinationVersion,
+            Label::DestinationCluster,
+        ],
+    );
+    let host_name = authority_host(authority);
+    if !host_name.is_empty() {
+        labels.set(Label::DestinationService, &host_name);
+        let mut parts = host_name.split(|b| *b == b'.');
+        labels.set(
+            Label::DestinationServiceName,
+            parts.next().unwrap_or_default(),
         );
-        let host_name = authority_host(&self.authority);
-        if !host_name.is_empty() {
-            labels.set(Label::DestinationService, &host_name);
-            let mut parts = host_name.split(|b| *b == b'.');
-            labels.set(
-                Label::DestinationServiceName,
-                parts.next().unwrap_or_default(),
-            );
-            let k8s = host_name.ends_with(b".svc.cluster.local") || host_name.ends_with(b".svc");
-            match (k8s, parts.next(), &self.peer) {
-                (true, Some(ns), _) => labels.set(Label::DestinationServiceNamespace, ns),
-                (_, _, Some(p)) => labels.set_str(Label::DestinationServiceNamespace, &p.namespace),
-                _ => {}
+        let k8s = host_name.ends_with(b".svc.cluster.local") || host_name.ends_with(b".svc");
+        match (k8s, parts.next(), peer) {
+            (true, Some(ns), _) => labels.set(Label::DestinationServiceNamespace, ns),
+            (_, _, Some(p)) => {
+                labels.set_borrowed(Label::DestinationServiceNamespace, p.namespace.as_bytes())
             }
+            _ => {}
         }
-        san
     }
+    san.as_deref()
 }
 
 /// Workload, namespace, canonical service and revision, app, version and cluster of the other
 /// side: trusted peer metadata first, else what the SPIFFE ID says (workload and namespace).
-fn fill_peer(
-    labels: &mut LabelValues<'_>,
-    peer: Option<&PeerMetadata>,
-    spiffe: Option<&SpiffeRef<'_>>,
+fn fill_peer<'l>(
+    labels: &mut LabelValues<'l>,
+    peer: Option<&'l PeerMetadata>,
+    spiffe: Option<&SpiffeRef<'l>>,
     [workload, namespace, service, revision, app, version, cluster]: [Label; 7],
 ) {
     if let Some(p) = peer {
-        labels.set_str(workload, &p.workload);
-        labels.set_str(namespace, &p.namespace);
+        labels.set_borrowed(workload, p.workload.as_bytes());
+        labels.set_borrowed(namespace, p.namespace.as_bytes());
         for (label, value) in [
             (service, &p.service),
             (revision, &p.revision),
@@ -893,12 +914,12 @@ fn fill_peer(
             (cluster, &p.cluster),
         ] {
             if let Some(v) = value {
-                labels.set_str(label, v);
+                labels.set_borrowed(label, v.as_bytes());
             }
         }
     } else if let Some(id) = spiffe {
-        labels.set_str(workload, id.name);
-        labels.set_str(namespace, id.namespace);
+        labels.set_borrowed(workload, id.name.as_bytes());
+        labels.set_borrowed(namespace, id.namespace.as_bytes());
     }
 }
 

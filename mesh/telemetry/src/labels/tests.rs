@@ -292,3 +292,29 @@ fn the_safe_table_is_the_documented_set() {
         assert_eq!(is_safe(b), documented, "byte {b:#x}");
     }
 }
+
+/// A value that needs no encoding is borrowed as it is; any other is encoded exactly as
+/// `set` encodes it.
+#[test]
+fn set_borrowed_borrows_only_what_needs_no_encoding() {
+    let long = vec![b'a'; MAX_VALUE_BYTES + 1];
+    let cases: [&[u8]; 7] = [
+        b"spiffe://mesh.local/ns/default/sa/web",
+        b"",
+        b"a.b.",
+        b"a;b=c",
+        b"caf\xc3\xa9",
+        b"\xff",
+        &long,
+    ];
+    for raw in cases {
+        let mut borrowed = LabelValues::default();
+        borrowed.set_borrowed(Label::SourcePrincipal, raw);
+        let mut copied = LabelValues::default();
+        copied.set(Label::SourcePrincipal, raw);
+        assert_eq!(borrowed, copied, "{raw:?}");
+        let value = borrowed.get(Label::SourcePrincipal);
+        let is_borrowed = std::ptr::eq(value.as_ptr(), raw.as_ptr());
+        assert_eq!(is_borrowed, value.as_bytes() == raw, "{raw:?}");
+    }
+}
