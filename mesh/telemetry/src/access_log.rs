@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 pub struct AccessRecord<'a> {
     /// Request start, nanoseconds since the Unix epoch.
     pub time_nanos: Option<u64>,
+    /// Our own name for the reporter: no byte to escape.
     pub reporter: &'a str,
     pub method: &'a [u8],
     pub path: &'a [u8],
@@ -20,13 +21,16 @@ pub struct AccessRecord<'a> {
     pub status: Option<i64>,
     /// gRPC requests only: the `grpc_response_status` label's code.
     pub grpc_status: Option<i64>,
+    /// Envoy's short codes joined by `,` (or `-`): no byte to escape.
     pub response_flags: &'a str,
     pub duration_ms: Option<u64>,
     pub request_bytes: Option<u64>,
     pub response_bytes: Option<u64>,
     pub peer_principal: Option<&'a [u8]>,
+    /// Label values, so already encoded to bytes that need no JSON escape.
     pub source_workload: &'a str,
     pub source_namespace: &'a str,
+    /// Lowercase hex.
     pub trace_id: Option<&'a str>,
     /// Decisions of the suite's other filters, present only when they ran.
     pub canary: Option<&'a str>,
@@ -65,6 +69,19 @@ impl Line {
         }
         self.key(key);
         escape_into(value, &mut self.out);
+    }
+
+    /// A field whose text needs no escape by construction (our constants, label-encoded
+    /// values, hex): written without the escape check. Debug builds still check it.
+    fn plain(&mut self, key: &str, value: &str) {
+        debug_assert!(!maybe_special(value.as_bytes()), "{value:?}");
+        if value.len() > self.max {
+            return self.str(key, value.as_bytes());
+        }
+        self.key(key);
+        self.out.push('"');
+        self.out.push_str(value);
+        self.out.push('"');
     }
 
     fn opt_str(&mut self, key: &str, raw: Option<&[u8]>) {
@@ -198,24 +215,24 @@ impl AccessRecord<'_> {
             }
             None => l.out.push_str("null"),
         }
-        l.text(key!("reporter"), self.reporter);
+        l.plain(key!("reporter"), self.reporter);
         l.str(key!("method"), self.method);
         l.str(key!("path"), self.path);
         l.str(key!("authority"), self.authority);
-        l.text(key!("protocol"), self.protocol);
+        l.plain(key!("protocol"), self.protocol);
         l.signed(key!("status"), self.status);
         if self.grpc_status.is_some() {
             l.signed(key!("grpc_status"), self.grpc_status);
         }
-        l.text(key!("response_flags"), self.response_flags);
+        l.plain(key!("response_flags"), self.response_flags);
         l.num(key!("duration_ms"), self.duration_ms);
         l.num(key!("request_bytes"), self.request_bytes);
         l.num(key!("response_bytes"), self.response_bytes);
         l.opt_str(key!("peer_principal"), self.peer_principal);
-        l.text(key!("source_workload"), self.source_workload);
-        l.text(key!("source_namespace"), self.source_namespace);
+        l.plain(key!("source_workload"), self.source_workload);
+        l.plain(key!("source_namespace"), self.source_namespace);
         match self.trace_id {
-            Some(t) => l.text(key!("trace_id"), t),
+            Some(t) => l.plain(key!("trace_id"), t),
             None => l.opt_str(key!("trace_id"), None),
         }
         for (key, value) in [
@@ -293,7 +310,13 @@ pub(crate) fn push_digits(out: &mut String, mut n: u64, width: usize) {
         n /= 10;
     }
     let from = at.min(start).min(buf.len() - 1);
-    out.push_str(std::str::from_utf8(buf.get(from..).unwrap_or_default()).unwrap_or_default());
+    // ASCII digits, pushed as chars: no UTF-8 check of the buffer.
+    out.extend(
+        buf.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&d| char::from(d)),
+    );
 }
 
 /// Gregorian (year, month, day) of a day count since 1970-01-01, by 400-year eras.
