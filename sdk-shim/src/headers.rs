@@ -212,8 +212,8 @@ pub(crate) fn checked_count(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Checks `bytes` as [`checked_count`] does and gathers the names' filter bits, in one walk
-/// over the length table. Offsets add up in `u64`: at most 2^29 pairs of two `u32` lengths
-/// cannot overflow it, so no pair needs an overflow check.
+/// over the length table. Offsets add up in `u64`, saturating: one pair's two `u32` lengths
+/// cannot overflow it, and a total that would (past any buffer) stays unequal to the length.
 fn scan(bytes: &[u8]) -> Option<Scan> {
     let count = word(bytes, 0)?;
     let table_end = count.checked_mul(8)?.checked_add(4)?;
@@ -224,7 +224,7 @@ fn scan(bytes: &[u8]) -> Option<Scan> {
         let name = u64::from(u32::from_le_bytes([a, b, c, d]));
         let value = u64::from(u32::from_le_bytes([e, f, g, h]));
         names |= 1 << (name % 64);
-        data += name + value + 2;
+        data = data.saturating_add(name + value + 2);
     }
     (data == u64::try_from(bytes.len()).ok()?).then_some(Scan { count, names })
 }
