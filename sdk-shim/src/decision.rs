@@ -27,11 +27,7 @@ pub fn read<H: Properties>(host: &H, key: &str) -> Option<String> {
 pub fn with<H: Properties, T>(host: &H, key: &str, f: impl FnOnce(Option<&str>) -> T) -> Option<T> {
     let mut f = Some(f);
     let lent = host.property_with(&[key], |v| {
-        // The checked conversion first: its fast path takes nearly every verdict.
-        let text = v.map(|v| match std::str::from_utf8(v) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(v),
-        });
+        let text = v.map(crate::utf8_lossy);
         f.take().map(|f| f(text.as_deref()))
     });
     match lent {

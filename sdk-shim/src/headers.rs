@@ -73,6 +73,16 @@ impl PartialEq for HeaderValue {
 
 impl Eq for HeaderValue {}
 
+/// `bytes` as text, invalid UTF-8 replaced by U+FFFD: what a header or published value reads
+/// as. Same result as `String::from_utf8_lossy`, but valid input (nearly every value) takes
+/// `str::from_utf8`'s word-at-a-time check instead of the byte-at-a-time chunk scan.
+pub fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// The little-endian `u32` at `at`, as a length.
 fn word(bytes: &[u8], at: usize) -> Option<usize> {
     let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;

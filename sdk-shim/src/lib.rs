@@ -20,7 +20,7 @@ pub mod namespace;
 pub use batch::{PropertySet, PropertyValues};
 pub use error::HostError;
 pub use filter::{Action, Callbacks, HttpFilter, RootFilter};
-pub use headers::{HeaderSnapshot, HeaderValue};
+pub use headers::{utf8_lossy, HeaderSnapshot, HeaderValue};
 pub use host::*;
 pub use namespace::Namespace;
 

@@ -1,5 +1,6 @@
 //! The parts of a request that matchers look at, read from the host with few calls.
 
+pub use sdk_shim::utf8_lossy;
 use sdk_shim::{HeaderMap, HeaderSnapshot, HeaderValue, HostError, HttpHeaders};
 use std::borrow::Cow;
 
@@ -15,16 +16,6 @@ pub struct MatchInput<'a> {
 
 /// The empty header map, for inputs that carry none.
 pub static NO_HEADERS: HeaderSnapshot = HeaderSnapshot::EMPTY;
-
-/// `bytes` as text, invalid UTF-8 replaced by U+FFFD. Same result as
-/// `String::from_utf8_lossy`, but valid input (nearly every request) takes `str::from_utf8`'s
-/// word-at-a-time check instead of the byte-at-a-time chunk scan.
-pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
-}
 
 /// The request head as read from the host.
 #[derive(Debug, Clone, Default)]

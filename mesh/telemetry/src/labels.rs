@@ -225,13 +225,18 @@ impl Default for LabelValues<'_> {
 // === impl LabelValues ===
 
 impl<'a> LabelValues<'a> {
+    /// Stores `label`'s value, already encoded.
+    fn put(&mut self, label: Label, value: Cow<'a, str>) {
+        if let Some(slot) = self.values.get_mut(label.index()) {
+            *slot = value;
+        }
+    }
+
     /// Sets `label` from raw bytes, encoding them.
     pub fn set(&mut self, label: Label, raw: &[u8]) {
-        if let Some(slot) = self.values.get_mut(label.index()) {
-            let mut v = String::with_capacity(raw.len().min(MAX_VALUE_BYTES));
-            encode_value(raw, &mut v);
-            *slot = Cow::Owned(v);
-        }
+        let mut v = String::with_capacity(raw.len().min(MAX_VALUE_BYTES));
+        encode_value(raw, &mut v);
+        self.put(label, Cow::Owned(v));
     }
 
     pub fn set_str(&mut self, label: Label, raw: &str) {
@@ -248,11 +253,7 @@ impl<'a> LabelValues<'a> {
             && raw.iter().all(|b| is_safe(*b));
         // Safe bytes are ASCII, so the check cannot fail for a plain value.
         match std::str::from_utf8(raw) {
-            Ok(text) if plain => {
-                if let Some(slot) = self.values.get_mut(label.index()) {
-                    *slot = Cow::Borrowed(text);
-                }
-            }
+            Ok(text) if plain => self.put(label, Cow::Borrowed(text)),
             _ => self.set(label, raw),
         }
     }
@@ -270,19 +271,14 @@ impl<'a> LabelValues<'a> {
             _ => None,
         };
         if let Some(text) = common {
-            if let Some(slot) = self.values.get_mut(label.index()) {
-                *slot = Cow::Borrowed(text);
-            }
-            return;
+            return self.put(label, Cow::Borrowed(text));
         }
-        if let Some(slot) = self.values.get_mut(label.index()) {
-            let mut v = String::with_capacity(21);
-            if n < 0 {
-                v.push('-');
-            }
-            crate::access_log::push_digits(&mut v, n.unsigned_abs(), 1);
-            *slot = Cow::Owned(v);
+        let mut v = String::with_capacity(21);
+        if n < 0 {
+            v.push('-');
         }
+        crate::access_log::push_digits(&mut v, n.unsigned_abs(), 1);
+        self.put(label, Cow::Owned(v));
     }
 
     /// The encoded value of `label`.
@@ -348,9 +344,7 @@ impl LabelValues<'_> {
     /// Sets one of the [`plain`] constants (safe, non-empty) without encoding or allocating.
     pub fn set_const(&mut self, label: Label, value: &'static str) {
         debug_assert!(!value.is_empty() && value.bytes().all(is_safe));
-        if let Some(slot) = self.values.get_mut(label.index()) {
-            *slot = Cow::Borrowed(value);
-        }
+        self.put(label, Cow::Borrowed(value));
     }
 }
 
@@ -358,9 +352,7 @@ impl LabelValues<'_> {
     /// Sets `label` to the empty value (Istio's `grpc_response_status` outside gRPC), which
     /// [`LabelValues::set`] would turn into `unknown`.
     pub fn set_empty(&mut self, label: Label) {
-        if let Some(slot) = self.values.get_mut(label.index()) {
-            *slot = Cow::Borrowed("");
-        }
+        self.put(label, Cow::Borrowed(""));
     }
 }
 

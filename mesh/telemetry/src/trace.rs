@@ -161,9 +161,7 @@ impl TraceParent {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        let mut out = String::with_capacity(32);
-        push_hex(&mut out, &self.trace_id);
-        out
+        self.with_trace_id_hex(str::to_owned)
     }
 
     /// `f` of [`TraceParent::trace_id_hex`], written on the stack.
