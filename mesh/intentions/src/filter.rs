@@ -285,12 +285,6 @@ impl Compiled {
 
 // === impl IntentionsFilter ===
 
-fn read_peer<H: StreamHost>(host: &H, trust_domain: &str) -> Result<Peer, HostError> {
-    // Lent values: the pass holds them for the whole request. The SAN alone decides; why a
-    // peer has none is read only for a log line.
-    host.peer_uri_san_with(|san| Peer::from_peer_uri_san(san, trust_domain))
-}
-
 /// A raw request value made safe for one log line.
 fn printable(raw: &[u8]) -> String {
     let cut = raw.get(..LOG_PATH_MAX).unwrap_or(raw);
@@ -321,25 +315,35 @@ impl IntentionsFilter {
                 decision: "deny:error".into(),
             };
         };
+        // The decision is made while the SAN is lent (by the pass, or from the one read), so
+        // the identity borrows it: no copy. The SAN alone decides; why a peer has none is
+        // read only for a log line.
+        let decided = host.peer_uri_san_with(|san| {
+            let peer = Peer::from_peer_uri_san(san, &c.policy.trust_domain);
+            Self::decide(host, c, &peer)
+        });
+        decided.unwrap_or_else(|e| Self::host_failed(host, c, "peer identity", e))
+    }
+
+    /// Denies (fails closed) when the host cannot give what the decision needs.
+    fn host_failed<H: StreamHost>(host: &H, c: &Compiled, what: &str, e: HostError) -> Verdict {
+        bump(host, c.stats.error);
+        host_log!(
+            host,
+            LogLevel::Warn,
+            "intentions: cannot read {what}: {e}; denying"
+        );
+        c.stats.enforcement.refuse(Outcome::Deny, "error")
+    }
+
+    /// [`Self::check`] once the peer is known.
+    fn decide<H: StreamHost>(host: &H, c: &Compiled, peer: &Peer<'_>) -> Verdict {
         let policy = &c.policy;
         let enforcement = c.stats.enforcement;
-        let fail = |what: &str, e: HostError| {
-            bump(host, c.stats.error);
-            host_log!(
-                host,
-                LogLevel::Warn,
-                "intentions: cannot read {what}: {e}; denying"
-            );
-            enforcement.refuse(Outcome::Deny, "error")
-        };
-        let peer = match read_peer(host, &policy.trust_domain) {
-            Ok(p) => p,
-            Err(e) => return fail("peer identity", e),
-        };
-        let selection = policy.select(&peer);
+        let selection = policy.select(peer);
         let head = match RequestHead::read(host, selection.needs_headers()) {
             Ok(h) => h,
-            Err(e) => return fail("request headers", e),
+            Err(e) => return Self::host_failed(host, c, "request headers", e),
         };
         let dest = &c.destination;
         let path = match normalize_path(&head.path) {

@@ -4,7 +4,6 @@ use mesh_core::SpiffeRef;
 use sdk_shim::{PeerCertificate, Properties};
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 use crate::pattern::ServiceRef;
 
@@ -33,14 +32,14 @@ pub enum Anonymous {
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
+pub enum Peer<'a> {
     /// `uri` is the certificate's SPIFFE ID as sent (the strict parse accepted it, so it is
-    /// already in canonical form); `namespace` and `name` are where the service's names are
-    /// in it: one copy per request, not three.
+    /// already in canonical form); `namespace` and `name` are the service's names in it. All
+    /// three borrow the host's read: no copy per request.
     Authenticated {
-        uri: String,
-        namespace: Range<usize>,
-        name: Range<usize>,
+        uri: &'a str,
+        namespace: &'a str,
+        name: &'a str,
     },
     Anonymous(Anonymous),
 }
@@ -62,9 +61,9 @@ impl Anonymous {
 
 // === impl Peer ===
 
-impl Peer {
+impl<'a> Peer<'a> {
     /// Decides the identity from what the proxy says about the peer's certificate.
-    pub fn from_certificate(cert: PeerCertificate<'_>, trust_domain: &str) -> Self {
+    pub fn from_certificate(cert: PeerCertificate<'a>, trust_domain: &str) -> Self {
         let san = match cert {
             PeerCertificate::Absent => return Self::Anonymous(Anonymous::NoCertificate),
             PeerCertificate::NoUriSan => return Self::Anonymous(Anonymous::NoUriSan),
@@ -78,7 +77,7 @@ impl Peer {
 
     /// The identity from the peer certificate's first URI SAN alone (`None`: no certificate
     /// or none with a URI SAN; which of the two is left unread).
-    pub fn from_peer_uri_san(san: Option<&[u8]>, trust_domain: &str) -> Self {
+    pub fn from_peer_uri_san(san: Option<&'a [u8]>, trust_domain: &str) -> Self {
         match san {
             Some(san) => Self::from_certificate(PeerCertificate::UriSan(san), trust_domain),
             None => Self::Anonymous(Anonymous::NoUriSanUnread),
@@ -100,7 +99,7 @@ impl Peer {
     }
 
     /// The identity a verified certificate's first URI SAN gives.
-    pub fn from_uri_san(san: &str, trust_domain: &str) -> Self {
+    pub fn from_uri_san(san: &'a str, trust_domain: &str) -> Self {
         let Ok(id) = SpiffeRef::parse(san) else {
             return Self::Anonymous(Anonymous::NotSpiffe);
         };
@@ -112,40 +111,24 @@ impl Peer {
                 return Self::Anonymous(Anonymous::OtherPartition);
             }
         }
-        let (Some(namespace), Some(name)) = (span(san, id.namespace), span(san, id.name)) else {
-            // Not reached: the parse borrows both from `san`.
-            return Self::Anonymous(Anonymous::NotSpiffe);
-        };
         Self::Authenticated {
-            uri: san.to_owned(),
-            namespace,
-            name,
+            uri: san,
+            namespace: id.namespace,
+            name: id.name,
         }
     }
 
-    pub fn service(&self) -> Option<ServiceRef<'_>> {
-        match self {
+    pub fn service(&self) -> Option<ServiceRef<'a>> {
+        match *self {
             Self::Authenticated {
-                uri,
-                namespace,
-                name,
-            } => Some(ServiceRef::new(
-                uri.get(namespace.clone()).unwrap_or_default(),
-                uri.get(name.clone()).unwrap_or_default(),
-            )),
+                namespace, name, ..
+            } => Some(ServiceRef::new(namespace, name)),
             Self::Anonymous(_) => None,
         }
     }
 }
 
-/// Where `part`, a slice of `whole`, starts and ends in it; `None` if it is not one.
-fn span(whole: &str, part: &str) -> Option<Range<usize>> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let range = start..start.checked_add(part.len())?;
-    (whole.get(range.clone())? == part).then_some(range)
-}
-
-impl fmt::Display for Peer {
+impl fmt::Display for Peer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Authenticated { uri, .. } => f.write_str(uri),

@@ -160,10 +160,11 @@ proptest! {
         prop_assert!(policy.is_ok(), "{json}: {:?}", policy.as_ref().err());
         let policy = policy.unwrap_or_else(|_| unreachable!());
 
-        let who = match PEERS[peer] {
-            Some((ns, name)) => Peer::from_uri_san(&format!("spiffe://mesh.local/ns/{ns}/sa/{name}"), "mesh.local"),
-            None => Peer::from_uri_san("not-spiffe", "mesh.local"),
+        let san = match PEERS[peer] {
+            Some((ns, name)) => format!("spiffe://mesh.local/ns/{ns}/sa/{name}"),
+            None => "not-spiffe".to_owned(),
         };
+        let who = Peer::from_uri_san(&san, "mesh.local");
         let this = pattern("team/api");
         let mut best: Option<(u8, bool)> = None;
         for (s, d, allow) in &rules {
@@ -239,13 +240,13 @@ proptest! {
         prop_assert!(policy.is_ok(), "{json}: {:?}", policy.as_ref().err());
         let policy = policy.unwrap_or_else(|_| unreachable!());
         for p in &peers {
-            let who = match p {
-                Some((ns, name)) => Peer::from_uri_san(
-                    &format!("spiffe://mesh.local/ns/{}/sa/{}", NAMESPACES[*ns], NAMES[*name]),
-                    "mesh.local",
-                ),
-                None => Peer::from_uri_san("not-spiffe", "mesh.local"),
+            let san = match p {
+                Some((ns, name)) => {
+                    format!("spiffe://mesh.local/ns/{}/sa/{}", NAMESPACES[*ns], NAMES[*name])
+                }
+                None => "not-spiffe".to_owned(),
             };
+            let who = Peer::from_uri_san(&san, "mesh.local");
             let indexed: Vec<usize> = policy.select(&who).indices().collect();
             prop_assert_eq!(indexed, linear_candidates(&policy, &who), "{} {:?}", json, p);
         }

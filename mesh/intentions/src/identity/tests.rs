@@ -4,7 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const TD: &str = "mesh.local";
 
-fn peer(san: &str) -> Peer {
+fn peer(san: &str) -> Peer<'_> {
     Peer::from_certificate(PeerCertificate::UriSan(san.as_bytes()), TD)
 }
 
@@ -69,6 +69,26 @@ fn without_a_san_the_log_line_reads_whether_a_certificate_came() {
         "anonymous(foreign_trust_domain)"
     );
     assert_eq!(host.host_calls(), 0);
+}
+
+#[test]
+fn the_identity_borrows_the_san_it_was_read_from() {
+    let san = String::from("spiffe://mesh.local/ns/team/sa/web");
+    let Peer::Authenticated {
+        uri,
+        namespace,
+        name,
+    } = peer(&san)
+    else {
+        panic!("not authenticated");
+    };
+    // The same bytes, not a copy: the decision is made while the host lends them.
+    assert!(std::ptr::eq(uri, san.as_str()));
+    let within = san.as_bytes().as_ptr_range();
+    for part in [namespace, name] {
+        assert!(within.contains(&part.as_ptr()), "{part}");
+    }
+    assert_eq!((namespace, name), ("team", "web"));
 }
 
 #[test]

@@ -11,8 +11,9 @@ fn policy(json: &str) -> Policy {
     IntentionsConfig::parse(json.as_bytes()).unwrap()
 }
 
-fn peer(ns: &str, name: &str) -> Peer {
-    Peer::from_uri_san(&format!("spiffe://{TD}/ns/{ns}/sa/{name}"), TD)
+/// A peer as the host would lend it (leaked: tests keep their peers as long as they like).
+fn peer(ns: &str, name: &str) -> Peer<'static> {
+    Peer::from_uri_san(format!("spiffe://{TD}/ns/{ns}/sa/{name}").leak(), TD)
 }
 
 fn decide_req(
