@@ -247,14 +247,24 @@ impl<'a> LabelValues<'a> {
     /// need no encoding (a SPIFFE ID and its names nearly always), else encoded as by
     /// [`LabelValues::set`].
     pub fn set_borrowed(&mut self, label: Label, raw: &'a [u8]) {
+        match std::str::from_utf8(raw) {
+            Ok(text) => self.set_borrowed_str(label, text),
+            // Not plain (safe bytes are ASCII): encoded.
+            Err(_) => self.set(label, raw),
+        }
+    }
+
+    /// [`LabelValues::set_borrowed`] for text already known to be UTF-8: no second check.
+    pub fn set_borrowed_str(&mut self, label: Label, text: &'a str) {
+        let raw = text.as_bytes();
         let plain = !raw.is_empty()
             && raw.len() <= MAX_VALUE_BYTES
             && raw.last() != Some(&b'.')
             && raw.iter().all(|b| is_safe(*b));
-        // Safe bytes are ASCII, so the check cannot fail for a plain value.
-        match std::str::from_utf8(raw) {
-            Ok(text) if plain => self.put(label, Cow::Borrowed(text)),
-            _ => self.set(label, raw),
+        if plain {
+            self.put(label, Cow::Borrowed(text));
+        } else {
+            self.set(label, raw);
         }
     }
 

@@ -815,12 +815,9 @@ fn destination_labels<'l>(
     san: Option<&'l [u8]>,
     local_san: Option<&'l [u8]>,
 ) -> Option<&'l [u8]> {
-    let spiffe = san
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(|s| SpiffeRef::parse(s).ok());
-    if let Some(s) = san {
-        labels.set_borrowed(Label::SourcePrincipal, s);
-    }
+    let text = san.and_then(|s| std::str::from_utf8(s).ok());
+    let spiffe = text.and_then(|s| SpiffeRef::parse(s).ok());
+    set_principal(labels, Label::SourcePrincipal, san, text);
     fill_peer(
         labels,
         peer,
@@ -854,13 +851,9 @@ fn source_labels<'l>(
     if let Some(local) = local {
         labels.set_borrowed(Label::SourcePrincipal, local);
     }
-    if let Some(s) = san {
-        labels.set_borrowed(Label::DestinationPrincipal, s);
-    }
-    let spiffe = san
-        .as_deref()
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(|s| SpiffeRef::parse(s).ok());
+    let text = san.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+    set_principal(labels, Label::DestinationPrincipal, san.as_deref(), text);
+    let spiffe = text.and_then(|s| SpiffeRef::parse(s).ok());
     fill_peer(
         labels,
         peer,
@@ -887,12 +880,26 @@ fn source_labels<'l>(
         match (k8s, parts.next(), peer) {
             (true, Some(ns), _) => labels.set(Label::DestinationServiceNamespace, ns),
             (_, _, Some(p)) => {
-                labels.set_borrowed(Label::DestinationServiceNamespace, p.namespace.as_bytes())
+                labels.set_borrowed_str(Label::DestinationServiceNamespace, &p.namespace)
             }
             _ => {}
         }
     }
     san.as_deref()
+}
+
+/// Sets a principal from a peer's URI SAN, checked as UTF-8 once by the caller (`text`).
+fn set_principal<'l>(
+    labels: &mut LabelValues<'l>,
+    label: Label,
+    san: Option<&'l [u8]>,
+    text: Option<&'l str>,
+) {
+    match (text, san) {
+        (Some(t), _) => labels.set_borrowed_str(label, t),
+        (None, Some(s)) => labels.set_borrowed(label, s),
+        (None, None) => {}
+    }
 }
 
 /// Workload, namespace, canonical service and revision, app, version and cluster of the other
@@ -904,8 +911,8 @@ fn fill_peer<'l>(
     [workload, namespace, service, revision, app, version, cluster]: [Label; 7],
 ) {
     if let Some(p) = peer {
-        labels.set_borrowed(workload, p.workload.as_bytes());
-        labels.set_borrowed(namespace, p.namespace.as_bytes());
+        labels.set_borrowed_str(workload, &p.workload);
+        labels.set_borrowed_str(namespace, &p.namespace);
         for (label, value) in [
             (service, &p.service),
             (revision, &p.revision),
@@ -914,12 +921,12 @@ fn fill_peer<'l>(
             (cluster, &p.cluster),
         ] {
             if let Some(v) = value {
-                labels.set_borrowed(label, v.as_bytes());
+                labels.set_borrowed_str(label, v);
             }
         }
     } else if let Some(id) = spiffe {
-        labels.set_borrowed(workload, id.name.as_bytes());
-        labels.set_borrowed(namespace, id.namespace.as_bytes());
+        labels.set_borrowed_str(workload, id.name);
+        labels.set_borrowed_str(namespace, id.namespace);
     }
 }
 

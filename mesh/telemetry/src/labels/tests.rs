@@ -316,6 +316,15 @@ fn set_borrowed_borrows_only_what_needs_no_encoding() {
         let value = borrowed.get(Label::SourcePrincipal);
         let is_borrowed = std::ptr::eq(value.as_ptr(), raw.as_ptr());
         assert_eq!(is_borrowed, value.as_bytes() == raw, "{raw:?}");
+        // The same for text already checked as UTF-8.
+        if let Ok(text) = std::str::from_utf8(raw) {
+            let mut from_text = LabelValues::default();
+            from_text.set_borrowed_str(Label::SourcePrincipal, text);
+            assert_eq!(from_text, copied, "{raw:?}");
+            let value = from_text.get(Label::SourcePrincipal);
+            let is_borrowed = std::ptr::eq(value.as_ptr(), raw.as_ptr());
+            assert_eq!(is_borrowed, value.as_bytes() == raw, "{raw:?}");
+        }
     }
 }
 
