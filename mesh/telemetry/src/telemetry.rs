@@ -816,12 +816,11 @@ fn destination_labels<'l>(
     local_san: Option<&'l [u8]>,
 ) -> Option<&'l [u8]> {
     let text = san.and_then(|s| std::str::from_utf8(s).ok());
-    let spiffe = text.and_then(|s| SpiffeRef::parse(s).ok());
     set_principal(labels, Label::SourcePrincipal, san, text);
     fill_peer(
         labels,
         peer,
-        spiffe.as_ref(),
+        text,
         [
             Label::SourceWorkload,
             Label::SourceWorkloadNamespace,
@@ -853,11 +852,10 @@ fn source_labels<'l>(
     }
     let text = san.as_deref().and_then(|s| std::str::from_utf8(s).ok());
     set_principal(labels, Label::DestinationPrincipal, san.as_deref(), text);
-    let spiffe = text.and_then(|s| SpiffeRef::parse(s).ok());
     fill_peer(
         labels,
         peer,
-        spiffe.as_ref(),
+        text,
         [
             Label::DestinationWorkload,
             Label::DestinationWorkloadNamespace,
@@ -903,11 +901,12 @@ fn set_principal<'l>(
 }
 
 /// Workload, namespace, canonical service and revision, app, version and cluster of the other
-/// side: trusted peer metadata first, else what the SPIFFE ID says (workload and namespace).
+/// side: trusted peer metadata first, else what the URI SAN says as a SPIFFE ID (workload and
+/// namespace; parsed only then).
 fn fill_peer<'l>(
     labels: &mut LabelValues<'l>,
     peer: Option<&'l PeerMetadata>,
-    spiffe: Option<&SpiffeRef<'l>>,
+    san: Option<&'l str>,
     [workload, namespace, service, revision, app, version, cluster]: [Label; 7],
 ) {
     if let Some(p) = peer {
@@ -924,7 +923,7 @@ fn fill_peer<'l>(
                 labels.set_borrowed_str(label, v);
             }
         }
-    } else if let Some(id) = spiffe {
+    } else if let Some(id) = san.and_then(|s| SpiffeRef::parse(s).ok()) {
         labels.set_borrowed_str(workload, id.name);
         labels.set_borrowed_str(namespace, id.namespace);
     }
