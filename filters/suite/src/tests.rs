@@ -455,3 +455,38 @@ fn a_global_check_pauses_the_pass_and_the_capabilities_after_it_run_on_the_answe
     assert_eq!(req.local_reply().map(|r| r.status), Some(429));
     assert_eq!(req.request_header_str("x-canary-subset"), None);
 }
+
+/// Intentions decide while the pass lends them the peer's SAN. When telemetry has already
+/// cached it (to check peer metadata), a denial's log line reads `connection.mtls` inside
+/// that loan: the read must neither trap nor change the verdict.
+#[test]
+fn a_denial_names_an_anonymous_peer_while_the_cached_san_is_lent() {
+    let config = r#"{
+      "telemetry": {"reporter": "destination",
+                    "workload": {"name": "reviews-v1", "namespace": "default", "service": "reviews"},
+                    "peer_metadata": {"enabled": true}},
+      "intentions": {"trust_domain": "mesh.local", "destination": "reviews", "default_action": "deny"}
+    }"#;
+    for (mtls, why) in [(false, "no_certificate"), (true, "no_uri_san")] {
+        let (root, _, ok) = configure(config);
+        assert!(ok);
+        let req = FakeHost::new()
+            .property(&["connection", "mtls"], [u8::from(mtls)])
+            .request("GET", "reviews", "/api")
+            .request_header("x-mesh-peer-metadata", "workload=web;namespace=shop");
+        serve(&root, &req);
+        assert_eq!(req.local_reply().map(|r| r.status), Some(403));
+        let calls = req.host_call_log();
+        let san_reads = calls
+            .iter()
+            .filter(|c| *c == "property connection.uri_san_peer_certificate")
+            .count();
+        assert_eq!(san_reads, 1, "{calls:?}");
+        let logs = req.logs_at(sdk_shim::LogLevel::Info);
+        assert!(
+            logs.iter()
+                .any(|l| l.contains(&format!("source=anonymous({why})"))),
+            "{logs:?}"
+        );
+    }
+}
