@@ -895,7 +895,8 @@ fn set_principal<'l>(
 ) {
     match (text, san) {
         (Some(t), _) => labels.set_borrowed_str(label, t),
-        (None, Some(s)) => labels.set_borrowed(label, s),
+        // Not UTF-8, so not plain: encoded, with no second UTF-8 check.
+        (None, Some(s)) => labels.set(label, s),
         (None, None) => {}
     }
 }
